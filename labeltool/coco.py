@@ -1,0 +1,440 @@
+"""Load, validate and write COCO person-keypoint, COCO-WholeBody and Halpe json files.
+
+Every format is read into one in-memory form, :class:`PoseDataset`: per person the ids,
+bbox, area, iscrowd and a (K, 3) keypoint array (x, y, visibility; visibility may be a
+float, any v > 0 means labelled). Fields the format does not model (segmentation, part
+boxes, custom keys) and every image / category / top-level entry are kept, so a file
+read and written back loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labeltool.errors import UserError
+from labeltool.layouts import (
+    COCO17,
+    HALPE26,
+    HALPE136,
+    PART_NAMES,
+    WHOLEBODY133,
+    WHOLEBODY_BOX_KEYS,
+    WHOLEBODY_KPT_KEYS,
+    WHOLEBODY_VALID_KEYS,
+    Layout,
+    layout_for,
+)
+
+try:  # orjson parses large files several times faster and with less memory
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    orjson = None
+
+REQUIRED_ANN_KEYS = ("id", "image_id", "bbox")
+REQUIRED_IMAGE_KEYS = ("id", "file_name")
+# Keys that the keypoint arrays replace; everything else in an annotation is kept verbatim.
+KEYPOINT_KEYS = frozenset(WHOLEBODY_KPT_KEYS.values()) | frozenset(WHOLEBODY_VALID_KEYS.values())
+
+
+@dataclass
+class PoseDataset:
+    """People of one keypoint file, as arrays. ``annotations[i]`` keeps person i's other fields."""
+
+    layout: Layout
+    keypoints: np.ndarray  # (N, K, 3) float64
+    ann_ids: np.ndarray  # (N,) int64
+    image_ids: np.ndarray  # (N,) int64
+    category_ids: np.ndarray  # (N,) int64
+    bboxes: np.ndarray  # (N, 4) float64, x y w h
+    areas: np.ndarray  # (N,) float64
+    iscrowd: np.ndarray  # (N,) int64
+    annotations: list[dict]  # per person, the original fields minus the keypoint keys
+    images: list[dict]
+    categories: list[dict]
+    extra: dict = field(default_factory=dict)  # other top-level keys (info, licenses, ...)
+    path: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ann_ids)
+
+    def image_index(self) -> dict[int, dict]:
+        """Image id -> image entry."""
+        return {int(im["id"]): im for im in self.images}
+
+    def persons_by_image(self) -> dict[int, np.ndarray]:
+        """Image id -> indices of its persons, in file order."""
+        order = np.argsort(self.image_ids, kind="stable")
+        ids, starts = np.unique(self.image_ids[order], return_index=True)
+        groups = np.split(order, starts[1:])
+        return {int(i): g for i, g in zip(ids, groups)}
+
+    def subset(self, index: np.ndarray) -> PoseDataset:
+        """A dataset with the persons at ``index`` (images and categories kept whole)."""
+        index = np.asarray(index, dtype=np.int64)
+        return PoseDataset(
+            layout=self.layout,
+            keypoints=self.keypoints[index],
+            ann_ids=self.ann_ids[index],
+            image_ids=self.image_ids[index],
+            category_ids=self.category_ids[index],
+            bboxes=self.bboxes[index],
+            areas=self.areas[index],
+            iscrowd=self.iscrowd[index],
+            annotations=[self.annotations[i] for i in index],
+            images=self.images,
+            categories=self.categories,
+            extra=self.extra,
+            path=self.path,
+        )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a json file; a missing file or bad json is a one-line :class:`UserError`."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a json file")
+    data = path.read_bytes()
+    try:
+        if orjson is not None:
+            return orjson.loads(data)
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        # orjson's messages give a char offset; json's give line and column: use those.
+        try:
+            json.loads(data)
+        except json.JSONDecodeError as err:
+            raise UserError(
+                f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
+            ) from None
+        except UnicodeDecodeError as err:
+            raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise UserError(f"{path}: invalid JSON") from None
+
+
+def detect_format(annotations: list[dict], path: str = "") -> str:
+    """'wholebody' (split part keys), or 'flat' (one keypoints list of 17/26/133/136 points)."""
+    for ann in annotations:
+        if "face_kpts" in ann or "foot_kpts" in ann or "lefthand_kpts" in ann:
+            return "wholebody"
+    return "flat"
+
+
+def load_pose_dataset(path: str | os.PathLike, layout: Layout | None = None) -> PoseDataset:
+    """Load a COCO / COCO-WholeBody / Halpe keypoint file, validated.
+
+    The layout is detected from the keys and the keypoint count unless ``layout`` is given.
+    Raises :class:`UserError` naming the file and the problem for any malformed input.
+    """
+    path = str(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a json object with 'images' and 'annotations', got {type(data).__name__}")
+    for key in ("images", "annotations"):
+        if key not in data:
+            raise UserError(f"{path}: missing top-level key '{key}'")
+        if not isinstance(data[key], list):
+            raise UserError(f"{path}: '{key}' must be a list")
+    images = data["images"]
+    anns = data["annotations"]
+    categories = data.get("categories", [])
+    extra = {k: v for k, v in data.items() if k not in ("images", "annotations", "categories")}
+    for i, im in enumerate(images):
+        if not isinstance(im, dict):
+            raise UserError(f"{path}: images[{i}] is not an object")
+        for key in REQUIRED_IMAGE_KEYS:
+            if key not in im:
+                raise UserError(f"{path}: images[{i}] is missing required key '{key}'")
+    image_ids = [im["id"] for im in images]
+    if len(set(image_ids)) != len(image_ids):
+        raise UserError(f"{path}: duplicate image ids")
+
+    fmt = detect_format(anns, path)
+    if layout is None:
+        layout = WHOLEBODY133 if fmt == "wholebody" else _layout_from_flat(anns, path)
+    num = layout.num_keypoints
+    n = len(anns)
+    keypoints = np.zeros((n, num, 3), dtype=np.float64)
+    rest: list[dict] = []
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, dict):
+            raise UserError(f"{path}: annotations[{i}] is not an object")
+        for key in REQUIRED_ANN_KEYS:
+            if key not in ann:
+                raise UserError(f"{path}: annotation {ann.get('id', f'#{i}')} is missing required key '{key}'")
+        if fmt == "wholebody":
+            keypoints[i] = _wholebody_points(ann, path, i)
+        else:
+            keypoints[i] = _flat_points(ann.get("keypoints"), num, path, ann, i)
+        rest.append({k: v for k, v in ann.items() if k not in KEYPOINT_KEYS})
+
+    ann_ids = np.array([a["id"] for a in anns], dtype=np.int64)
+    if len(np.unique(ann_ids)) != n:
+        dup = _first_duplicate(ann_ids)
+        raise UserError(f"{path}: duplicate annotation id {dup}")
+    bboxes = np.zeros((n, 4), dtype=np.float64)
+    for i, ann in enumerate(anns):
+        box = ann["bbox"]
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+            raise UserError(f"{path}: annotation {ann['id']}: 'bbox' must be 4 numbers [x, y, w, h]")
+        bboxes[i] = box
+    if not np.isfinite(keypoints).all():
+        bad = int(np.nonzero(~np.isfinite(keypoints).all(axis=(1, 2)))[0][0])
+        raise UserError(f"{path}: annotation {ann_ids[bad]}: keypoints contain NaN or infinity")
+    areas = np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns], dtype=np.float64)
+    return PoseDataset(
+        layout=layout,
+        keypoints=keypoints,
+        ann_ids=ann_ids,
+        image_ids=np.array([a["image_id"] for a in anns], dtype=np.int64),
+        category_ids=np.array([a.get("category_id", 1) for a in anns], dtype=np.int64),
+        bboxes=bboxes,
+        areas=areas,
+        iscrowd=np.array([int(a.get("iscrowd", 0)) for a in anns], dtype=np.int64),
+        annotations=rest,
+        images=images,
+        categories=categories,
+        extra=extra,
+        path=path,
+    )
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _first_duplicate(ids: np.ndarray) -> int:
+    uniq, counts = np.unique(ids, return_counts=True)
+    return int(uniq[counts > 1][0])
+
+
+def _layout_from_flat(anns: list[dict], path: str) -> Layout:
+    for i, ann in enumerate(anns):
+        kpts = ann.get("keypoints") if isinstance(ann, dict) else None
+        if isinstance(kpts, list) and kpts:
+            if len(kpts) % 3 or len(kpts) // 3 not in (17, 26, 133, 136):
+                raise UserError(
+                    f"{path}: annotation {ann.get('id', f'#{i}')}: 'keypoints' has {len(kpts)} values; "
+                    "expected 3 x 17, 26, 133 or 136"
+                )
+            return layout_for(len(kpts) // 3)
+    return COCO17
+
+
+def _flat_points(values: Any, num: int, path: str, ann: dict, i: int) -> np.ndarray:
+    if values is None:
+        raise UserError(f"{path}: annotation {ann.get('id', f'#{i}')} is missing required key 'keypoints'")
+    if not isinstance(values, list) or len(values) != 3 * num:
+        got = len(values) if isinstance(values, list) else type(values).__name__
+        raise UserError(
+            f"{path}: annotation {ann.get('id', f'#{i}')}: 'keypoints' has {got} values, expected {3 * num} ({num} x 3)"
+        )
+    try:
+        return np.asarray(values, dtype=np.float64).reshape(num, 3)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: annotation {ann.get('id', f'#{i}')}: 'keypoints' must be numbers") from None
+
+
+def _wholebody_points(ann: dict, path: str, i: int) -> np.ndarray:
+    out = np.zeros((WHOLEBODY133.num_keypoints, 3), dtype=np.float64)
+    for part in PART_NAMES:
+        key = WHOLEBODY_KPT_KEYS[part]
+        idx = WHOLEBODY133.parts[part]
+        if key not in ann:
+            if part == "body":
+                raise UserError(f"{path}: annotation {ann.get('id', f'#{i}')} is missing required key 'keypoints'")
+            continue  # a part key absent = part not labelled
+        values = ann[key]
+        if not isinstance(values, list) or len(values) != 3 * len(idx):
+            got = len(values) if isinstance(values, list) else type(values).__name__
+            raise UserError(
+                f"{path}: annotation {ann.get('id', f'#{i}')}: '{key}' has {got} values, expected {3 * len(idx)}"
+            )
+        try:
+            out[idx] = np.asarray(values, dtype=np.float64).reshape(-1, 3)
+        except (TypeError, ValueError):
+            raise UserError(f"{path}: annotation {ann.get('id', f'#{i}')}: '{key}' must be numbers") from None
+    return out
+
+
+# --------------------------------------------------------------------------- images
+
+
+def image_path(images_dir: str | os.PathLike, image: dict) -> Path:
+    """Path of an image entry's file under ``images_dir`` (its ``file_name``)."""
+    return Path(images_dir) / image["file_name"]
+
+
+def check_images_exist(dataset: PoseDataset, images_dir: str | os.PathLike) -> None:
+    """Raise a one-line :class:`UserError` for the first image file that is absent."""
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise UserError(f"{images_dir}: image directory not found")
+    for im in dataset.images:
+        p = image_path(images_dir, im)
+        if not p.is_file():
+            raise UserError(f"{p}: image file not found (image id {im['id']} in {dataset.path or 'annotations'})")
+
+
+def resolve_coco_split(split: str, root: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """``--coco SPLIT``: (ROOT/annotations/person_keypoints_SPLIT.json, ROOT/SPLIT/).
+
+    ROOT comes from ``root`` or ``$COCO_ROOT``.
+    """
+    root = root or os.environ.get("COCO_ROOT")
+    if not root:
+        raise UserError(f"--coco {split}: give the COCO root with --root or $COCO_ROOT")
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: COCO root directory not found")
+    ann = root / "annotations" / f"person_keypoints_{split}.json"
+    images = root / split
+    if not ann.is_file():
+        raise UserError(f"{ann}: annotation file not found (COCO layout: ROOT/annotations/person_keypoints_{split}.json)")
+    if not images.is_dir():
+        raise UserError(f"{images}: image directory not found (COCO layout: ROOT/{split}/)")
+    return ann, images
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """Write json to a temp file beside ``path`` then rename, so no reader sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if orjson is not None:
+                f.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
+            else:
+                f.write(json.dumps(obj).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _numbers(a: np.ndarray) -> list:
+    """Flat list with integral values written as ints (COCO writes 2, not 2.0)."""
+    flat = a.reshape(-1)
+    return [int(v) if v.is_integer() else float(v) for v in flat.tolist()]
+
+
+def tight_box(points: np.ndarray) -> list[float]:
+    """[x, y, w, h] of the labelled (v > 0) points, zeros when none is labelled."""
+    vis = points[:, 2] > 0
+    if not vis.any():
+        return [0.0, 0.0, 0.0, 0.0]
+    xy = points[vis, :2]
+    x0, y0 = xy.min(axis=0)
+    x1, y1 = xy.max(axis=0)
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
+def _base_annotation(ds: PoseDataset, i: int) -> dict:
+    ann = dict(ds.annotations[i])
+    ann["id"] = int(ds.ann_ids[i])
+    ann["image_id"] = int(ds.image_ids[i])
+    ann["category_id"] = int(ds.category_ids[i])
+    ann["bbox"] = [float(v) for v in ds.bboxes[i]]
+    ann["area"] = float(ds.areas[i])
+    ann["iscrowd"] = int(ds.iscrowd[i])
+    return ann
+
+
+def _document(ds: PoseDataset, annotations: list[dict], layout: Layout) -> dict:
+    doc = dict(ds.extra)
+    doc["images"] = ds.images
+    doc["annotations"] = annotations
+    doc["categories"] = [_category_for(c, layout) for c in ds.categories] or [_category_for({}, layout)]
+    return doc
+
+
+def _category_for(cat: dict, layout: Layout) -> dict:
+    out = dict(cat)
+    out.setdefault("supercategory", "person")
+    out.setdefault("id", 1)
+    out.setdefault("name", "person")
+    # COCO-WholeBody keeps the 17 body names in its category; flat layouts list every point.
+    names = layout.names[:17] if layout is WHOLEBODY133 else layout.names
+    out["keypoints"] = list(names)
+    links = layout.skeleton if layout is not WHOLEBODY133 else layout.skeleton[(layout.skeleton < 17).all(axis=1)]
+    out["skeleton"] = (links + 1).tolist()  # COCO categories count from 1
+    return out
+
+
+def wholebody_document(ds: PoseDataset) -> dict:
+    """The COCO-WholeBody json (split part keys, part boxes and validity flags) of a 133-point dataset."""
+    if ds.layout is not WHOLEBODY133:
+        raise ValueError(f"wholebody_document needs 133 points, got the {ds.layout.name} layout")
+    anns = []
+    for i in range(len(ds)):
+        ann = _base_annotation(ds, i)
+        pts = ds.keypoints[i]
+        for part in PART_NAMES:
+            ann[WHOLEBODY_KPT_KEYS[part]] = _numbers(pts[WHOLEBODY133.parts[part]])
+        for part, key in WHOLEBODY_VALID_KEYS.items():
+            ann[key] = bool((pts[WHOLEBODY133.parts[part], 2] > 0).any())
+        for part, key in WHOLEBODY_BOX_KEYS.items():
+            if not ann[WHOLEBODY_VALID_KEYS[part]]:
+                ann[key] = [0.0, 0.0, 0.0, 0.0]
+            elif key not in ann:
+                ann[key] = tight_box(pts[WHOLEBODY133.parts[part]])
+        ann["num_keypoints"] = int((pts[WHOLEBODY133.parts["body"], 2] > 0).sum())
+        anns.append(ann)
+    return _document(ds, anns, WHOLEBODY133)
+
+
+def flat_document(ds: PoseDataset) -> dict:
+    """The json with one flat ``keypoints`` list per person (COCO-17, Halpe-26/136, or flat 133)."""
+    anns = []
+    for i in range(len(ds)):
+        ann = _base_annotation(ds, i)
+        for key in WHOLEBODY_BOX_KEYS.values():
+            ann.pop(key, None)
+        ann["keypoints"] = _numbers(ds.keypoints[i])
+        ann["num_keypoints"] = int((ds.keypoints[i, :, 2] > 0).sum())
+        anns.append(ann)
+    return _document(ds, anns, ds.layout)
+
+
+def write_pose_dataset(ds: PoseDataset, path: str | os.PathLike) -> None:
+    """Write ``ds`` in its layout's native format (COCO-WholeBody keys for 133), atomically."""
+    doc = wholebody_document(ds) if ds.layout is WHOLEBODY133 else flat_document(ds)
+    write_json_atomic(doc, path)
+
+
+__all__ = [
+    "COCO17",
+    "HALPE26",
+    "HALPE136",
+    "WHOLEBODY133",
+    "PoseDataset",
+    "load_pose_dataset",
+    "read_json",
+    "write_pose_dataset",
+    "write_json_atomic",
+    "wholebody_document",
+    "flat_document",
+    "resolve_coco_split",
+    "check_images_exist",
+    "image_path",
+    "tight_box",
+]

@@ -1,0 +1,21 @@
+"""All ``wbt`` sub-commands: each pipeline stage lists its commands in its own ``cli`` module."""
+
+from __future__ import annotations
+
+import click
+
+from labeltool import convert_cli
+from labeltool.eval import cli as eval_cli
+from labeltool.merge import cli as merge_cli
+from labeltool.review import cli as review_cli
+from labeltool.student import cli as student_cli
+from labeltool.teachers import cli as teachers_cli
+
+COMMANDS: list[click.Command] = [
+    *merge_cli.COMMANDS,
+    *teachers_cli.COMMANDS,
+    *student_cli.COMMANDS,
+    *eval_cli.COMMANDS,
+    *convert_cli.COMMANDS,
+    *review_cli.COMMANDS,
+]
