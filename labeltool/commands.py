@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from labeltool import convert_cli
+from labeltool import files_cli
 from labeltool.eval import cli as eval_cli
 from labeltool.merge import cli as merge_cli
 from labeltool.review import cli as review_cli
@@ -16,6 +16,6 @@ COMMANDS: list[click.Command] = [
     *teachers_cli.COMMANDS,
     *student_cli.COMMANDS,
     *eval_cli.COMMANDS,
-    *convert_cli.COMMANDS,
+    *files_cli.COMMANDS,
     *review_cli.COMMANDS,
 ]

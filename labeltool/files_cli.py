@@ -1,4 +1,4 @@
-"""`wbt convert` (filled in by the foundation work)."""
+"""`wbt convert` and `wbt render`: commands on label files."""
 
 from __future__ import annotations
 
