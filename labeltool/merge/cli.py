@@ -1,7 +1,129 @@
-"""`wbt` commands of this stage (filled in by the stage's work)."""
+"""`wbt distill`: whole-body pseudo-labels for a dataset of body-only people."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from labeltool.errors import UserError
+
+
+@click.command("distill")
+@click.option(
+    "--coco",
+    "coco_split",
+    metavar="SPLIT",
+    help="COCO split in the COCO layout, e.g. train2017 (with --root or $COCO_ROOT).",
+)
+@click.option(
+    "--root", type=click.Path(), help="COCO root: ROOT/annotations/person_keypoints_SPLIT.json and ROOT/SPLIT/."
+)
+@click.option(
+    "--ann",
+    type=click.Path(),
+    help="A COCO-style keypoint file (COCO-17, COCO-WholeBody or Halpe); only the 17 body points are used.",
+)
+@click.option(
+    "--images", "images_dir", type=click.Path(), help="Directory of the images (file_name is relative to it)."
+)
+@click.option(
+    "--boxes", type=click.Path(), help="Person boxes (COCO detection results) for --images: body from the body teacher."
+)
+@click.option(
+    "--min-box-score", type=float, default=0.5, show_default=True, help="Drop --boxes detections scoring lower."
+)
+@click.option(
+    "--sample", is_flag=True, help="Label the built-in sample photos of people (written into OUT/sample_images)."
+)
+@click.option("--out", "out_dir", type=click.Path(), required=True, help="Output directory.")
+@click.option("--limit", type=int, help="Label only the first N images (by id) that have persons to label.")
+@click.option("--workers", type=int, help="Worker processes (default: all cores).")
+@click.option(
+    "--layout",
+    type=click.Choice(["133", "136", "both"]),
+    default="both",
+    show_default=True,
+    help="Json outputs: COCO-WholeBody 133, Halpe 136 or both.",
+)
+@click.option(
+    "--teachers",
+    "teachers",
+    metavar="PART=BACKEND,...",
+    help="Backends, e.g. face=dlib,hand=none. Parts: face (facemesh|dlib|fan|none), hand (mediapipe|none), foot (mediapipe|none), body (mediapipe).",
+)
+@click.option("--shard-size", type=int, default=64, show_default=True, help="Images per resumable shard.")
+@click.option("--overwrite", is_flag=True, help="Discard the shards of an earlier run in --out with other options.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sample, out_dir, limit, workers, layout, teachers, shard_size, overwrite, no_progress):  # fmt: skip
+    """Distil 133 / 136-point whole-body labels from body-only people with teacher models.
+
+    \b
+    Inputs (pick one):
+      wbt distill --coco train2017 --root /data/coco --out wb/
+      wbt distill --ann person_keypoints.json --images imgs/ --out wb/
+      wbt distill --images imgs/ --boxes dets.json --out wb/
+      wbt distill --images imgs/ --out wb/      (one person per image, body from the body teacher)
+      wbt distill --sample --out wb/
+    Outputs in --out: wholebody133.json, halpe136.json, labels.parquet, errors.jsonl, summary.json.
+    A killed run started again with the same command resumes from its shards.
+    """
+    from labeltool.merge import inputs
+    from labeltool.merge.pipeline import default_workers, distill
+    from labeltool.merge.sample import write_sample_images
+    from labeltool.merge.work import DistillConfig, TeacherChoice
+
+    given = [name for name, on in (("--coco", coco_split), ("--ann", ann), ("--sample", sample)) if on]
+    if len(given) > 1:
+        raise UserError(f"give only one of --coco, --ann, --sample (got {' and '.join(given)})")
+    if boxes and (coco_split or ann or sample):
+        raise UserError("--boxes goes with --images only (not with --coco, --ann or --sample)")
+    if coco_split:
+        if images_dir:
+            raise UserError("--coco takes the images from ROOT/SPLIT; do not give --images")
+        inp = inputs.from_coco(coco_split, root)
+    elif ann:
+        if not images_dir:
+            raise UserError("--ann needs --images DIR (the directory of the annotated images)")
+        inp = inputs.from_annotations(ann, images_dir)
+    elif sample:
+        if images_dir:
+            raise UserError("--sample brings its own images; do not give --images")
+        inp = inputs.from_images(write_sample_images(Path(out_dir) / "sample_images"))
+    elif images_dir and boxes:
+        inp = inputs.from_boxes(images_dir, boxes, min_box_score)
+    elif images_dir:
+        inp = inputs.from_images(images_dir)
+    else:
+        raise UserError(
+            "no input: give --coco SPLIT, --ann FILE --images DIR, --images DIR [--boxes DETS.json] or --sample"
+        )
+    if root and not coco_split:
+        raise UserError("--root goes with --coco")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers}: must be at least 1")
+    config = DistillConfig(teachers=TeacherChoice.parse(teachers), body_from=inp.body_from)
+    summary = distill(
+        inp,
+        out_dir,
+        config,
+        workers=workers or default_workers(),
+        limit=limit,
+        shard_size=shard_size,
+        layout=layout,
+        overwrite=overwrite,
+        progress=not no_progress,
+    )
+    persons, parts, run = summary["persons"], summary["parts"], summary["run"]
+    click.echo(
+        f"{out_dir}: {summary['images']['in_output']} images, {persons['in_output']} persons "
+        f"({persons['labelled']} labelled), {summary['images']['failed']} failed images (errors.jsonl)"
+    )
+    click.echo("accepted: " + ", ".join(f"{p} {v['accepted']}/{v['proposed']}" for p, v in parts.items()))
+    if run["persons_per_second"]:
+        click.echo(
+            f"{run['persons_per_second']} persons/s, {run['images_per_second']} images/s with {run['workers']} workers"
+        )
+
+
+COMMANDS: list[click.Command] = [distill_command]

@@ -1,0 +1,224 @@
+"""What `wbt distill` reads: persons (body keypoints or boxes) and the directory of their images.
+
+Four ways in, one result (:class:`DistillInput`):
+
+- ``--coco SPLIT [--root ROOT]`` and ``--ann FILE --images DIR``: a COCO-style keypoint file
+  (COCO-17, COCO-WholeBody, Halpe); only the 17 body points are used, the rest is ignored.
+- ``--images DIR --boxes DETS.json``: person boxes, body from the body teacher.
+- ``--images DIR`` alone: the body teacher on each whole image (one person per image).
+- ``--sample``: photos of people shipped with installed packages, written as JPEGs
+  (see :mod:`labeltool.merge.sample`), then as ``--images DIR``.
+
+Every check that can fail on the user's input happens here, at once, as a one-line
+:class:`UserError`; a missing or unreadable single image is only found (and logged) later.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from labeltool.coco import PoseDataset, load_pose_dataset, read_json, resolve_coco_split
+from labeltool.errors import UserError
+from labeltool.layouts import COCO17, WHOLEBODY_BOX_KEYS
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+BODY_FROM_GT = "gt"  # annotation body keypoints
+BODY_FROM_BOXES = "boxes"  # body teacher on given person boxes
+BODY_FROM_IMAGE = "image"  # body teacher on the whole image (one person)
+
+
+@dataclass
+class DistillInput:
+    """Persons to label (COCO-17 body; zeros when the body teacher provides it) and their images."""
+
+    dataset: PoseDataset
+    images_dir: Path
+    body_from: str
+    identity: dict  # what makes two runs the same input (paths, sizes, times): checked on resume
+
+    def persons_to_label(self) -> np.ndarray:
+        """(N,) bool: persons the teachers run on (not crowd; body keypoints present when from GT)."""
+        ds = self.dataset
+        ok = ds.iscrowd == 0
+        if self.body_from == BODY_FROM_GT:
+            ok &= (ds.keypoints[:, :, 2] > 0).any(axis=1)
+        return ok
+
+
+def _file_identity(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _check_images_dir(images_dir: str | os.PathLike) -> Path:
+    images_dir = Path(images_dir)
+    if not images_dir.exists():
+        raise UserError(f"{images_dir}: image directory not found")
+    if not images_dir.is_dir():
+        raise UserError(f"{images_dir}: is not a directory (--images takes the directory holding the images)")
+    return images_dir
+
+
+def from_annotations(ann_path: str | os.PathLike, images_dir: str | os.PathLike) -> DistillInput:
+    """``--ann FILE --images DIR``: body keypoints from a COCO-style keypoint file."""
+    ann_path = Path(ann_path)
+    images_dir = _check_images_dir(images_dir)
+    ds = load_pose_dataset(ann_path)
+    if ds.layout.names[:17] != COCO17.names:
+        raise UserError(f"{ann_path}: the first 17 keypoints are not COCO's body points ({ds.layout.name} layout)")
+    body_only = PoseDataset(
+        layout=COCO17,
+        keypoints=np.ascontiguousarray(ds.keypoints[:, :17]),
+        ann_ids=ds.ann_ids,
+        image_ids=ds.image_ids,
+        category_ids=ds.category_ids,
+        bboxes=ds.bboxes,
+        areas=ds.areas,
+        iscrowd=ds.iscrowd,
+        # part boxes of a whole-body input would leak ground truth into the output: drop them
+        annotations=[{k: v for k, v in a.items() if k not in WHOLEBODY_BOX_KEYS.values()} for a in ds.annotations],
+        images=ds.images,
+        categories=ds.categories,
+        extra=ds.extra,
+        path=str(ann_path),
+    )
+    _check_references(body_only, ann_path)
+    identity = {"mode": "annotations", "ann": _file_identity(ann_path), "images": str(images_dir.resolve())}
+    return DistillInput(body_only, images_dir, BODY_FROM_GT, identity)
+
+
+def from_coco(split: str, root: str | os.PathLike | None) -> DistillInput:
+    """``--coco SPLIT [--root ROOT]``: ROOT/annotations/person_keypoints_SPLIT.json and ROOT/SPLIT/."""
+    ann, images = resolve_coco_split(split, root)
+    return from_annotations(ann, images)
+
+
+def _check_references(ds: PoseDataset, path: Path) -> None:
+    known = {int(im["id"]) for im in ds.images}
+    missing = set(np.unique(ds.image_ids).tolist()) - known
+    if missing:
+        raise UserError(f"{path}: annotations refer to image id {min(missing)} which is not in 'images'")
+
+
+def list_images(images_dir: Path) -> list[dict]:
+    """Image entries for the image files directly in ``images_dir``, sorted by name.
+
+    Ids are the file names' numbers when every name is a number (COCO's 000000000785.jpg
+    -> 785), else 1, 2, ... in name order.
+    """
+    files = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise UserError(f"{images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    stems = [Path(f).stem for f in files]
+    if all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems):
+        ids = [int(s) for s in stems]
+    else:
+        ids = list(range(1, len(files) + 1))
+    return [{"id": i, "file_name": f} for i, f in zip(ids, files)]
+
+
+def _empty_dataset(images: list[dict], path: str) -> PoseDataset:
+    return _box_dataset(images, [], np.zeros((0, 4)), np.zeros(0), path)
+
+
+def _box_dataset(
+    images: list[dict], image_ids: list[int], boxes: np.ndarray, scores: np.ndarray, path: str
+) -> PoseDataset:
+    n = len(image_ids)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(n, 4)
+    annotations = [{"score": float(s)} for s in scores]
+    return PoseDataset(
+        layout=COCO17,
+        keypoints=np.zeros((n, 17, 3)),
+        ann_ids=np.arange(1, n + 1, dtype=np.int64),
+        image_ids=np.asarray(image_ids, dtype=np.int64),
+        category_ids=np.ones(n, dtype=np.int64),
+        bboxes=boxes,
+        areas=boxes[:, 2] * boxes[:, 3],
+        iscrowd=np.zeros(n, dtype=np.int64),
+        annotations=annotations,
+        images=images,
+        categories=[],
+        extra={},
+        path=path,
+    )
+
+
+def from_images(images_dir: str | os.PathLike) -> DistillInput:
+    """``--images DIR``: every image one person, body from the body teacher on the whole image."""
+    images_dir = _check_images_dir(images_dir)
+    images = list_images(images_dir)
+    identity = {"mode": "images", "images": str(images_dir.resolve()), "files": [im["file_name"] for im in images]}
+    return DistillInput(_empty_dataset(images, str(images_dir)), images_dir, BODY_FROM_IMAGE, identity)
+
+
+def from_boxes(images_dir: str | os.PathLike, boxes_path: str | os.PathLike, min_score: float) -> DistillInput:
+    """``--images DIR --boxes DETS.json``: person boxes, body from the body teacher.
+
+    DETS.json is a COCO detection results list ``[{image_id | file_name, bbox [x, y, w, h],
+    score, category_id}]`` (image ids matched to numbered file names, as COCO's), or a
+    COCO-style object with 'images' and 'annotations' holding boxes. Boxes of other
+    categories than 1 (person) and under ``min_score`` are dropped.
+    """
+    images_dir = _check_images_dir(images_dir)
+    boxes_path = Path(boxes_path)
+    data = read_json(boxes_path)
+    if isinstance(data, dict):
+        if not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
+            raise UserError(f"{boxes_path}: expected a list of detections or an object with 'images' and 'annotations'")
+        images = data["images"]
+        for i, im in enumerate(images):
+            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+                raise UserError(f"{boxes_path}: images[{i}] needs 'id' and 'file_name'")
+        dets = data["annotations"]
+    elif isinstance(data, list):
+        images = list_images(images_dir)
+        dets = data
+    else:
+        raise UserError(f"{boxes_path}: expected a list of detections, got {type(data).__name__}")
+    by_id = {int(im["id"]): im for im in images}
+    by_name = {im["file_name"]: int(im["id"]) for im in images}
+    keep_ids, keep_boxes, keep_scores = [], [], []
+    for i, det in enumerate(dets):
+        if not isinstance(det, dict) or "bbox" not in det:
+            raise UserError(f"{boxes_path}: detection #{i} is not an object with a 'bbox'")
+        box = det["bbox"]
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            raise UserError(f"{boxes_path}: detection #{i}: 'bbox' must be 4 numbers [x, y, w, h]")
+        if "file_name" in det:
+            if det["file_name"] not in by_name:
+                raise UserError(f"{boxes_path}: detection #{i}: no image file {det['file_name']!r} in {images_dir}")
+            image_id = by_name[det["file_name"]]
+        elif "image_id" in det:
+            image_id = det["image_id"]
+            if not isinstance(image_id, int) or image_id not in by_id:
+                raise UserError(f"{boxes_path}: detection #{i}: image id {image_id!r} matches no image in {images_dir}")
+        else:
+            raise UserError(f"{boxes_path}: detection #{i} has neither 'image_id' nor 'file_name'")
+        if det.get("category_id", 1) != 1 or float(det.get("score", 1.0)) < min_score:
+            continue
+        if box[2] <= 1 or box[3] <= 1:
+            continue
+        keep_ids.append(image_id)
+        keep_boxes.append(box)
+        keep_scores.append(float(det.get("score", 1.0)))
+    order = np.argsort(np.asarray(keep_ids, dtype=np.int64), kind="stable")
+    ds = _box_dataset(
+        images,
+        [keep_ids[i] for i in order],
+        np.asarray(keep_boxes, dtype=np.float64).reshape(-1, 4)[order],
+        np.asarray(keep_scores)[order],
+        str(boxes_path),
+    )
+    identity = {
+        "mode": "boxes",
+        "boxes": _file_identity(boxes_path),
+        "images": str(images_dir.resolve()),
+        "min_score": min_score,
+    }
+    return DistillInput(ds, images_dir, BODY_FROM_BOXES, identity)

@@ -1,0 +1,274 @@
+"""`wbt distill` end to end: plan the shards, run the work on an engine, assemble the outputs.
+
+The local engine is a process pool whose workers build their teachers once (pool
+initializer) and run :meth:`Distiller.label_image`; with one worker the work runs in this
+process. Tasks are generated lazily in image-id order and results come back in that
+order, so each shard is written as soon as its last image is done.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from labeltool import __version__
+from labeltool.coco import image_path
+from labeltool.errors import UserError
+from labeltool.merge.assemble import Outputs, assemble, part_summary
+from labeltool.merge.inputs import BODY_FROM_GT, BODY_FROM_IMAGE, DistillInput
+from labeltool.merge.shards import ImageResult, check_run, chunk, read_shard, shard_path, write_shard
+from labeltool.merge.work import DistillConfig, Distiller, ImageTask, teacher_versions
+
+SHARD_DIR = "shards"
+DEFAULT_SHARD_SIZE = 64
+
+
+@dataclass
+class Plan:
+    """The images to label (sorted ids) cut into shards, and the images the output keeps."""
+
+    chunks: list[list[int]]
+    keep_image_ids: set[int]
+    tasks_of: Callable[[list[int]], Iterator[ImageTask]]
+
+    @property
+    def num_images(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def make_plan(inp: DistillInput, limit: int | None, shard_size: int) -> Plan:
+    """Images with persons to label (every image without annotations), sorted by id, first ``limit``."""
+    ds = inp.dataset
+    if inp.body_from == BODY_FROM_IMAGE:
+        work_ids = sorted(int(im["id"]) for im in ds.images)
+    else:
+        work_ids = sorted(set(ds.image_ids[inp.persons_to_label()].tolist()))
+    if limit is not None:
+        work_ids = work_ids[:limit]
+        keep = set(work_ids)
+    else:
+        keep = {int(im["id"]) for im in ds.images}
+    index = ds.image_index()
+    persons = ds.persons_by_image()
+    to_label = inp.persons_to_label()
+
+    def tasks_of(image_ids: list[int]) -> Iterator[ImageTask]:
+        for image_id in image_ids:
+            path = str(image_path(inp.images_dir, index[image_id]))
+            if inp.body_from == BODY_FROM_IMAGE:
+                yield ImageTask(
+                    image_id, path, np.array([image_id]), np.zeros((1, 17, 3)), np.zeros((1, 4)), np.zeros(1)
+                )
+                continue
+            sel = persons.get(image_id, np.zeros(0, dtype=np.int64))
+            sel = sel[to_label[sel]]
+            yield ImageTask(image_id, path, ds.ann_ids[sel], ds.keypoints[sel], ds.bboxes[sel], ds.areas[sel])
+
+    return Plan(chunk(work_ids, shard_size), keep, tasks_of)
+
+
+# ------------------------------------------------------------------ local engine
+
+_WORKER: Distiller | None = None
+
+
+def _init_worker(config: DistillConfig) -> None:
+    global _WORKER
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import cv2
+
+    cv2.setNumThreads(1)
+    _WORKER = Distiller(config)
+
+
+def _work(task: ImageTask) -> ImageResult:
+    return _WORKER.label_image(task)
+
+
+def run_local(tasks: Iterable[ImageTask], config: DistillConfig, workers: int) -> Iterator[ImageResult]:
+    """Results of ``tasks`` in order: in this process for one worker, else a spawn pool (teachers built once per worker)."""
+    if workers <= 1:
+        with Distiller(config) as distiller:
+            for task in tasks:
+                yield distiller.label_image(task)
+        return
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(config,))
+    try:
+        yield from pool.imap(_work, tasks, chunksize=1)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def write_shards(
+    plan: Plan,
+    pending: list[int],
+    results: Iterable[ImageResult],
+    shard_dir: Path,
+    progress: Callable[[ImageResult], None] | None = None,
+) -> None:
+    """Group in-order ``results`` of the ``pending`` shards' images and write each shard when complete."""
+    results = iter(results)
+    for k in pending:
+        done = []
+        for image_id in plan.chunks[k]:
+            result = next(results)
+            if result.image_id != image_id:
+                raise RuntimeError(f"engine returned image {result.image_id}, expected {image_id}")
+            done.append(result)
+            if progress is not None:
+                progress(result)
+        write_shard(shard_dir, k, done)
+
+
+class Progress:
+    """tqdm bar over images with persons/s; prints nothing when disabled."""
+
+    def __init__(self, total: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.start = time.perf_counter()
+        self.persons = 0
+        self.bar = tqdm(total=total, unit="img", desc="distill", disable=not enabled, dynamic_ncols=True)
+
+    def __call__(self, result: ImageResult) -> None:
+        self.persons += result.num_persons
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"{self.persons / elapsed:.2f} persons/s", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ------------------------------------------------------------------ orchestration
+
+
+def distill(
+    inp: DistillInput,
+    out_dir: str | os.PathLike,
+    config: DistillConfig,
+    workers: int = 1,
+    limit: int | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    layout: str = "both",
+    overwrite: bool = False,
+    progress: bool = True,
+    engine: Callable[[Iterable[ImageTask], DistillConfig, int], Iterator[ImageResult]] = run_local,
+) -> dict:
+    """Label ``inp`` into ``out_dir``; resumes from the shards a previous run left. Returns the summary."""
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit {limit}: must be at least 1")
+    if shard_size < 1:
+        raise UserError(f"--shard-size {shard_size}: must be at least 1")
+    if config.body_from != inp.body_from:
+        raise ValueError("config.body_from must match the input")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: --out exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shard_dir = out_dir / SHARD_DIR
+    plan = make_plan(inp, limit, shard_size)
+    run = {
+        "input": inp.identity,
+        "teachers": config.teachers.as_dict(),
+        "rules": config.rules.as_dict(),
+        "limit": limit,
+        "shard_size": shard_size,
+        "images_to_label": plan.num_images,
+        "wbt_version": __version__,
+    }
+    check_run(shard_dir, run, overwrite)
+    pending = [k for k in range(len(plan.chunks)) if not shard_path(shard_dir, k).exists()]
+    pending_images = sum(len(plan.chunks[k]) for k in pending)
+    start = time.perf_counter()
+    bar = Progress(pending_images, progress)
+    try:
+        tasks = (task for k in pending for task in plan.tasks_of(plan.chunks[k]))
+        write_shards(plan, pending, engine(tasks, config, workers), shard_dir, bar)
+    finally:
+        bar.close()
+    wall = time.perf_counter() - start
+
+    outputs = Outputs(out_dir, wholebody=layout in ("133", "both"), halpe=layout in ("136", "both"))
+    sources = config.teachers.sources()
+    counts, images, errors = assemble(inp.dataset, plan.chunks, plan.keep_image_ids, shard_dir, sources, outputs)
+    _write_errors(out_dir / "errors.jsonl", errors)
+
+    timing = {"images": 0, "persons": 0, "teacher_seconds": 0.0, "work_seconds": 0.0}
+    this_run = dict(timing)
+    for k in range(len(plan.chunks)):
+        t = read_shard(shard_path(shard_dir, k)).timing
+        for key in timing:
+            timing[key] += t[key]
+            if k in pending:
+                this_run[key] += t[key]
+    summary = {
+        "wbt_version": __version__,
+        "input": inp.identity,
+        "outputs": [p for p, on in (("wholebody133.json", outputs.wholebody), ("halpe136.json", outputs.halpe)) if on]
+        + ["labels.parquet", "errors.jsonl"],
+        "images": {"in_output": len(images), "labelled": plan.num_images - len(errors), "failed": len(errors)},
+        "persons": {
+            "in_output": counts.persons,
+            "labelled": counts.distilled,
+            "carried_through_crowd": counts.crowd,
+            "carried_through_no_body_keypoints": counts.no_body,
+        },
+        "parts": part_summary(counts),
+        "points_by_source": {sources[k]: v for k, v in sorted(counts.sources.items())},
+        "sources": sources,
+        "models": teacher_versions(config.teachers, inp.body_from),
+        "body_from": "input annotations (never altered)" if inp.body_from == BODY_FROM_GT else "body teacher",
+        "small_toe": "no offline teacher predicts the small toe: left_small_toe / right_small_toe stay unlabelled",
+        "halpe_head": "no offline teacher predicts the top of the head: Halpe 'head' stays unlabelled",
+        "rules": config.rules.as_dict(),
+        "run": {
+            "workers": workers,
+            "shards": len(plan.chunks),
+            "shards_done_now": len(pending),
+            "shards_resumed": len(plan.chunks) - len(pending),
+            "images_done_now": this_run["images"],
+            "persons_done_now": this_run["persons"],
+            "wall_seconds": round(wall, 3),
+            "images_per_second": round(this_run["images"] / wall, 3) if wall > 0 and this_run["images"] else None,
+            "persons_per_second": round(this_run["persons"] / wall, 3) if wall > 0 and this_run["persons"] else None,
+            "teacher_seconds_per_person": round(timing["teacher_seconds"] / timing["persons"], 4)
+            if timing["persons"]
+            else None,
+            "work_seconds_per_image": round(timing["work_seconds"] / timing["images"], 4) if timing["images"] else None,
+        },
+    }
+    _write_bytes(out_dir / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    return summary
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_errors(path: Path, errors: list[dict]) -> None:
+    _write_bytes(path, b"".join(orjson.dumps(e) + b"\n" for e in errors))

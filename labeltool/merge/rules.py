@@ -1,0 +1,273 @@
+"""Merge rules: body keypoints + teacher part predictions -> one 133-point record per person.
+
+Pure numpy, no models: the unit tests drive it with hand-made arrays. The rules (documented
+in docs/distill.md) are:
+
+- Body points come from the input annotation and are never altered (source ``gt``). Without
+  an annotation (``--images`` / ``--boxes`` / ``--sample``) they come from the body teacher,
+  point by point when its confidence reaches ``body_min_conf``.
+- Face and each hand are accepted or rejected as a whole: the teacher must have run on a
+  proposed crop, its mean confidence over the predicted points must reach the part's
+  threshold, and a sanity rule must hold (face: the points' centre lies in the proposal box;
+  hand: the model's handedness agrees with the body side and the hand root lies near the
+  body wrist). Inside an accepted part each point needs a confidence > 0 and must lie inside
+  the image; a part left with fewer than ``min_points`` points is rejected.
+- Foot points are accepted one by one: confidence >= ``foot_min_conf``, the ankle of that
+  side is labelled and the point lies within ``foot_max_dist`` shin lengths of it.
+- A rejected part is all zeros (x = y = v = 0), exactly like COCO-WholeBody's invalid parts.
+  Accepted teacher points get visibility ``TEACHER_VISIBILITY`` (2: labelled).
+- Every point carries a confidence (1 for ground truth, the teacher's own otherwise, 0 for
+  none) and a source code (an index into the run's source names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from labeltool.layouts import HALPE136, WHOLEBODY133, halpe136_to_coco133_index
+
+TEACHER_VISIBILITY = 2.0  # visibility written for an accepted teacher point (COCO: labelled)
+
+# Fixed source codes; teacher names follow from code FIRST_TEACHER_CODE on.
+SOURCE_NONE = 0
+SOURCE_GT = 1
+SOURCE_DERIVED = 2
+FIXED_SOURCES = ("none", "gt", "derived")
+
+# Per-part outcome, one string per person and part (a column of labels.parquet).
+ACCEPTED = "accepted"
+NO_PROPOSAL = "no_proposal"  # the body points the crop is built from are missing
+NO_DETECTION = "no_detection"  # the teacher ran and predicted nothing
+LOW_CONFIDENCE = "low_confidence"
+OUTSIDE_PROPOSAL = "outside_proposal"  # face points centred outside the proposed box
+HANDEDNESS_MISMATCH = "handedness_mismatch"
+FAR_FROM_WRIST = "far_from_wrist"  # hand root far from the body wrist
+FAR_FROM_ANKLE = "far_from_ankle"  # no foot point near a labelled ankle
+TOO_FEW_POINTS = "too_few_points"
+NOT_RUN = "not_run"  # crowd / no body keypoints / teacher not selected / image failed
+PART_STATUSES = (
+    ACCEPTED,
+    NO_PROPOSAL,
+    NO_DETECTION,
+    LOW_CONFIDENCE,
+    OUTSIDE_PROPOSAL,
+    HANDEDNESS_MISMATCH,
+    FAR_FROM_WRIST,
+    FAR_FROM_ANKLE,
+    TOO_FEW_POINTS,
+    NOT_RUN,
+)
+MERGED_PARTS = ("foot", "face", "lefthand", "righthand")
+
+FOOT_SIDES = {"left": np.array([0, 1, 2]), "right": np.array([3, 4, 5])}  # in the 6 foot points
+ANKLE = {"left": 15, "right": 16}
+KNEE = {"left": 13, "right": 14}
+WRIST = {"lefthand": 9, "righthand": 10}
+
+
+@dataclass(frozen=True)
+class MergeRules:
+    """Thresholds of the merge. Confidences are the teachers' own, in [0, 1]."""
+
+    body_min_conf: float = 0.5  # body teacher point (no annotation)
+    face_min_score: float = 0.5  # mean confidence of the face points
+    hand_min_score: float = 0.5  # mean confidence of the hand points
+    foot_min_conf: float = 0.5  # per foot point
+    face_min_points: int = 34  # of 68
+    hand_min_points: int = 11  # of 21
+    hand_root_max_dist: float = 0.5  # hand root to body wrist, in hand sizes (diagonal of the points' box)
+    foot_max_dist: float = 1.0  # foot point to ankle, in shin lengths (knee-ankle)
+    reject_handedness_mismatch: bool = True
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class PartPrediction:
+    """One teacher's output for one part of every person of an image.
+
+    ``points`` (P, K, 3): x, y in image pixels and confidence (0 = no prediction);
+    ``proposed`` (P,): whether a crop was proposed (and the teacher run) for the person;
+    ``boxes`` (P, 4): the proposal boxes [x0, y0, x1, y1]; ``mismatch`` (P,): hands only,
+    the model's handedness contradicts the body side.
+    """
+
+    source: int
+    points: np.ndarray
+    proposed: np.ndarray
+    boxes: np.ndarray
+    mismatch: np.ndarray | None = None
+
+
+@dataclass
+class MergedPersons:
+    """133-point labels of P persons: keypoints (P, 133, 3), confidence (P, 133), source (P, 133)."""
+
+    keypoints: np.ndarray
+    confidence: np.ndarray
+    source: np.ndarray
+    status: dict[str, list[str]] = field(default_factory=dict)  # part -> one status per person
+
+    @classmethod
+    def empty(cls, num: int) -> MergedPersons:
+        return cls(
+            keypoints=np.zeros((num, 133, 3), dtype=np.float64),
+            confidence=np.zeros((num, 133), dtype=np.float32),
+            source=np.zeros((num, 133), dtype=np.int8),
+            status={part: [NOT_RUN] * num for part in MERGED_PARTS},
+        )
+
+
+def body_from_teacher(points: np.ndarray, source: int, rules: MergeRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Body teacher output (P, 17, 3 with confidence) -> (keypoints with v, confidence, source codes)."""
+    points = np.asarray(points, dtype=np.float64)
+    keep = points[:, :, 2] >= rules.body_min_conf
+    kpts = np.where(keep[:, :, None], points, 0.0)
+    kpts[:, :, 2] = np.where(keep, TEACHER_VISIBILITY, 0.0)
+    conf = np.where(keep, points[:, :, 2], 0.0).astype(np.float32)
+    src = np.where(keep, source, SOURCE_NONE).astype(np.int8)
+    return kpts, conf, src
+
+
+def merge_persons(
+    body: np.ndarray,
+    body_conf: np.ndarray,
+    body_source: np.ndarray,
+    parts: dict[str, PartPrediction],
+    image_size: tuple[int, int],
+    rules: MergeRules,
+) -> MergedPersons:
+    """Merge body keypoints (P, 17, 3) with the part predictions of an image of ``image_size`` (height, width).
+
+    ``parts`` maps 'foot', 'face', 'lefthand', 'righthand' to a :class:`PartPrediction`;
+    a missing key leaves that part unlabelled (status ``not_run``).
+    """
+    body = np.asarray(body, dtype=np.float64)
+    num = len(body)
+    out = MergedPersons.empty(num)
+    body_idx = WHOLEBODY133.parts["body"]
+    out.keypoints[:, body_idx] = body
+    out.confidence[:, body_idx] = np.where(body[:, :, 2] > 0, body_conf, 0.0)
+    out.source[:, body_idx] = np.where(body[:, :, 2] > 0, body_source, SOURCE_NONE)
+    height, width = image_size
+    for part, pred in parts.items():
+        idx = WHOLEBODY133.parts[part]
+        for p in range(num):
+            if part == "foot":
+                status, accepted = _foot(body[p], pred, p, rules)
+            elif part == "face":
+                status, accepted = _face(pred, p, rules)
+            else:
+                status, accepted = _hand(body[p], pred, p, part, rules)
+            if accepted is not None:
+                accepted &= _inside(pred.points[p], width, height)
+                need = {"face": rules.face_min_points, "foot": 1}.get(part, rules.hand_min_points)
+                if accepted.sum() < need:
+                    status, accepted = TOO_FEW_POINTS, None
+            out.status[part][p] = status
+            if accepted is None:
+                continue
+            pts = pred.points[p]
+            out.keypoints[p, idx[accepted], :2] = pts[accepted, :2]
+            out.keypoints[p, idx[accepted], 2] = TEACHER_VISIBILITY
+            out.confidence[p, idx[accepted]] = pts[accepted, 2]
+            out.source[p, idx[accepted]] = pred.source
+    return out
+
+
+def _inside(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    x, y = points[:, 0], points[:, 1]
+    return (x >= 0) & (y >= 0) & (x <= width - 1) & (y <= height - 1)
+
+
+def _common(pred: PartPrediction, p: int, min_score: float) -> tuple[str | None, np.ndarray]:
+    """Status when the part fails the shared checks (proposal, detection, confidence), else None."""
+    conf = pred.points[p, :, 2]
+    predicted = conf > 0
+    if not pred.proposed[p]:
+        return NO_PROPOSAL, predicted
+    if not predicted.any():
+        return NO_DETECTION, predicted
+    if conf[predicted].mean() < min_score:
+        return LOW_CONFIDENCE, predicted
+    return None, predicted
+
+
+def _face(pred: PartPrediction, p: int, rules: MergeRules) -> tuple[str, np.ndarray | None]:
+    status, predicted = _common(pred, p, rules.face_min_score)
+    if status is not None:
+        return status, None
+    cx, cy = pred.points[p, predicted, :2].mean(axis=0)
+    x0, y0, x1, y1 = pred.boxes[p]
+    if not (x0 <= cx <= x1 and y0 <= cy <= y1):
+        return OUTSIDE_PROPOSAL, None
+    return ACCEPTED, predicted.copy()
+
+
+def _hand(
+    body: np.ndarray, pred: PartPrediction, p: int, part: str, rules: MergeRules
+) -> tuple[str, np.ndarray | None]:
+    status, predicted = _common(pred, p, rules.hand_min_score)
+    if status is not None:
+        return status, None
+    if rules.reject_handedness_mismatch and pred.mismatch is not None and pred.mismatch[p]:
+        return HANDEDNESS_MISMATCH, None
+    wrist = body[WRIST[part]]
+    pts = pred.points[p]
+    if wrist[2] > 0 and predicted[0]:
+        xy = pts[predicted, :2]
+        size = float(np.linalg.norm(xy.max(axis=0) - xy.min(axis=0)))
+        if np.linalg.norm(pts[0, :2] - wrist[:2]) > rules.hand_root_max_dist * max(size, 1.0):
+            return FAR_FROM_WRIST, None
+    return ACCEPTED, predicted.copy()
+
+
+def _foot(body: np.ndarray, pred: PartPrediction, p: int, rules: MergeRules) -> tuple[str, np.ndarray | None]:
+    if not pred.proposed[p]:
+        return NO_PROPOSAL, None
+    conf = pred.points[p, :, 2]
+    if not (conf > 0).any():
+        return NO_DETECTION, None
+    accepted = conf >= rules.foot_min_conf
+    if not accepted.any():
+        return LOW_CONFIDENCE, None
+    for side, sel in FOOT_SIDES.items():
+        ankle, knee = body[ANKLE[side]], body[KNEE[side]]
+        if ankle[2] <= 0:
+            accepted[sel] = False
+            continue
+        shin = np.linalg.norm(ankle[:2] - knee[:2]) if knee[2] > 0 else np.inf
+        dist = np.linalg.norm(pred.points[p, sel, :2] - ankle[:2], axis=1)
+        accepted[sel] &= dist <= rules.foot_max_dist * shin
+    if not accepted.any():
+        return FAR_FROM_ANKLE, None
+    return ACCEPTED, accepted
+
+
+def to_halpe136(keypoints: np.ndarray, confidence: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, ...]:
+    """133-point labels (P, 133, ...) -> Halpe-136 (P, 136, ...).
+
+    The 133 shared points are copied by the layout's index map (Halpe interleaves the toes
+    by side). Neck = mean of the shoulders, hip = mean of the hips, when both are labelled
+    (visibility = the lower of the two; source ``derived``). Head (top of the head) has no
+    teacher here and stays unlabelled.
+    """
+    num = len(keypoints)
+    halpe_idx, coco_idx = halpe136_to_coco133_index()
+    kpts = np.zeros((num, 136, 3), dtype=np.float64)
+    conf = np.zeros((num, 136), dtype=np.float32)
+    src = np.zeros((num, 136), dtype=np.int8)
+    kpts[:, halpe_idx] = keypoints[:, coco_idx]
+    conf[:, halpe_idx] = confidence[:, coco_idx]
+    src[:, halpe_idx] = source[:, coco_idx]
+    for name, (a, b) in {"neck": (5, 6), "hip": (11, 12)}.items():
+        j = HALPE136.index(name)
+        both = (keypoints[:, a, 2] > 0) & (keypoints[:, b, 2] > 0)
+        kpts[both, j, :2] = (keypoints[both, a, :2] + keypoints[both, b, :2]) / 2.0
+        kpts[both, j, 2] = np.minimum(keypoints[both, a, 2], keypoints[both, b, 2])
+        conf[both, j] = np.minimum(confidence[both, a], confidence[both, b])
+        src[both, j] = SOURCE_DERIVED
+    return kpts, conf, src

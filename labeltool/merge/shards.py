@@ -1,0 +1,182 @@
+"""Resumable results: one parquet shard per fixed chunk of images, written atomically.
+
+The images to label are sorted by id and cut into chunks of ``shard_size``; shard k holds
+the labelled persons of chunk k (one row each) and, in its metadata, each image's size
+and error. A shard is written to a temporary name and renamed, so it is either complete or
+absent: a run killed at any moment and started again redoes only the absent shards, and
+the assembled output is identical to an uninterrupted run. ``run.json`` records what the
+shards were made from; a re-run with another input or other options is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from labeltool.coco import read_json, write_json_atomic
+from labeltool.errors import UserError
+from labeltool.merge.rules import MERGED_PARTS, MergedPersons
+
+RUN_FILE = "run.json"
+SHARD_FORMAT = "shard-{:06d}.parquet"
+
+
+@dataclass
+class ImageResult:
+    """What the work on one image produced: its size, its labelled persons, or an error."""
+
+    image_id: int
+    height: int = 0
+    width: int = 0
+    error: str | None = None
+    ann_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    bboxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # x y w h
+    areas: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    labels: MergedPersons = field(default_factory=lambda: MergedPersons.empty(0))
+    teacher_seconds: float = 0.0  # time inside the teachers' predict calls
+    seconds: float = 0.0  # whole work function (decode, proposals, teachers, merge)
+
+    @property
+    def num_persons(self) -> int:
+        return len(self.ann_ids)
+
+
+def shard_path(shard_dir: Path, index: int) -> Path:
+    return shard_dir / SHARD_FORMAT.format(index)
+
+
+def chunk(image_ids: list[int], shard_size: int) -> list[list[int]]:
+    """The images of each shard: sorted ids cut into chunks of ``shard_size``."""
+    ids = sorted(image_ids)
+    return [ids[i : i + shard_size] for i in range(0, len(ids), shard_size)]
+
+
+def check_run(shard_dir: Path, run: dict, overwrite: bool) -> None:
+    """Start or resume the run described by ``run`` in ``shard_dir``.
+
+    A directory holding shards of a different run is refused (one line naming what
+    differs) unless ``overwrite``, which deletes them.
+    """
+    path = shard_dir / RUN_FILE
+    run = json.loads(json.dumps(run))  # as it reads back from disk
+    if path.exists() and not overwrite:
+        old = read_json(path)
+        if old != run:
+            diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
+            raise UserError(
+                f"{path}: this output directory holds a run with different {', '.join(diff)}; "
+                "use another --out, the same options, or --overwrite to start again"
+            )
+        return
+    if shard_dir.exists():
+        for p in shard_dir.iterdir():
+            if p.name.startswith("shard-") or p.name.startswith(".shard-") or p.name == RUN_FILE:
+                p.unlink()
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run, path)
+
+
+def _fixed_list(values: np.ndarray, width: int, dtype: pa.DataType) -> pa.Array:
+    flat = pa.array(np.ascontiguousarray(values).reshape(-1), type=dtype)
+    return pa.FixedSizeListArray.from_arrays(flat, width)
+
+
+def results_table(results: list[ImageResult]) -> pa.Table:
+    """One row per labelled person of ``results`` (the shard's table)."""
+    rows = [r for r in results if r.num_persons]
+    n = sum(r.num_persons for r in rows)
+
+    def cat(get, shape, dtype):
+        return np.concatenate([get(r) for r in rows]) if rows else np.zeros((0, *shape), dtype=dtype)
+
+    image_ids = np.concatenate([np.full(r.num_persons, r.image_id, dtype=np.int64) for r in rows]) if rows else []
+    columns = {
+        "ann_id": pa.array(cat(lambda r: r.ann_ids, (), np.int64), type=pa.int64()),
+        "image_id": pa.array(np.asarray(image_ids, dtype=np.int64), type=pa.int64()),
+        "bbox": _fixed_list(cat(lambda r: r.bboxes, (4,), np.float64), 4, pa.float64()),
+        "area": pa.array(cat(lambda r: r.areas, (), np.float64), type=pa.float64()),
+        "keypoints": _fixed_list(cat(lambda r: r.labels.keypoints, (133, 3), np.float64), 399, pa.float64()),
+        "confidence": _fixed_list(cat(lambda r: r.labels.confidence, (133,), np.float32), 133, pa.float32()),
+        "source": _fixed_list(cat(lambda r: r.labels.source, (133,), np.int8), 133, pa.int8()),
+    }
+    for part in MERGED_PARTS:
+        status = [s for r in rows for s in r.labels.status[part]]
+        columns[f"{part}_status"] = pa.array(status, type=pa.string())
+    assert all(len(c) == n for c in columns.values())
+    return pa.table(columns)
+
+
+def write_shard(shard_dir: Path, index: int, results: list[ImageResult]) -> Path:
+    """Write shard ``index`` (temp file, fsync, rename): person rows + per-image metadata."""
+    table = results_table(results)
+    images = [{"id": r.image_id, "height": r.height, "width": r.width, "error": r.error} for r in results]
+    timing = {
+        "images": len(results),
+        "persons": int(sum(r.num_persons for r in results)),
+        "teacher_seconds": float(sum(r.teacher_seconds for r in results)),
+        "work_seconds": float(sum(r.seconds for r in results)),
+    }
+    meta = {b"wbt_images": json.dumps(images).encode(), b"wbt_timing": json.dumps(timing).encode()}
+    table = table.replace_schema_metadata(meta)
+    path = shard_path(shard_dir, index)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=shard_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pq.write_table(table, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@dataclass
+class Shard:
+    """A shard read back: person rows as numpy arrays, image metadata, timing."""
+
+    ann_ids: np.ndarray
+    image_ids: np.ndarray
+    bboxes: np.ndarray
+    areas: np.ndarray
+    keypoints: np.ndarray
+    confidence: np.ndarray
+    source: np.ndarray
+    status: dict[str, np.ndarray]
+    images: list[dict]
+    timing: dict
+
+
+def _column(table: pa.Table, name: str, shape: tuple, dtype) -> np.ndarray:
+    col = table.column(name).combine_chunks()
+    if shape:
+        col = col.flatten()
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype).reshape(-1, *shape)
+
+
+def read_shard(path: Path) -> Shard:
+    """Read a shard written by :func:`write_shard`."""
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    return Shard(
+        ann_ids=_column(table, "ann_id", (), np.int64),
+        image_ids=_column(table, "image_id", (), np.int64),
+        bboxes=_column(table, "bbox", (4,), np.float64),
+        areas=_column(table, "area", (), np.float64),
+        keypoints=_column(table, "keypoints", (133, 3), np.float64),
+        confidence=_column(table, "confidence", (133,), np.float32),
+        source=_column(table, "source", (133,), np.int8),
+        status={p: np.asarray(table.column(f"{p}_status").to_pylist(), dtype=object) for p in MERGED_PARTS},
+        images=json.loads(meta[b"wbt_images"]),
+        timing=json.loads(meta[b"wbt_timing"]),
+    )
