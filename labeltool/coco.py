@@ -127,7 +127,7 @@ def read_json(path: str | os.PathLike) -> Any:
 def detect_format(annotations: list[dict], path: str = "") -> str:
     """'wholebody' (split part keys), or 'flat' (one keypoints list of 17/26/133/136 points)."""
     for ann in annotations:
-        if "face_kpts" in ann or "foot_kpts" in ann or "lefthand_kpts" in ann:
+        if isinstance(ann, dict) and "face_kpts" in ann or "foot_kpts" in ann or "lefthand_kpts" in ann:
             return "wholebody"
     return "flat"
 
@@ -159,51 +159,76 @@ def load_pose_dataset(path: str | os.PathLike, layout: Layout | None = None) -> 
                 raise UserError(f"{path}: images[{i}] is missing required key '{key}'")
     image_ids = [im["id"] for im in images]
     if len(set(image_ids)) != len(image_ids):
-        raise UserError(f"{path}: duplicate image ids")
+        seen: set = set()
+        dup = next(i for i in image_ids if i in seen or seen.add(i))
+        raise UserError(f"{path}: duplicate image id {dup}")
 
-    fmt = detect_format(anns, path)
-    if layout is None:
-        layout = WHOLEBODY133 if fmt == "wholebody" else _layout_from_flat(anns, path)
-    num = layout.num_keypoints
-    n = len(anns)
-    keypoints = np.zeros((n, num, 3), dtype=np.float64)
-    rest: list[dict] = []
     for i, ann in enumerate(anns):
         if not isinstance(ann, dict):
             raise UserError(f"{path}: annotations[{i}] is not an object")
         for key in REQUIRED_ANN_KEYS:
             if key not in ann:
                 raise UserError(f"{path}: annotation {ann.get('id', f'#{i}')} is missing required key '{key}'")
-        if fmt == "wholebody":
-            keypoints[i] = _wholebody_points(ann, path, i)
-        else:
-            keypoints[i] = _flat_points(ann.get("keypoints"), num, path, ann, i)
-        rest.append({k: v for k, v in ann.items() if k not in KEYPOINT_KEYS})
+    ann_ids = _int_array([a["id"] for a in anns], anns, "id", path)
+    if len(np.unique(ann_ids)) != len(ann_ids):
+        raise UserError(f"{path}: duplicate annotation id {_first_duplicate(ann_ids)}")
+    ann_image_ids = _int_array([a["image_id"] for a in anns], anns, "image_id", path)
+    known = _int_array(image_ids, images, "id", path, where="image")
+    unknown = np.nonzero(~np.isin(ann_image_ids, known))[0]
+    if len(unknown):
+        i = int(unknown[0])
+        raise UserError(f"{path}: annotation {ann_ids[i]} refers to image id {ann_image_ids[i]}, which is not in 'images'")
 
-    ann_ids = np.array([a["id"] for a in anns], dtype=np.int64)
-    if len(np.unique(ann_ids)) != n:
-        dup = _first_duplicate(ann_ids)
-        raise UserError(f"{path}: duplicate annotation id {dup}")
-    bboxes = np.zeros((n, 4), dtype=np.float64)
-    for i, ann in enumerate(anns):
-        box = ann["bbox"]
-        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
-            raise UserError(f"{path}: annotation {ann['id']}: 'bbox' must be 4 numbers [x, y, w, h]")
-        bboxes[i] = box
+    fmt = detect_format(anns, path)
+    if layout is None:
+        layout = WHOLEBODY133 if fmt == "wholebody" else _layout_from_flat(anns, path)
+    num = layout.num_keypoints
+    n = len(anns)
+    if fmt == "wholebody":
+        if layout is not WHOLEBODY133:
+            raise UserError(f"{path}: COCO-WholeBody part keys found, but a {num}-point layout was asked for")
+        keypoints = np.zeros((n, num, 3), dtype=np.float64)
+        for part in PART_NAMES:
+            idx = WHOLEBODY133.parts[part]
+            # an absent part key means the part is not labelled; the body key is required
+            keypoints[:, idx] = _gather(anns, WHOLEBODY_KPT_KEYS[part], len(idx), path, required=part == "body")
+    else:
+        keypoints = _gather(anns, "keypoints", num, path, required=True)
     if not np.isfinite(keypoints).all():
         bad = int(np.nonzero(~np.isfinite(keypoints).all(axis=(1, 2)))[0][0])
-        raise UserError(f"{path}: annotation {ann_ids[bad]}: keypoints contain NaN or infinity")
-    areas = np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns], dtype=np.float64)
+        raise UserError(f"{path}: annotation {ann_ids[bad]}: keypoints contain null, NaN or infinity")
+
+    try:
+        bboxes = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(n, 4)
+        ok = np.isfinite(bboxes).all()
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        for ann in anns:
+            box = ann["bbox"]
+            if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+                raise UserError(f"{path}: annotation {ann['id']}: 'bbox' must be 4 numbers [x, y, w, h]")
+    try:
+        areas = np.array([a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns], dtype=np.float64)
+        category_ids = np.array([a.get("category_id", 1) for a in anns], dtype=np.int64)
+        iscrowd = np.array([a.get("iscrowd", 0) for a in anns], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: 'area', 'category_id' and 'iscrowd' must be numbers in every annotation") from None
+
+    # The parsed dicts become the per-person records: drop the keys the arrays replace (no copies).
+    for ann in anns:
+        for key in KEYPOINT_KEYS.intersection(ann):
+            del ann[key]
     return PoseDataset(
         layout=layout,
         keypoints=keypoints,
         ann_ids=ann_ids,
-        image_ids=np.array([a["image_id"] for a in anns], dtype=np.int64),
-        category_ids=np.array([a.get("category_id", 1) for a in anns], dtype=np.int64),
+        image_ids=ann_image_ids,
+        category_ids=category_ids,
         bboxes=bboxes,
         areas=areas,
-        iscrowd=np.array([int(a.get("iscrowd", 0)) for a in anns], dtype=np.int64),
-        annotations=rest,
+        iscrowd=iscrowd,
+        annotations=anns,
         images=images,
         categories=categories,
         extra=extra,
@@ -220,9 +245,18 @@ def _first_duplicate(ids: np.ndarray) -> int:
     return int(uniq[counts > 1][0])
 
 
+def _int_array(values: list, records: list[dict], key: str, path: str, where: str = "annotation") -> np.ndarray:
+    """(n,) int64 of ids; a non-integer id is a :class:`UserError` naming the record."""
+    for i, v in enumerate(values):
+        if type(v) is not int:
+            name = records[i].get("id", f"#{i}") if key != "id" else f"#{i}"
+            raise UserError(f"{path}: {where} {name}: '{key}' must be an integer, got {v!r}")
+    return np.array(values, dtype=np.int64)
+
+
 def _layout_from_flat(anns: list[dict], path: str) -> Layout:
     for i, ann in enumerate(anns):
-        kpts = ann.get("keypoints") if isinstance(ann, dict) else None
+        kpts = ann.get("keypoints")
         if isinstance(kpts, list) and kpts:
             if len(kpts) % 3 or len(kpts) // 3 not in (17, 26, 133, 136):
                 raise UserError(
@@ -233,40 +267,95 @@ def _layout_from_flat(anns: list[dict], path: str) -> Layout:
     return COCO17
 
 
-def _flat_points(values: Any, num: int, path: str, ann: dict, i: int) -> np.ndarray:
-    if values is None:
-        raise UserError(f"{path}: annotation {ann.get('id', f'#{i}')} is missing required key 'keypoints'")
-    if not isinstance(values, list) or len(values) != 3 * num:
-        got = len(values) if isinstance(values, list) else type(values).__name__
-        raise UserError(
-            f"{path}: annotation {ann.get('id', f'#{i}')}: 'keypoints' has {got} values, expected {3 * num} ({num} x 3)"
-        )
+def _gather(anns: list[dict], key: str, num: int, path: str, required: bool) -> np.ndarray:
+    """(n, num, 3) float64 from each annotation's flat list under ``key``; absent -> zeros unless required."""
+    values = [a.get(key) for a in anns]
+    out = np.zeros((len(anns), num, 3), dtype=np.float64)
+    present = []
+    for i, v in enumerate(values):
+        if type(v) is list and len(v) == 3 * num:
+            present.append(i)
+        elif v is None and not required:
+            continue
+        elif v is None:
+            raise UserError(f"{path}: annotation {anns[i]['id']} is missing required key '{key}'")
+        else:
+            got = f"{len(v)} values" if isinstance(v, list) else f"a {type(v).__name__}"
+            raise UserError(f"{path}: annotation {anns[i]['id']}: '{key}' has {got}, expected {3 * num} ({num} x 3)")
+    if len(present) == len(values):
+        rows, index = values, slice(None)
+    else:
+        rows, index = [values[i] for i in present], np.asarray(present, dtype=np.int64)
     try:
-        return np.asarray(values, dtype=np.float64).reshape(num, 3)
+        out[index] = np.array(rows, dtype=np.float64).reshape(-1, num, 3)
     except (TypeError, ValueError):
-        raise UserError(f"{path}: annotation {ann.get('id', f'#{i}')}: 'keypoints' must be numbers") from None
-
-
-def _wholebody_points(ann: dict, path: str, i: int) -> np.ndarray:
-    out = np.zeros((WHOLEBODY133.num_keypoints, 3), dtype=np.float64)
-    for part in PART_NAMES:
-        key = WHOLEBODY_KPT_KEYS[part]
-        idx = WHOLEBODY133.parts[part]
-        if key not in ann:
-            if part == "body":
-                raise UserError(f"{path}: annotation {ann.get('id', f'#{i}')} is missing required key 'keypoints'")
-            continue  # a part key absent = part not labelled
-        values = ann[key]
-        if not isinstance(values, list) or len(values) != 3 * len(idx):
-            got = len(values) if isinstance(values, list) else type(values).__name__
-            raise UserError(
-                f"{path}: annotation {ann.get('id', f'#{i}')}: '{key}' has {got} values, expected {3 * len(idx)}"
-            )
-        try:
-            out[idx] = np.asarray(values, dtype=np.float64).reshape(-1, 3)
-        except (TypeError, ValueError):
-            raise UserError(f"{path}: annotation {ann.get('id', f'#{i}')}: '{key}' must be numbers") from None
+        for i in present:
+            try:
+                np.array(values[i], dtype=np.float64)
+            except (TypeError, ValueError):
+                raise UserError(f"{path}: annotation {anns[i]['id']}: '{key}' must be numbers") from None
+        raise
     return out
+
+
+def load_results(path: str | os.PathLike, images: list[dict], categories: list[dict] | None = None) -> PoseDataset:
+    """Load a COCO keypoint results (predictions) file as a :class:`PoseDataset`.
+
+    A results file is a list of ``{image_id, category_id, keypoints, score}``; ``keypoints`` is a
+    flat 17/26/133/136 x 3 list, or the body part of the COCO-WholeBody result keys (``foot_kpts``,
+    ``face_kpts``, ``lefthand_kpts``, ``righthand_kpts``). ``images`` (the ground truth's image
+    entries) give the file names. Annotation ids are 1..N in file order; ``bbox`` is the result's
+    own when given, else the tight box of its points; ``score`` and other fields are kept.
+    """
+    path = str(path)
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise UserError(f"{path}: expected a results list [{{image_id, keypoints, score}}, ...], got {type(data).__name__}")
+    for i, res in enumerate(data):
+        if not isinstance(res, dict):
+            raise UserError(f"{path}: results[{i}] is not an object")
+        for key in ("image_id", "keypoints"):
+            if key not in res:
+                raise UserError(f"{path}: results[{i}] is missing required key '{key}'")
+        res["id"] = i + 1
+    image_ids = _int_array([r["image_id"] for r in data], data, "image_id", path, where="result")
+    known = np.array([im["id"] for im in images], dtype=np.int64)
+    unknown = np.nonzero(~np.isin(image_ids, known))[0]
+    if len(unknown):
+        raise UserError(f"{path}: result {unknown[0] + 1} refers to image id {image_ids[unknown[0]]}, which is not among the images")
+    if detect_format(data, path) == "wholebody":
+        layout = WHOLEBODY133
+        keypoints = np.zeros((len(data), 133, 3), dtype=np.float64)
+        for part in PART_NAMES:
+            idx = WHOLEBODY133.parts[part]
+            keypoints[:, idx] = _gather(data, WHOLEBODY_KPT_KEYS[part], len(idx), path, required=part == "body")
+    else:
+        layout = _layout_from_flat(data, path)
+        keypoints = _gather(data, "keypoints", layout.num_keypoints, path, required=True)
+    if not np.isfinite(keypoints).all():
+        bad = int(np.nonzero(~np.isfinite(keypoints).all(axis=(1, 2)))[0][0])
+        raise UserError(f"{path}: result {bad + 1}: keypoints contain null, NaN or infinity")
+    bboxes = np.zeros((len(data), 4), dtype=np.float64)
+    for i, res in enumerate(data):
+        box = res.get("bbox")
+        ok = isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)
+        bboxes[i] = box if ok else tight_box(keypoints[i])
+        for key in KEYPOINT_KEYS.intersection(res):
+            del res[key]
+    return PoseDataset(
+        layout=layout,
+        keypoints=keypoints,
+        ann_ids=np.arange(1, len(data) + 1, dtype=np.int64),
+        image_ids=image_ids,
+        category_ids=np.array([r.get("category_id", 1) for r in data], dtype=np.int64),
+        bboxes=bboxes,
+        areas=bboxes[:, 2] * bboxes[:, 3],
+        iscrowd=np.zeros(len(data), dtype=np.int64),
+        annotations=data,
+        images=images,
+        categories=categories or [],
+        path=path,
+    )
 
 
 # --------------------------------------------------------------------------- images
@@ -402,13 +491,17 @@ def wholebody_document(ds: PoseDataset) -> dict:
     return _document(ds, anns, WHOLEBODY133)
 
 
-def flat_document(ds: PoseDataset) -> dict:
-    """The json with one flat ``keypoints`` list per person (COCO-17, Halpe-26/136, or flat 133)."""
+def flat_document(ds: PoseDataset, part_boxes: bool = False) -> dict:
+    """The json with one flat ``keypoints`` list per person (COCO-17, Halpe-26/136, or flat 133).
+
+    ``part_boxes=True`` keeps the persons' face / hand boxes (``face_box``, ...) when they have them.
+    """
     anns = []
     for i in range(len(ds)):
         ann = _base_annotation(ds, i)
-        for key in WHOLEBODY_BOX_KEYS.values():
-            ann.pop(key, None)
+        if not part_boxes:
+            for key in WHOLEBODY_BOX_KEYS.values():
+                ann.pop(key, None)
         ann["keypoints"] = _numbers(ds.keypoints[i])
         ann["num_keypoints"] = int((ds.keypoints[i, :, 2] > 0).sum())
         anns.append(ann)
@@ -428,6 +521,7 @@ __all__ = [
     "WHOLEBODY133",
     "PoseDataset",
     "load_pose_dataset",
+    "load_results",
     "read_json",
     "write_pose_dataset",
     "write_json_atomic",

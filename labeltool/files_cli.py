@@ -2,6 +2,130 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from labeltool.coco import load_pose_dataset, load_results, read_json, write_json_atomic
+from labeltool.errors import UserError
+
+
+@click.command("convert")
+@click.argument("src", metavar="IN", type=click.Path(path_type=Path))
+@click.argument("dst", metavar="OUT", type=click.Path(path_type=Path))
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Choice(["133", "136", "halpe26", "17", "openpose"]),
+    help="133: COCO-WholeBody (split part keys); 136: Halpe (flat); halpe26; 17: COCO body; "
+    "openpose: a directory of <image stem>_keypoints.json files.",
+)
+def convert_command(src: Path, dst: Path, target: str) -> None:
+    """Convert a COCO / COCO-WholeBody / Halpe label file IN to another layout, written to OUT.
+
+    \b
+    Examples:
+      wbt convert coco_wholebody_val_v1.0.json val136.json --to 136
+      wbt convert val136.json val133.json --to 133
+      wbt convert val133.json openpose_val/ --to openpose
+    """
+    from labeltool.convert import TARGETS, convert_dataset, converted_document, write_openpose
+    from labeltool.layouts import HALPE136
+
+    ds = load_pose_dataset(src)
+    if target == "openpose":
+        paths = write_openpose(ds, dst)
+        click.echo(f"wrote {len(paths)} OpenPose files ({len(ds)} persons from {ds.layout.name}) to {dst}")
+        return
+    if dst.is_dir():
+        raise UserError(f"{dst}: is a directory, expected an output json file name")
+    out = convert_dataset(ds, TARGETS[target])
+    write_json_atomic(converted_document(out), dst)
+    derived = ""
+    if out.layout is HALPE136 and ds.layout is not HALPE136:
+        counts = (out.keypoints[:, 17:20, 2] > 0).sum(axis=0)
+        derived = f"; derived head {counts[0]}, neck {counts[1]}, hip {counts[2]}"
+    click.echo(f"wrote {dst}: {len(out)} persons, {ds.layout.name} -> {out.layout.name}{derived}")
+
+
+@click.command("render")
+@click.argument("labels", type=click.Path(path_type=Path))
+@click.option("--images", "images_dir", required=True, type=click.Path(path_type=Path), help="Image directory.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--boxes", is_flag=True, help="Also draw person boxes (white) and part boxes (part colour).")
+@click.option("--sheet", is_flag=True, help="Also write contact_sheet.png: crops of many persons in a grid.")
+@click.option("--no-overlays", is_flag=True, help="Skip the per-image overlays (with --sheet: the sheet only).")
+@click.option("--limit", type=click.IntRange(min=1), help="Render at most this many images.")
+@click.option("--sheet-max", type=click.IntRange(min=1), default=100, show_default=True, help="Persons on the sheet.")
+@click.option(
+    "--gt",
+    type=click.Path(path_type=Path),
+    help="Ground-truth file whose images LABELS refers to, when LABELS is a results (predictions) list.",
+)
+@click.option(
+    "--min-score",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Draw points whose visibility / score is above this.",
+)
+def render_command(
+    labels: Path,
+    images_dir: Path,
+    out_dir: Path,
+    boxes: bool,
+    sheet: bool,
+    no_overlays: bool,
+    limit: int | None,
+    sheet_max: int,
+    gt: Path | None,
+    min_score: float,
+) -> None:
+    """Draw the labels of LABELS on their images: <stem>.png per image, one colour per part.
+
+    LABELS is a COCO / COCO-WholeBody / Halpe file (17, 26, 133 or 136 points), or a results
+    list of predictions together with --gt for the image entries.
+
+    \b
+    Examples:
+      wbt render pseudo133.json --images coco/train2017 --out review/ --limit 50 --sheet
+      wbt render results.json --gt val133.json --images coco/val2017 --out review_pred/ --min-score 0.3
+    """
+    from labeltool.review.render import render_dataset
+
+    if no_overlays and not sheet:
+        raise UserError("--no-overlays without --sheet would write nothing")
+    if _peek_is_list(labels):
+        if gt is None:
+            raise UserError(f"{labels}: is a results list; give --gt GT.json for its images")
+        truth = load_pose_dataset(gt)
+        ds = load_results(labels, truth.images, truth.categories)
+    else:
+        ds = load_pose_dataset(labels)
+    summary = render_dataset(
+        ds,
+        images_dir,
+        out_dir,
+        boxes=boxes,
+        sheet=sheet,
+        overlays=not no_overlays,
+        limit=limit,
+        sheet_max=sheet_max,
+        min_score=min_score,
+    )
+    click.echo(f"wrote {len(summary.overlays)} overlays to {out_dir}")
+    if summary.sheet:
+        click.echo(f"wrote {summary.sheet} ({summary.persons_on_sheet} persons)")
+
+
+def _peek_is_list(path: Path) -> bool:
+    """Whether a json file's top level is a list (a results file), reading only its first bytes."""
+    if not path.is_file():
+        read_json(path)  # raises the usual one-line error
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+    return head.startswith(b"[")
+
+
+COMMANDS: list[click.Command] = [convert_command, render_command]
