@@ -1,7 +1,73 @@
-"""`wbt` commands of this stage (filled in by the stage's work)."""
+"""`wbt eval`: evaluate keypoint results with the official COCO-WholeBody protocol."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from labeltool.errors import UserError
+
+LAYOUT_CHOICES = ("133", "136", "26", "17")
+
+
+@click.command("eval")
+@click.option("--gt", "gt_path", required=True, metavar="GT", help="Ground truth: COCO-WholeBody (133) or Halpe (136) json.")
+@click.option("--pred", "pred_path", metavar="PRED", help="Results json: a list of {image_id, category_id, keypoints, score}.")
+@click.option(
+    "--compare",
+    "compare",
+    multiple=True,
+    metavar="A.json [B.json ...]",
+    help="More results files to put side by side (rows = methods).",
+)
+@click.argument("more", nargs=-1, metavar="")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
+@click.option("--out", "out_path", metavar="FILE", help="Also write the output to FILE (atomically).")
+@click.option("--layout", type=click.Choice(LAYOUT_CHOICES), help="Force the GT layout (default: detected).")
+@click.option("--sigmas-float32", is_flag=True, help="Round sigmas to float32 like mmpose (default float64, official).")
+@click.option("--pr-curves", "pr_dir", metavar="DIR", help="Write a precision-recall PNG per part into DIR.")
+def eval_command(
+    gt_path: str,
+    pred_path: str | None,
+    compare: tuple[str, ...],
+    more: tuple[str, ...],
+    fmt: str,
+    out_path: str | None,
+    layout: str | None,
+    sigmas_float32: bool,
+    pr_dir: str | None,
+) -> None:
+    """Per-part AP / AR (body, foot, face, lefthand, righthand, wholebody), identical to xtcocotools.
+
+    \b
+    wbt eval --gt coco_wholebody_val_v1.0.json --pred results.json
+    wbt eval --gt val136.json --pred a.json --compare b.json c.json --format markdown
+    """
+    from labeltool.eval.evaluator import evaluate, load_ground_truth
+    from labeltool.eval.report import format_reports, write_pr_curves, write_text_atomic
+
+    if more and not compare:
+        raise UserError(f"unexpected argument {more[0]!r} (results files go after --pred or --compare)")
+    files = [p for p in (pred_path, *compare, *more) if p]
+    if not files:
+        raise UserError("give the results to evaluate with --pred PRED (and --compare A.json B.json ... for more)")
+    gt = load_ground_truth(gt_path, int(layout) if layout else None)
+    names = _method_names(files)
+    reports = [evaluate(gt, f, sigmas_float32=sigmas_float32, name=n) for f, n in zip(files, names)]
+    text = format_reports(reports, fmt)
+    if out_path:
+        write_text_atomic(text, out_path)
+    click.echo(text, nl=False)
+    if pr_dir:
+        for path in write_pr_curves(reports, pr_dir):
+            click.echo(f"wrote {path}", err=True)
+
+
+def _method_names(files: list[str]) -> list[str]:
+    """File stems, or the full paths where two stems coincide."""
+    stems = [Path(f).stem for f in files]
+    return stems if len(set(stems)) == len(stems) else list(files)
+
+
+COMMANDS: list[click.Command] = [eval_command]

@@ -20,7 +20,7 @@ threshold and area range together.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -97,7 +97,7 @@ def evaluate(
     if isinstance(layout, int):
         layout = layout_for(layout)
     if not isinstance(gt, PoseDataset):
-        gt = load_pose_dataset(gt, layout=layout)
+        gt = load_ground_truth(gt, layout)
     elif layout is not None and gt.layout is not layout:
         raise UserError(f"{gt.path or 'ground truth'}: has the {gt.layout.name} layout, not {layout.name}")
     layout = gt.layout
@@ -138,6 +138,22 @@ def evaluate(
         num_gt=len(people.keypoints),
         num_dets=len(preds),
         category_ids=tuple(int(c) for c in category_ids),
+    )
+
+
+def load_ground_truth(path: str | os.PathLike, layout: Layout | int | None = None) -> PoseDataset:
+    """Load a GT file; ``layout`` forces the layout of a file that has no annotations, and must
+    otherwise agree with the detected one (one-line :class:`UserError` if not)."""
+    if isinstance(layout, int):
+        layout = layout_for(layout)
+    gt = load_pose_dataset(path)
+    if layout is None or gt.layout is layout:
+        return gt
+    if len(gt) == 0:
+        return replace(gt, layout=layout, keypoints=np.zeros((0, layout.num_keypoints, 3)))
+    raise UserError(
+        f"{path}: holds {gt.layout.num_keypoints}-point annotations ({gt.layout.name}), "
+        f"not the {layout.num_keypoints}-point layout asked for"
     )
 
 
