@@ -1,7 +1,151 @@
-"""`wbt` commands of this stage (filled in by the stage's work)."""
+"""`wbt train-student`, `wbt predict` and `wbt export`: the student's commands.
+
+torch is imported inside the commands, so ``wbt --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import click
 
-COMMANDS: list[click.Command] = []
+from labeltool.errors import UserError
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'192x256' (width x height) -> (192, 256)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--input-size {text!r}: expected WIDTHxHEIGHT, e.g. 192x256 or 288x384") from None
+    if w <= 0 or h <= 0 or w % 32 or h % 32:
+        raise UserError(f"--input-size {text}: both sides must be positive multiples of 32 (e.g. 192x256, 288x384)")
+    return w, h
+
+
+@click.command("train-student")
+@click.option("--train", "train_path", type=click.Path(), help="labels.parquet from wbt distill, or a COCO-WholeBody / "
+              "Halpe / COCO json.")
+@click.option("--images", type=click.Path(), help="Image directory of --train.")
+@click.option("--extra-source", "extra", nargs=3, multiple=True, metavar="LABELS IMAGES PART",
+              help="Another label source trained at the same time (repeatable); PART: wholebody, face (68-point "
+                   "json), lefthand, righthand or hand (21-point json, taken as a left hand). Points a source "
+                   "lacks get weight 0.")
+@click.option("--out", default="student_run", show_default=True, type=click.Path(), help="Run directory "
+              "(last.pt, log.csv, log.json, curves.png).")
+@click.option("--preset", type=click.Choice(["tiny", "s", "m"]), default="m", show_default=True)
+@click.option("--keypoints", "num_keypoints", type=click.Choice(["133", "136"]), default="133", show_default=True,
+              help="Outputs: 133 (COCO-WholeBody) or 136 (Halpe).")
+@click.option("--input-size", default="192x256", show_default=True, help="WIDTHxHEIGHT (multiples of 32).")
+@click.option("--no-gau", is_flag=True, help="Head without the gated attention unit.")
+@click.option("--describe", is_flag=True, help="Print the model's parameters and GFLOPs and exit.")
+@click.option("--epochs", default=210, show_default=True)
+@click.option("--batch-size", default=256, show_default=True, help="Per process (GPU).")
+@click.option("--lr", default=4e-3, show_default=True)
+@click.option("--weight-decay", default=0.05, show_default=True)
+@click.option("--warmup-steps", default=1000, show_default=True)
+@click.option("--no-ema", is_flag=True)
+@click.option("--clip-grad", default=35.0, show_default=True, help="Max gradient norm (0: off).")
+@click.option("--no-amp", is_flag=True, help="No bf16 autocast on CUDA.")
+@click.option("--no-channels-last", is_flag=True)
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--workers", default=8, show_default=True, help="Data loader processes.")
+@click.option("--cache", type=click.Path(), default="", help="Crop cache directory (uint8 memmap of pre-cropped "
+              "persons); build it with --build-cache.")
+@click.option("--build-cache", is_flag=True, help="(Re)build the crop cache in --cache before training.")
+@click.option("--cache-margin", default=1.25, show_default=True, help="Cached crops cover this many times the "
+              "model's crop.")
+@click.option("--no-augment", is_flag=True)
+@click.option("--face-weight", default=0.5, show_default=True, help="Loss weight of face points (RTMW: 0.5).")
+@click.option("--val", type=click.Path(), default="", help="Validation GT json (evaluated on its GT boxes).")
+@click.option("--val-images", type=click.Path(), default="")
+@click.option("--val-every", default=10, show_default=True, help="Validate every N epochs (and after the last).")
+@click.option("--val-flip", is_flag=True, help="Flip test-time augmentation in validation.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--init", type=click.Path(), default="", help="Start from this checkpoint's weights.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--max-steps-per-epoch", default=0, help="Cap the steps per epoch (0: a full pass).")
+@click.option("--log-every", default=50, show_default=True)
+def train_student_command(train_path, images, extra, out, preset, num_keypoints, input_size, no_gau, describe,
+                          epochs, batch_size, lr, weight_decay, warmup_steps, no_ema, clip_grad, no_amp,
+                          no_channels_last, compile_, workers, cache, build_cache, cache_margin, no_augment,
+                          face_weight, val, val_images, val_every, val_flip, resume, init, seed, device,
+                          max_steps_per_epoch, log_every):
+    """Train the whole-body student (CSPNeXt + SimCC) on pseudo-labels or any COCO-WholeBody / Halpe json.
+
+    \b
+    Example:
+      wbt train-student --train labels.parquet --images coco/train2017 --out runs/m \\
+          --cache /data/crops --build-cache --val val133.json --val-images coco/val2017
+      torchrun --nproc_per_node 8 -m labeltool.student train-student ...   (one process per GPU)
+    """
+    from labeltool.student.model import StudentConfig
+    from labeltool.student.model import describe as describe_model
+    from labeltool.student.train import TrainConfig, train
+
+    size = _size(input_size)
+    if describe:
+        click.echo(describe_model(StudentConfig(preset=preset, num_keypoints=int(num_keypoints), input_size=size,
+                                                use_gau=not no_gau)))
+        return
+    if not train_path or not images:
+        raise UserError("give --train LABELS and --images DIR (or --describe)")
+    if build_cache and not cache:
+        raise UserError("--build-cache needs --cache DIR")
+    if val and not val_images:
+        raise UserError("--val needs --val-images DIR")
+    for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--val-every", val_every)):
+        if value < 1:
+            raise UserError(f"{name} must be at least 1 (got {value})")
+    cfg = TrainConfig(
+        train=train_path, images=images, out=out, extra_sources=[tuple(e) for e in extra], preset=preset,
+        num_keypoints=int(num_keypoints), input_size=size, use_gau=not no_gau, epochs=epochs,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, ema=not no_ema,
+        clip_grad=clip_grad, amp=not no_amp, channels_last=not no_channels_last, compile=compile_,
+        workers=workers, cache=cache, build_cache=build_cache, cache_margin=cache_margin, augment=not no_augment,
+        face_weight=face_weight, val=val, val_images=val_images, val_every=val_every, val_flip=val_flip,
+        resume=resume, init=init, seed=seed, device=device, max_steps_per_epoch=max_steps_per_epoch,
+        log_every=log_every,
+    )
+    result = train(cfg)
+    click.echo(f"done: {result.epochs_done} epochs; checkpoint {result.out / 'last.pt'}, log {result.out / 'log.csv'}")
+
+
+@click.command("predict")
+@click.option("--model", "model_path", required=True, type=click.Path(), help="Student checkpoint (last.pt).")
+@click.option("--images", required=True, type=click.Path(), help="Image directory.")
+@click.option("--gt", type=click.Path(), help="GT json: predict on its person boxes (and map image ids to files).")
+@click.option("--boxes", type=click.Path(), help="Detector boxes (COCO detection results json).")
+@click.option("--out", required=True, type=click.Path(), help="Results json (the format wbt eval reads).")
+@click.option("--flip", is_flag=True, help="Average with the horizontally flipped crop.")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--workers", default=2, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--nms", type=click.Choice(["oks", "parametric", "none"]), default="oks", show_default=True,
+              help="Pose NMS on detector boxes: mmpose's OKS-NMS or AlphaPose's parametric NMS.")
+@click.option("--nms-thr", default=0.9, show_default=True, help="OKS threshold of --nms oks.")
+@click.option("--box-thr", default=0.0, show_default=True, help="Drop detector boxes scoring under this.")
+@click.option("--no-ema", is_flag=True, help="Use the raw weights, not the EMA.")
+def predict_command(model_path, images, gt, boxes, out, flip, batch_size, workers, device, nms, nms_thr, box_thr,
+                    no_ema):
+    """Top-down whole-body keypoints for GT or detector boxes, written as COCO-WholeBody results."""
+    from labeltool.student.predict import run_predict
+    from labeltool.student.train import pick_device
+
+    n = run_predict(model_path, images, out, gt=gt, boxes=boxes, flip=flip, batch_size=batch_size, workers=workers,
+                    device=str(pick_device(device)), nms=nms, nms_thr=nms_thr, box_thr=box_thr, use_ema=not no_ema)
+    click.echo(f"wrote {n} poses to {out}")
+
+
+@click.command("export")
+@click.option("--model", "model_path", required=True, type=click.Path(), help="Student checkpoint.")
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(), help="Output .onnx file.")
+@click.option("--no-check", is_flag=True, help="Do not run the file with onnxruntime.")
+@click.option("--no-ema", is_flag=True)
+def export_command(model_path, onnx_path, no_check, no_ema):
+    """Export a student to ONNX (input: RGB float 0..255, N x 3 x H x W; outputs: SimCC x / y logits)."""
+    from labeltool.student.predict import export_onnx
+
+    click.echo(export_onnx(model_path, onnx_path, use_ema=not no_ema, check=not no_check))
+
+
+COMMANDS: list[click.Command] = [train_student_command, predict_command, export_command]

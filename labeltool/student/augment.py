@@ -1,0 +1,221 @@
+"""Batch augmentation of source crops on the batch's device (GPU when training on CUDA).
+
+One affine per sample (flip, box noise or half-body box, scale, rotation) is built as a 3x3
+matrix from source-crop pixels to model-input pixels; the image goes through
+``grid_sample`` (bilinear, zeros outside, pixel centres at integers as ``cv2.warpAffine``),
+the keypoints through the same matrix, and flipped samples swap left/right points with the
+layout's ``flip_index``. Then colour (brightness, contrast, saturation) and one coarse dropout
+hole, as RTMPose's pipeline has. Parameter ranges follow mmpose's ``RandomFlip``,
+``RandomHalfBody`` and ``RandomBBoxTransform`` as RTMPose configures them.
+
+Box noise, in the spirit of AlphaPose's pose-guided proposal generator: each edge of the
+person box moves by a Laplace-distributed fraction of the box size (heavy-tailed, like a real
+detector's misses: mostly a little, sometimes a limb cut off or a neighbour let in) before
+the crop is fitted to it, so the student learns to cope with imperfect detector boxes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from labeltool.layouts import Layout
+
+_LOWER_WORDS = ("hip", "knee", "ankle", "toe", "heel")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation probabilities and ranges (0 probability switches a step off)."""
+
+    flip_prob: float = 0.5
+    half_body_prob: float = 0.3
+    half_body_padding: float = 1.5
+    half_body_min_points: int = 9
+    box_noise_prob: float = 0.5
+    box_noise_scale: float = 0.05  # Laplace scale of each edge's move, as a fraction of the box side
+    box_noise_max: float = 0.3
+    scale_range: tuple[float, float] = (0.6, 1.4)  # crop size factor (> 1 zooms out)
+    rotate_prob: float = 0.6
+    rotate_max: float = 80.0  # degrees (truncated normal times this)
+    colour_prob: float = 1.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    dropout_prob: float = 0.5
+    dropout_size: tuple[float, float] = (0.2, 0.4)  # hole side as a fraction of the input side
+
+    @staticmethod
+    def none() -> AugmentConfig:
+        """No augmentation: the nominal crop, as at test time."""
+        return AugmentConfig(flip_prob=0, half_body_prob=0, box_noise_prob=0, scale_range=(1.0, 1.0), rotate_prob=0,
+                             colour_prob=0, dropout_prob=0)
+
+
+def lower_body_mask(layout: Layout) -> np.ndarray:
+    """(K,) True for the lower-body points (hips, knees, ankles, feet), by name."""
+    return np.array([any(w in n for w in _LOWER_WORDS) for n in layout.names])
+
+
+def _truncnorm(n: int, device: torch.device) -> torch.Tensor:
+    """Standard normal truncated to [-1, 1] (inverse CDF), as mmpose's ``_truncnorm``."""
+    lo = 0.5 * (1 + math.erf(-1 / math.sqrt(2)))
+    u = lo + (1 - 2 * lo) * torch.rand(n, device=device)
+    return math.sqrt(2) * torch.erfinv(2 * u - 1)
+
+
+def _fit_aspect(size: torch.Tensor, aspect: float) -> torch.Tensor:
+    w, h = size[:, 0], size[:, 1]
+    wide = w > aspect * h
+    return torch.stack([torch.where(wide, w, h * aspect), torch.where(wide, w / aspect, h)], dim=1)
+
+
+def augment_batch(batch: dict[str, torch.Tensor], layout: Layout, input_size: tuple[int, int],
+                  config: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Augmented model inputs from a batch of source crops (see :class:`CropSource.read_batch`).
+
+    Returns images (B, 3, H, W) float 0..255, keypoints (B, K, 2) and weights (B, K) in input pixels.
+    Random numbers come from torch's global generator of the batch's device.
+    """
+    crops = batch["crops"]
+    device = crops.device
+    kp = batch["keypoints"].float()
+    weights = batch["weights"].float()
+    boxes = batch["boxes"].float()
+    b, cw = crops.shape[0], crops.shape[2]
+    w_in, h_in = input_size
+    aspect = w_in / h_in
+
+    # flip (about the source crop's vertical mid-line)
+    flip = torch.rand(b, device=device) < config.flip_prob
+    flip_index = torch.as_tensor(layout.flip_index, device=device)
+    kp_flipped = kp[:, flip_index].clone()
+    kp_flipped[..., 0] = (cw - 1) - kp_flipped[..., 0]
+    kp = torch.where(flip[:, None, None], kp_flipped, kp)
+    weights = torch.where(flip[:, None], weights[:, flip_index], weights)
+    box_x = torch.where(flip, (cw - 1) - boxes[:, 0] - boxes[:, 2], boxes[:, 0])
+    boxes = torch.stack([box_x, boxes[:, 1], boxes[:, 2], boxes[:, 3]], dim=1)
+
+    # box noise: every edge moves by a Laplace fraction of its side
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    noisy = torch.rand(b, device=device) < config.box_noise_prob
+    if config.box_noise_prob > 0:
+        lap = torch.distributions.Laplace(torch.zeros((), device=device), torch.full((), config.box_noise_scale,
+                                                                                     device=device))
+        d = lap.sample((b, 4)).clamp(-config.box_noise_max, config.box_noise_max) * noisy[:, None]
+        bw, bh = x1 - x0, y1 - y0
+        x0, x1 = x0 + d[:, 0] * bw, x1 + d[:, 1] * bw
+        y0, y1 = y0 + d[:, 2] * bh, y1 + d[:, 3] * bh
+        x1, y1 = torch.maximum(x1, x0 + 0.1 * bw), torch.maximum(y1, y0 + 0.1 * bh)
+    center = torch.stack([(x0 + x1) / 2, (y0 + y1) / 2], dim=1)
+    size = _fit_aspect(torch.stack([x1 - x0, y1 - y0], dim=1), aspect) * 1.25
+
+    # half body: the box of the upper or the lower body's labelled points
+    if config.half_body_prob > 0:
+        center, size = _half_body(kp, weights, center, size, layout, aspect, config)
+
+    # scale and rotation
+    lo, hi = config.scale_range
+    size = size * ((hi + lo) / 2 + (hi - lo) / 2 * _truncnorm(b, device))[:, None]
+    rotate = torch.rand(b, device=device) < config.rotate_prob
+    theta = torch.where(rotate, _truncnorm(b, device) * config.rotate_max, 0.0) * (math.pi / 180)
+
+    # crop -> input matrix: input = s * R * (x - center) + input centre, after the flip
+    s = w_in / size[:, 0]
+    cos, sin = torch.cos(theta) * s, torch.sin(theta) * s
+    m = torch.zeros(b, 3, 3, device=device)
+    m[:, 0, 0], m[:, 0, 1] = cos, -sin
+    m[:, 1, 0], m[:, 1, 1] = sin, cos
+    m[:, 0, 2] = (w_in - 1) / 2 - (cos * center[:, 0] - sin * center[:, 1])
+    m[:, 1, 2] = (h_in - 1) / 2 - (sin * center[:, 0] + cos * center[:, 1])
+    m[:, 2, 2] = 1
+    kp = kp @ m[:, :2, :2].transpose(1, 2) + m[:, None, :2, 2]
+    flip_m = torch.eye(3, device=device).repeat(b, 1, 1)
+    flip_m[flip, 0, 0] = -1
+    flip_m[flip, 0, 2] = cw - 1
+    images = warp_batch(crops, m @ flip_m, (w_in, h_in))
+
+    if config.colour_prob > 0:
+        images = _colour(images, config)
+    if config.dropout_prob > 0:
+        images = _dropout(images, config)
+    return images, kp, weights
+
+
+def warp_batch(crops: torch.Tensor, matrices: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """uint8 crops (B, h, w, 3) warped by (B, 3, 3) source -> output matrices: float (B, 3, H, W)."""
+    b, ch, cw = crops.shape[:3]
+    w_out, h_out = out_size
+    device = crops.device
+    inv = torch.linalg.inv(matrices)
+    ys, xs = torch.meshgrid(torch.arange(h_out, device=device, dtype=torch.float32),
+                            torch.arange(w_out, device=device, dtype=torch.float32), indexing="ij")
+    grid = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)  # (1, H*W, 3)
+    src = grid @ inv[:, :2].transpose(1, 2)  # (B, H*W, 2) in crop pixels
+    norm = torch.tensor([2 / (cw - 1), 2 / (ch - 1)], device=device)
+    src = (src * norm - 1).reshape(b, h_out, w_out, 2)
+    images = crops.permute(0, 3, 1, 2).float()
+    return F.grid_sample(images, src, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def _half_body(kp, weights, center, size, layout, aspect, config):
+    b = kp.shape[0]
+    device = kp.device
+    lower = torch.as_tensor(lower_body_mask(layout), device=device)
+    labelled = weights > 0
+    n_upper = (labelled & ~lower).sum(1)
+    n_lower = (labelled & lower).sum(1)
+    eligible = (labelled.sum(1) >= config.half_body_min_points) & (torch.rand(b, device=device)
+                                                                   < config.half_body_prob)
+    pick_upper = (torch.rand(b, device=device) < 0.5) & (n_upper >= 2)
+    pick_upper = pick_upper | (n_lower < 3)
+    chosen = labelled & torch.where(pick_upper[:, None], ~lower, lower)
+    eligible = eligible & (chosen.sum(1) >= 2)
+    big = torch.tensor(1e9, device=device)
+    lo = torch.where(chosen[..., None], kp, big).amin(1)
+    hi = torch.where(chosen[..., None], kp, -big).amax(1)
+    mean = (kp * chosen[..., None]).sum(1) / chosen.sum(1, keepdim=True).clamp_min(1)
+    hb_size = _fit_aspect((hi - lo).clamp_min(1.0), aspect) * config.half_body_padding
+    center = torch.where(eligible[:, None], mean, center)
+    size = torch.where(eligible[:, None], hb_size, size)
+    return center, size
+
+
+def _colour(images: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
+    b = images.shape[0]
+    device = images.device
+
+    def factor(amount: float) -> torch.Tensor:
+        on = torch.rand(b, 1, 1, 1, device=device) < config.colour_prob
+        f = 1 + amount * (2 * torch.rand(b, 1, 1, 1, device=device) - 1)
+        return torch.where(on, f, torch.ones_like(f))
+
+    images = images * factor(config.brightness)
+    gray = (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
+    mean = gray.mean(dim=(2, 3), keepdim=True)
+    images = (images - mean) * factor(config.contrast) + mean
+    gray = (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
+    images = (images - gray) * factor(config.saturation) + gray
+    return images.clamp(0, 255)
+
+
+def _dropout(images: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
+    b, _, h, w = images.shape
+    device = images.device
+    lo, hi = config.dropout_size
+    on = torch.rand(b, device=device) < config.dropout_prob
+    hw = lo + (hi - lo) * torch.rand(b, 2, device=device)
+    hole_w, hole_h = hw[:, 0] * w, hw[:, 1] * h
+    x0 = torch.rand(b, device=device) * (w - hole_w)
+    y0 = torch.rand(b, device=device) * (h - hole_h)
+    xs = torch.arange(w, device=device)[None, :]
+    ys = torch.arange(h, device=device)[None, :]
+    in_x = (xs >= x0[:, None]) & (xs < (x0 + hole_w)[:, None])
+    in_y = (ys >= y0[:, None]) & (ys < (y0 + hole_h)[:, None])
+    hole = (in_y[:, :, None] & in_x[:, None, :]) & on[:, None, None]
+    return images.masked_fill(hole[:, None], 0.0)

@@ -1,0 +1,142 @@
+"""SimCC codec: keypoints <-> per-axis classification targets, apart from the model.
+
+SimCC (Li et al. 2022, used by RTMPose) predicts for every keypoint one distribution over
+``split_ratio * W`` x-bins and one over ``split_ratio * H`` y-bins of the model input. Bin
+``k`` stands for the input coordinate ``k / split_ratio`` (pixel centres at integers, as
+``cv2.warpAffine`` places them). Targets are Gaussians (RTMPose's label smoothing, max 1,
+not normalised); the loss compares ``softmax(beta * target)`` with ``softmax(beta * logits)``
+(KL divergence, RTMPose's ``KLDiscretLoss``). Decoding takes the arg-max and refines it to
+sub-bin precision with the vertex of the parabola through the peak and its two neighbours
+(shift- and scale-invariant, so it works on raw logits as well as on targets).
+
+Everything is torch and batched, so targets are built on whatever device the batch is on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# RTMPose's label sigmas (in bins, x then y) for its two input sizes; other sizes scale linearly.
+_RTMPOSE_SIGMAS = {(192, 256): (4.9, 5.66), (288, 384): (6.93, 7.99)}
+
+
+def default_sigma(input_size: tuple[int, int]) -> tuple[float, float]:
+    """RTMPose's SimCC label sigma (x, y) in bins for an input (width, height)."""
+    if tuple(input_size) in _RTMPOSE_SIGMAS:
+        return _RTMPOSE_SIGMAS[tuple(input_size)]
+    w, h = input_size
+    return (4.9 * w / 192, 5.66 * h / 256)
+
+
+@dataclass(frozen=True)
+class SimCCCodec:
+    """Encode / decode SimCC targets for a model input of ``input_size`` = (width, height)."""
+
+    input_size: tuple[int, int] = (192, 256)
+    split_ratio: float = 2.0
+    sigma: tuple[float, float] | None = None  # bins; None: RTMPose's value for the size
+    beta: float = 10.0  # softmax temperature of the loss (RTMPose: 10)
+
+    @property
+    def bins(self) -> tuple[int, int]:
+        """Number of x bins and y bins."""
+        return int(round(self.input_size[0] * self.split_ratio)), int(round(self.input_size[1] * self.split_ratio))
+
+    @property
+    def sigmas(self) -> tuple[float, float]:
+        return self.sigma if self.sigma is not None else default_sigma(self.input_size)
+
+    def encode(self, keypoints: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Targets of keypoints (B, K, 2) in input pixels with weights (B, K).
+
+        Returns (target_x (B, K, Wx), target_y (B, K, Wy), weights (B, K)); a point whose bin
+        falls outside the input gets weight 0 (as mmpose's SimCCLabel).
+        """
+        bx, by = self.bins
+        sx, sy = self.sigmas
+        mu = keypoints.float() * self.split_ratio
+        inside = (mu[..., 0] >= 0) & (mu[..., 0] <= bx - 1) & (mu[..., 1] >= 0) & (mu[..., 1] <= by - 1)
+        weights = torch.where(inside, weights.float(), torch.zeros_like(weights, dtype=torch.float32))
+        grid_x = torch.arange(bx, device=keypoints.device, dtype=torch.float32)
+        grid_y = torch.arange(by, device=keypoints.device, dtype=torch.float32)
+        target_x = torch.exp(-((grid_x - mu[..., 0:1]) ** 2) / (2 * sx * sx))
+        target_y = torch.exp(-((grid_y - mu[..., 1:2]) ** 2) / (2 * sy * sy))
+        return target_x, target_y, weights
+
+    def decode(self, simcc_x: torch.Tensor, simcc_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoints (B, K, 2) in input pixels and scores (B, K) in [0, 1] from logits or targets.
+
+        The score is the peak of ``softmax(beta * logits)`` relative to the peak of a training
+        target's distribution (1 = as sharp as a label), averaged over x and y.
+        """
+        x, px = _refined_argmax(simcc_x.float(), self.beta)
+        y, py = _refined_argmax(simcc_y.float(), self.beta)
+        tx, ty = self._target_peaks(simcc_x.device)
+        scores = (0.5 * (px / tx + py / ty)).clamp(0.0, 1.0)
+        keypoints = torch.stack([x, y], dim=-1) / self.split_ratio
+        return keypoints, scores
+
+    def _target_peaks(self, device: torch.device) -> tuple[float, float]:
+        """Peak probability of softmax(beta * target) for a point in the middle of the input."""
+        w, h = self.input_size
+        centre = torch.tensor([[[(w - 1) / 2, (h - 1) / 2]]], device=device)
+        tx, ty, _ = self.encode(centre, torch.ones(1, 1, device=device))
+        return (
+            float(F.softmax(self.beta * tx, dim=-1).max()),
+            float(F.softmax(self.beta * ty, dim=-1).max()),
+        )
+
+    def loss(
+        self,
+        simcc_x: torch.Tensor,
+        simcc_y: torch.Tensor,
+        target_x: torch.Tensor,
+        target_y: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> torch.Tensor:
+        """RTMPose's KLDiscretLoss: KL(softmax(beta*t) || softmax(beta*logits)) per axis, mean over bins,
+        weighted per keypoint, averaged over keypoints and batch (scalar)."""
+        loss = _kl(simcc_x.float(), target_x, self.beta) + _kl(simcc_y.float(), target_y, self.beta)
+        return (loss * weights).sum() / (weights.shape[0] * weights.shape[1])
+
+
+def _kl(logits: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
+    log_p = F.log_softmax(logits * beta, dim=-1)
+    t = F.softmax(target * beta, dim=-1)
+    return (t * (torch.log(t.clamp_min(1e-30)) - log_p)).mean(dim=-1)
+
+
+def _refined_argmax(logits: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sub-bin peak position (parabola vertex through the arg-max and its neighbours) and peak probability."""
+    n = logits.shape[-1]
+    idx = logits.argmax(dim=-1, keepdim=True)
+    left = logits.gather(-1, (idx - 1).clamp(0, n - 1))
+    mid = logits.gather(-1, idx)
+    right = logits.gather(-1, (idx + 1).clamp(0, n - 1))
+    curvature = left - 2 * mid + right
+    ok = (curvature < 0) & (idx > 0) & (idx < n - 1)
+    offset = torch.where(ok, 0.5 * (left - right) / torch.where(ok, curvature, -torch.ones_like(curvature)), 0.0)
+    pos = (idx.float() + offset.clamp(-0.5, 0.5)).squeeze(-1)
+    prob = F.softmax(logits * beta, dim=-1).gather(-1, idx).squeeze(-1)
+    return pos, prob
+
+
+def flip_simcc(simcc_x: torch.Tensor, simcc_y: torch.Tensor, flip_index: np.ndarray, split_ratio: float,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outputs of a horizontally flipped input turned back into the unflipped frame.
+
+    Input x maps to ``W - 1 - x`` under the flip, so x-bin ``k`` maps to bin
+    ``split_ratio * (W - 1) - k``: reverse, then shift by ``split_ratio - 1`` bins
+    (the last bins, which have no counterpart, repeat the edge). Keypoints swap sides
+    through the layout's ``flip_index``.
+    """
+    index = torch.as_tensor(np.asarray(flip_index), device=simcc_x.device, dtype=torch.long)
+    flipped = simcc_x.flip(-1)
+    shift = int(round(split_ratio - 1))
+    if shift > 0:
+        flipped = torch.cat([flipped[..., shift:], flipped[..., -1:].expand(*flipped.shape[:-1], shift)], dim=-1)
+    return flipped[:, index], simcc_y[:, index]

@@ -1,0 +1,468 @@
+"""The student's training loop: plain PyTorch, one process per GPU (torchrun / DDP), exact resume.
+
+AdamW (no weight decay on norms and biases), linear warm-up then cosine decay per step,
+an EMA of the weights, gradient clipping, bf16 autocast and channels_last on CUDA, optional
+``torch.compile``. Every epoch writes ``last.pt`` atomically with the model, optimizer,
+scheduler, EMA, epoch, RNG states (python, numpy, torch, CUDA), the arguments and the log,
+so ``--resume`` continues as if never stopped (same weights for the same seed). A non-finite
+loss stops training with a clear message and leaves the last good checkpoint untouched.
+Validation every N epochs runs the EMA model on the validation persons' GT boxes and
+evaluates with :func:`labeltool.eval.evaluate`; per-part AP goes to ``log.csv`` /
+``log.json`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from labeltool.errors import UserError
+from labeltool.layouts import layout_for
+from labeltool.student.augment import AugmentConfig, augment_batch
+from labeltool.student.codec import SimCCCodec
+from labeltool.student.data import (
+    BatchIndices,
+    CachedCrops,
+    CropGeometry,
+    ImageCrops,
+    PersonTable,
+    batch_loader,
+    build_crop_cache,
+    concat_tables,
+    load_source,
+)
+from labeltool.student.model import Student, StudentConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``wbt train-student`` takes (stored in each checkpoint as ``args``)."""
+
+    train: str = ""  # labels.parquet or json
+    images: str = ""
+    out: str = "student_run"
+    extra_sources: list[tuple[str, str, str]] = field(default_factory=list)  # (labels, images, part)
+    preset: str = "m"
+    num_keypoints: int = 133
+    input_size: tuple[int, int] = (192, 256)
+    use_gau: bool = True
+    epochs: int = 210
+    batch_size: int = 256  # per process
+    lr: float = 4e-3  # RTMPose's, for a total batch of 1024: scale with the batch
+    weight_decay: float = 0.05
+    warmup_steps: int = 1000
+    min_lr_ratio: float = 0.05
+    ema: bool = True
+    ema_decay: float = 0.9998
+    clip_grad: float = 35.0  # max gradient norm (0 = off)
+    amp: bool = True  # bf16 autocast on CUDA
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    workers: int = 8
+    cache: str = ""  # crop cache directory ('' = crop from the images)
+    build_cache: bool = False
+    cache_margin: float = 1.25
+    augment: bool = True
+    face_weight: float = 0.5
+    val: str = ""  # validation GT json
+    val_images: str = ""
+    val_every: int = 10
+    val_flip: bool = False
+    resume: bool = False
+    init: str = ""  # start from this checkpoint's weights
+    seed: int = 0
+    device: str = "auto"
+    max_steps_per_epoch: int = 0  # 0 = a full pass over the data
+    log_every: int = 50
+    progress: bool = True
+
+    def student_config(self) -> StudentConfig:
+        return StudentConfig(preset=self.preset, num_keypoints=self.num_keypoints, input_size=tuple(self.input_size),
+                             use_gau=self.use_gau)
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+class EMA:
+    """Exponential moving average of the weights (buffers copied), with the usual warm-up of the decay."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.steps = 0
+        self.module = Student(model.config)
+        self.module.load_state_dict(model.state_dict())
+        self.module.to(next(model.parameters()).device).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        ema_state = self.module.state_dict()
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                ema_state[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                ema_state[k].copy_(v)
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.steps = state["steps"]
+
+
+def lr_lambda(warmup: int, total: int, min_ratio: float):
+    """Step -> learning-rate factor: linear warm-up from 0.001, then cosine down to ``min_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.001 + (1 - 0.001) * step / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on conv / linear weights only (none on norms, biases and the GAU's scales)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# --------------------------------------------------------------------------- set-up helpers
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) under torchrun (``LOCAL_RANK`` set), else (0, 1, device)."""
+    if "LOCAL_RANK" not in os.environ:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    local = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def load_training_table(cfg: TrainConfig) -> PersonTable:
+    layout = layout_for(cfg.num_keypoints)
+    tables = [load_source(cfg.train, cfg.images, layout, "wholebody", cfg.face_weight)]
+    for labels, images, part in cfg.extra_sources:
+        tables.append(load_source(labels, images, layout, part, cfg.face_weight))
+    table = concat_tables(tables)
+    if len(table) == 0:
+        raise UserError(f"{cfg.train}: no usable person (non-crowd, a box, at least one labelled point)")
+    return table
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    epochs_done: int
+    history: list[dict]
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train (or resume) a student as ``cfg`` says; checkpoints and logs go to ``cfg.out``."""
+    out = Path(cfg.out)
+    device = pick_device(cfg.device)
+    rank, world, device = init_distributed(device)
+    main_process = rank == 0
+    cuda = device.type == "cuda"
+    ckpt_path = out / "last.pt"
+
+    resume_state = None
+    if cfg.resume:
+        if not ckpt_path.is_file():
+            raise UserError(f"{ckpt_path}: nothing to resume (no checkpoint in --out)")
+        resume_state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    torch.manual_seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    random.seed(cfg.seed + rank)
+
+    table = load_training_table(cfg)
+    layout = table.layout
+    student_cfg = cfg.student_config()
+    geometry = CropGeometry(student_cfg.input_size, cfg.cache_margin)
+    if cfg.cache:
+        if cfg.build_cache and main_process:
+            build_crop_cache(table, geometry, cfg.cache, workers=cfg.workers, progress=cfg.progress)
+        if world > 1:
+            torch.distributed.barrier()
+        source = CachedCrops(table, geometry, cfg.cache)
+    else:
+        source = ImageCrops(table, geometry)
+    sampler = BatchIndices(len(table), cfg.batch_size, cfg.seed, rank, world)
+    if len(sampler) == 0:
+        raise UserError(f"{cfg.train}: {len(table)} persons make no full batch of {cfg.batch_size} "
+                        f"on {world} process(es); lower --batch-size")
+    steps_per_epoch = len(sampler) if not cfg.max_steps_per_epoch else min(len(sampler), cfg.max_steps_per_epoch)
+    codec = SimCCCodec(student_cfg.input_size, student_cfg.split_ratio)
+    augment = AugmentConfig() if cfg.augment else AugmentConfig.none()
+
+    model = Student(student_cfg).to(device)
+    if cfg.init and resume_state is None:
+        from labeltool.student.predict import load_checkpoint
+
+        init = load_checkpoint(cfg.init)
+        missing = _load_matching(model, init.get("ema") or init["model"])
+        if main_process and missing:
+            print(f"--init {cfg.init}: {missing} tensors did not fit this model and start fresh")
+    if cuda and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema else None
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    total_steps = steps_per_epoch * cfg.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, total_steps,
+                                                                       cfg.min_lr_ratio))
+    start_epoch, history = 0, []
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        if ema is not None and resume_state.get("ema_state") is not None:
+            ema.load_state_dict(resume_state["ema_state"])
+        start_epoch = resume_state["epoch"]
+        history = resume_state.get("history", [])
+        set_rng_state(resume_state["rng"][rank] if isinstance(resume_state["rng"], list) else resume_state["rng"])
+        if main_process:
+            print(f"resumed from {ckpt_path} after epoch {start_epoch}")
+
+    train_model: nn.Module = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    step_fn = train_model
+    if cfg.compile:
+        step_fn = torch.compile(train_model)
+
+    loader = batch_loader(source, sampler, cfg.workers, pin_memory=cuda)
+    out.mkdir(parents=True, exist_ok=True)
+    val = _Validation(cfg, layout) if cfg.val and main_process else None
+
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        t_epoch = time.perf_counter()
+        loss_sum, n_steps, data_time = torch.zeros((), device=device), 0, 0.0
+        t_data = time.perf_counter()
+        for step, batch in enumerate(loader):
+            if step >= steps_per_epoch:
+                break
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            data_time += time.perf_counter() - t_data
+            with torch.no_grad():
+                images, keypoints, weights = augment_batch(batch, layout, student_cfg.input_size, augment)
+                target_x, target_y, weights = codec.encode(keypoints, weights)
+            if cuda and cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
+                simcc_x, simcc_y = step_fn(images)
+            loss = codec.loss(simcc_x, simcc_y, target_x, target_y, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(model)
+            loss_sum += loss.detach()
+            n_steps += 1
+            # a sync per step on the CPU costs nothing; on CUDA check every log_every steps (the
+            # checkpoint is only written after the epoch's final check, so it always stays good)
+            if (not cuda or (step + 1) % max(cfg.log_every, 1) == 0) and not torch.isfinite(loss_sum):
+                _diverged(loss, epoch, step, ckpt_path, history)
+            if main_process and cfg.progress and cfg.log_every and (step + 1) % cfg.log_every == 0:
+                print(f"epoch {epoch + 1} step {step + 1}/{steps_per_epoch} loss {loss.item():.5f} "
+                      f"lr {scheduler.get_last_lr()[0]:.2e}", flush=True)
+            t_data = time.perf_counter()
+        mean_loss = float(loss_sum) / max(n_steps, 1)
+        if not math.isfinite(mean_loss):
+            _diverged(loss, epoch, n_steps - 1, ckpt_path, history)
+        seconds = time.perf_counter() - t_epoch
+        record = {"epoch": epoch + 1, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
+                  "seconds": seconds, "samples_per_s": n_steps * cfg.batch_size * world / max(seconds, 1e-9),
+                  "data_seconds": data_time}
+        if val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            record.update(val.run(ema.module if ema is not None else model, device))
+        history.append(record)
+        if main_process:
+            state = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "ema": ema.module.state_dict() if ema is not None else None,
+                "ema_state": ema.state_dict() if ema is not None else None,
+                "epoch": epoch + 1, "rng": _gather_rng(world), "args": _args_dict(cfg),
+                "config": student_cfg.to_dict(), "layout": layout.name, "history": history,
+            }
+            save_atomic(state, ckpt_path)
+            _write_logs(out, history)
+            if cfg.progress:
+                print(_epoch_line(record), flush=True)
+        elif world > 1:
+            _gather_rng(world)
+    if world > 1:
+        torch.distributed.barrier()
+    return TrainResult(out, cfg.epochs, history)
+
+
+def _diverged(loss: torch.Tensor, epoch: int, step: int, ckpt_path: Path, history: list[dict]):
+    where = (f"the last good checkpoint, {ckpt_path} (epoch {history[-1]['epoch']}), is intact"
+             if history and ckpt_path.is_file() else "no checkpoint had been written yet")
+    raise TrainingDiverged(f"training loss became {float(loss)} (not finite) in epoch {epoch + 1} by step {step + 1}: "
+                           f"stopped; {where}; lower --lr or check the labels")
+
+
+def _gather_rng(world: int):
+    if world == 1:
+        return rng_state()
+    import torch.distributed as dist
+
+    states = [None] * world
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
+def _load_matching(model: nn.Module, state: dict) -> int:
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    return len(own) - len(fitting)
+
+
+def _args_dict(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    d["input_size"] = list(cfg.input_size)
+    return d
+
+
+def _epoch_line(r: dict) -> str:
+    line = f"epoch {r['epoch']}: loss {r['loss']:.5f}, {r['samples_per_s']:.1f} samples/s, lr {r['lr']:.2e}"
+    aps = [f"{k[3:]} {v:.3f}" for k, v in r.items() if k.startswith("AP_")]
+    return line + (", AP " + ", ".join(aps) if aps else "")
+
+
+class _Validation:
+    """Runs the model on the validation persons' GT boxes and evaluates with labeltool.eval."""
+
+    def __init__(self, cfg: TrainConfig, layout):
+        from labeltool.coco import image_path, load_pose_dataset
+
+        self.gt = load_pose_dataset(cfg.val)
+        if not cfg.val_images or not Path(cfg.val_images).is_dir():
+            raise UserError(f"--val-images {cfg.val_images or '(missing)'}: image directory not found")
+        if self.gt.layout.num_keypoints != layout.num_keypoints:
+            raise UserError(f"{cfg.val}: has {self.gt.layout.num_keypoints} points per person; "
+                            f"the student predicts {layout.num_keypoints}")
+        keep = (self.gt.iscrowd == 0) & (self.gt.bboxes[:, 2] > 0) & (self.gt.bboxes[:, 3] > 0)
+        self.image_ids = self.gt.image_ids[keep]
+        self.bboxes = self.gt.bboxes[keep]
+        uniq, self.image_index = np.unique(self.image_ids, return_inverse=True)
+        names = {int(im["id"]): str(image_path(cfg.val_images, im)) for im in self.gt.images}
+        self.paths = [names[int(i)] for i in uniq]
+        self.flip = cfg.val_flip
+        self.workers = min(cfg.workers, 4)
+
+    def run(self, model: Student, device: torch.device) -> dict:
+        from labeltool.eval import evaluate, predictions_from_arrays
+        from labeltool.student.predict import Predictor, instance_scores
+
+        was = model.training
+        predictor = Predictor(model, device, self.flip)
+        keypoints = predictor.predict_persons(self.paths, self.image_index, self.bboxes, workers=self.workers)
+        model.train(was)
+        scores = instance_scores(keypoints, np.ones(len(keypoints)))
+        report = evaluate(self.gt, predictions_from_arrays(keypoints, self.image_ids, scores))
+        return {f"AP_{part}": report.stat(part, "AP") for part in report.parts}
+
+
+def _write_logs(out: Path, history: list[dict]) -> None:
+    from labeltool.coco import write_json_atomic
+
+    write_json_atomic(history, out / "log.json")
+    keys = list(dict.fromkeys(k for r in history for k in r))
+    lines = [",".join(keys)] + [",".join("" if r.get(k) is None else f"{r[k]:.6g}" for k in keys) for r in history]
+    tmp = out / ".log.csv.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out / "log.csv")
+    plot_curves(history, out / "curves.png")
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    """Loss per epoch and, where validated, AP per part, side by side (PNG, written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [r["epoch"] for r in history]
+    ax_loss.plot(epochs, [r["loss"] for r in history], marker="o", ms=3)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss (KL, SimCC)")
+    ax_loss.set_yscale("log")
+    ap_keys = list(dict.fromkeys(k for r in history for k in r if k.startswith("AP_")))
+    for key in ap_keys:
+        pts = [(r["epoch"], r[key]) for r in history if key in r]
+        ax_ap.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=key[3:])
+    ax_ap.set_xlabel("epoch")
+    ax_ap.set_ylabel("validation AP")
+    if ap_keys:
+        ax_ap.legend(fontsize=8)
+    else:
+        ax_ap.text(0.5, 0.5, "no validation yet", ha="center", va="center", transform=ax_ap.transAxes)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
