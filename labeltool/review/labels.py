@@ -1,0 +1,88 @@
+"""Labels under review: a :class:`PoseDataset` plus, when the file has them, per-keypoint teacher signals.
+
+A COCO-WholeBody / Halpe json carries points and visibilities only. The distill table
+``labels.parquet`` adds, per person and keypoint, the teacher's confidence and the source
+of the point, and per part the merge outcome; the review queue and the report use them
+when present.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from labeltool.coco import PoseDataset, load_pose_dataset
+from labeltool.errors import UserError
+
+
+@dataclass
+class ReviewLabels:
+    """People to review. ``confidence`` / ``source`` are (N, K) or None for a plain json."""
+
+    dataset: PoseDataset
+    confidence: np.ndarray | None = None  # (N, K) teacher confidence in [0, 1]; 1 for ground truth
+    source: np.ndarray | None = None  # (N, K) int codes into source_names
+    source_names: tuple[str, ...] = ()
+    part_status: dict[str, list[str]] = field(default_factory=dict)  # part -> merge outcome per person
+
+    @property
+    def has_confidence(self) -> bool:
+        return self.confidence is not None
+
+    def is_teacher_point(self) -> np.ndarray:
+        """(N, K) bool: labelled points that a teacher predicted (not copied ground truth)."""
+        labelled = self.dataset.keypoints[:, :, 2] > 0
+        if self.source is None or not self.source_names:
+            return labelled
+        fixed = {name for name in ("none", "gt") if name in self.source_names}
+        codes = [self.source_names.index(name) for name in fixed]
+        return labelled & ~np.isin(self.source, codes)
+
+    def subset(self, index: np.ndarray) -> ReviewLabels:
+        index = np.asarray(index, dtype=np.int64)
+        return ReviewLabels(
+            dataset=self.dataset.subset(index),
+            confidence=None if self.confidence is None else self.confidence[index],
+            source=None if self.source is None else self.source[index],
+            source_names=self.source_names,
+            part_status={part: [s[i] for i in index] for part, s in self.part_status.items()},
+        )
+
+
+def load_labels(path: str | os.PathLike) -> ReviewLabels:
+    """Read labels to review: a COCO / COCO-WholeBody / Halpe json, or the distill ``labels.parquet``."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        from labeltool.review.parquet import load_parquet_labels
+
+        return load_parquet_labels(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a labels json or labels.parquet")
+    return ReviewLabels(dataset=load_pose_dataset(path))
+
+
+def with_image_sizes(ds: PoseDataset, images_dir: str | os.PathLike | None) -> PoseDataset:
+    """``ds`` whose image entries all have width and height (read from the image files' headers when absent)."""
+    if all("width" in im and "height" in im for im in ds.images):
+        return ds
+    if images_dir is None:
+        raise UserError(f"{ds.path}: image sizes are not in the labels; give the image folder with --images")
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for im in ds.images:
+        if "width" not in im or "height" not in im:
+            file = Path(images_dir) / im["file_name"]
+            if not file.is_file():
+                raise UserError(f"{file}: image file not found (image id {im['id']} in {ds.path})")
+            try:
+                with Image.open(file) as img:
+                    width, height = img.size
+            except (UnidentifiedImageError, OSError):
+                raise UserError(f"{file}: not a readable image") from None
+            im = {**im, "width": int(width), "height": int(height)}
+        images.append(im)
+    return replace(ds, images=images)
