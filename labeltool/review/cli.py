@@ -44,7 +44,9 @@ def review() -> None:
 @click.option("--to", "tool", type=click.Choice(["cvat", "labelstudio"]), required=True, help="Annotation tool.")
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder of the images.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
-@click.option("--top", type=click.IntRange(min=1), default=None, help="Only the images of the N most suspicious persons.")
+@click.option(
+    "--top", type=click.IntRange(min=1), default=None, help="Only the images of the N most suspicious persons."
+)
 @click.option(
     "--image-url",
     default="/data/local-files/?d={file_name}",
@@ -79,8 +81,12 @@ def export_command(labels: Path, tool: str, images_dir: Path, out_dir: Path, top
 
 @review.command("import")
 @click.argument("exported", type=click.Path(path_type=Path))
-@click.option("--to", "points", type=click.Choice(["133", "136"]), default="133", show_default=True, help="Output layout.")
-@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Output json (the reviewed GT).")
+@click.option(
+    "--to", "points", type=click.Choice(["133", "136"]), default="133", show_default=True, help="Output layout."
+)
+@click.option(
+    "--out", "out_path", type=click.Path(path_type=Path), required=True, help="Output json (the reviewed GT)."
+)
 @click.option("--ref", "ref_path", type=click.Path(path_type=Path), default=None,
               help="The labels the export was made from: restores ids, boxes and exact values (CVAT needs it).")  # fmt: skip
 @click.option("--annotated-only", is_flag=True, help="Label Studio: skip tasks nobody annotated.")
@@ -134,7 +140,11 @@ def queue_command(labels: Path, top: int, min_confidence: float) -> None:
 
     data = load_labels(labels)
     entries = review_queue(data, QueueRules(min_confidence=min_confidence))
-    signals = "confidence, hand sides, box, part sizes" if data.has_confidence else "hand sides, box, part sizes (no confidence in a json)"
+    signals = (
+        "confidence, hand sides, box, part sizes"
+        if data.has_confidence
+        else "hand sides, box, part sizes (no confidence in a json)"
+    )
     click.echo(f"{len(entries)} of {len(data.dataset)} persons flagged ({signals}); top {min(top, len(entries))}:")
     click.echo(format_queue(entries[:top]))
 
@@ -143,8 +153,12 @@ def queue_command(labels: Path, top: int, min_confidence: float) -> None:
 @click.argument("labels", type=click.Path(path_type=Path))
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder of the images.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Output HTML file.")
-@click.option("--gt", "gt_path", type=click.Path(path_type=Path), default=None, help="Ground truth: adds the per-part AP table.")
-@click.option("--top", type=click.IntRange(min=0), default=12, show_default=True, help="Flagged persons shown with crops.")
+@click.option(
+    "--gt", "gt_path", type=click.Path(path_type=Path), default=None, help="Ground truth: adds the per-part AP table."
+)
+@click.option(
+    "--top", type=click.IntRange(min=0), default=12, show_default=True, help="Flagged persons shown with crops."
+)
 def report_command(labels: Path, images_dir: Path, out_path: Path, gt_path: Path | None, top: int) -> None:
     """A self-contained HTML label-quality report of LABELS."""
     from labeltool.review.labels import load_labels

@@ -171,7 +171,9 @@ def read_cvat_export(path: str | os.PathLike) -> tuple[dict, str]:
         with zipfile.ZipFile(path) as zf:
             names = sorted(n for n in zf.namelist() if n.endswith(".json") and "person_keypoints" in Path(n).name)
             if not names:
-                raise UserError(f"{path}: no annotations/person_keypoints_*.json inside (not a CVAT COCO Keypoints export)")
+                raise UserError(
+                    f"{path}: no annotations/person_keypoints_*.json inside (not a CVAT COCO Keypoints export)"
+                )
             if len(names) > 1:
                 raise UserError(f"{path}: several subsets inside ({', '.join(names)}); unzip it and import one json")
             data = zf.read(names[0])
@@ -236,7 +238,11 @@ def _points_box(points: np.ndarray) -> np.ndarray:
 
 def cvat_import(doc: dict, where: str, ref: PoseDataset | None = None) -> tuple[PoseDataset, ImportReport]:
     """A CVAT COCO Keypoints document -> a dataset in the layout its category names (133 or 136)."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list) or not isinstance(doc.get("images"), list):
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("annotations"), list)
+        or not isinstance(doc.get("images"), list)
+    ):
         raise UserError(f"{where}: expected a COCO json object with 'images' and 'annotations' lists")
     cats = [c for c in doc.get("categories", []) if isinstance(c, dict) and c.get("keypoints")]
     if not cats:
@@ -259,11 +265,15 @@ def cvat_import(doc: dict, where: str, ref: PoseDataset | None = None) -> tuple[
             continue
         aid = ann.get("id", f"#{k}")
         if ann.get("image_id") not in images_by_id:
-            raise UserError(f"{where}: annotation {aid} refers to image id {ann.get('image_id')}, which is not in 'images'")
+            raise UserError(
+                f"{where}: annotation {aid} refers to image id {ann.get('image_id')}, which is not in 'images'"
+            )
         values = ann.get("keypoints")
         if not isinstance(values, list) or len(values) != 3 * layout.num_keypoints:
             got = len(values) if isinstance(values, list) else type(values).__name__
-            raise UserError(f"{where}: annotation {aid}: 'keypoints' has {got} values, expected {3 * layout.num_keypoints}")
+            raise UserError(
+                f"{where}: annotation {aid}: 'keypoints' has {got} values, expected {3 * layout.num_keypoints}"
+            )
         try:
             raw = np.asarray(values, dtype=np.float64).reshape(-1, 3)
         except (TypeError, ValueError):
@@ -281,7 +291,9 @@ def cvat_import(doc: dict, where: str, ref: PoseDataset | None = None) -> tuple[
         try:
             wbt_id = int(wbt_id) if wbt_id not in (None, "") else None
         except (TypeError, ValueError):
-            raise UserError(f"{where}: annotation {aid}: attribute '{ID_ATTRIBUTE}' is not an integer: {wbt_id!r}") from None
+            raise UserError(
+                f"{where}: annotation {aid}: attribute '{ID_ATTRIBUTE}' is not an integer: {wbt_id!r}"
+            ) from None
         persons.append(
             {
                 "image": images_by_id[ann["image_id"]],

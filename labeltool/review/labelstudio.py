@@ -44,7 +44,7 @@ def labelstudio_config(layout: Layout) -> str:
     """The labeling config (XML): image, person rectangles, every keypoint label, a per-point visibility choice."""
     part_of = layout.part_of()
     labels = "\n".join(
-        f"    <Label value={quoteattr(name)} background={quoteattr(PART_COLORS[part_of[k]])} model_index=\"{k}\"/>"
+        f'    <Label value={quoteattr(name)} background={quoteattr(PART_COLORS[part_of[k]])} model_index="{k}"/>'
         for k, name in enumerate(layout.names)
     )
     return f"""<View>
@@ -166,7 +166,9 @@ def _time(value) -> datetime:
 def _chosen_result(task: dict, where: str) -> tuple[list | None, bool]:
     """(result, from_annotation): the latest non-cancelled annotation, else the first prediction."""
     annotations = [
-        a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled") and not a.get("skipped")
+        a
+        for a in task.get("annotations") or []
+        if isinstance(a, dict) and not a.get("was_cancelled") and not a.get("skipped")
     ]
     if annotations:
         latest = max(annotations, key=lambda a: (_time(a.get("updated_at") or a.get("created_at")), a.get("id") or 0))
@@ -232,7 +234,9 @@ def _task_persons(task: dict, result: list, layout: Layout, image: dict, where: 
         value = r["value"]
         names = value.get("keypointlabels") or []
         if len(names) != 1 or names[0] not in layout.names:
-            raise UserError(f"{where}: task {tid}: keypoint region {r.get('id')} has label(s) {names}, expected one {layout.name} point name")
+            raise UserError(
+                f"{where}: task {tid}: keypoint region {r.get('id')} has label(s) {names}, expected one {layout.name} point name"
+            )
         w = float(r.get("original_width") or width)
         h = float(r.get("original_height") or height)
         xy = np.array([value["x"] / 100 * w, value["y"] / 100 * h])

@@ -83,7 +83,9 @@ def person_flags(labels: ReviewLabels, i: int, rules: QueueRules) -> list[Flag]:
             mean = float(labels.confidence[i, sel].mean())
             if mean < rules.min_confidence:
                 severity = (rules.min_confidence - mean) / rules.min_confidence
-                flags.append(Flag("low_confidence", part, severity, f"mean confidence {mean:.2f} over {len(sel)} points"))
+                flags.append(
+                    Flag("low_confidence", part, severity, f"mean confidence {mean:.2f} over {len(sel)} points")
+                )
     for part, wrist in WRIST.items():
         root = kpts[layout.parts[part][0]]
         own, other = kpts[wrist], kpts[WRIST[OTHER_HAND[part]]]
@@ -108,7 +110,11 @@ def person_flags(labels: ReviewLabels, i: int, rules: QueueRules) -> list[Flag]:
                 severity = min(1.0, n_out / rules.outside_full)
                 flags.append(Flag("outside_box", part, severity, f"{n_out} of {int(lab.sum())} points outside the box"))
         scale = float(np.sqrt(w * h))
-        for part, (lo, hi) in (("face", rules.face_size), ("lefthand", rules.hand_size), ("righthand", rules.hand_size)):
+        for part, (lo, hi) in (
+            ("face", rules.face_size),
+            ("lefthand", rules.hand_size),
+            ("righthand", rules.hand_size),
+        ):
             if part not in layout.parts:
                 continue
             pts = kpts[layout.parts[part]]
