@@ -42,6 +42,7 @@ REQUIRED_ANN_KEYS = ("id", "image_id", "bbox")
 REQUIRED_IMAGE_KEYS = ("id", "file_name")
 # Keys that the keypoint arrays replace; everything else in an annotation is kept verbatim.
 KEYPOINT_KEYS = frozenset(WHOLEBODY_KPT_KEYS.values()) | frozenset(WHOLEBODY_VALID_KEYS.values())
+_WHOLEBODY_PART_KEYS = frozenset(WHOLEBODY_KPT_KEYS.values()) - {"keypoints"}
 
 
 @dataclass
@@ -127,7 +128,7 @@ def read_json(path: str | os.PathLike) -> Any:
 def detect_format(annotations: list[dict], path: str = "") -> str:
     """'wholebody' (split part keys), or 'flat' (one keypoints list of 17/26/133/136 points)."""
     for ann in annotations:
-        if isinstance(ann, dict) and "face_kpts" in ann or "foot_kpts" in ann or "lefthand_kpts" in ann:
+        if isinstance(ann, dict) and not _WHOLEBODY_PART_KEYS.isdisjoint(ann):
             return "wholebody"
     return "flat"
 
