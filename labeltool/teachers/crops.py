@@ -101,7 +101,6 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
 
 def import_mediapipe():
     """``mediapipe`` with its legacy solutions, or a :class:`UserError` saying how to install it."""
-    os.environ.setdefault("GLOG_minloglevel", "2")  # keep mediapipe's C++ log quiet
     try:
         import mediapipe as mp
 
