@@ -74,6 +74,8 @@ def export_command(labels: Path, tool: str, images_dir: Path, out_dir: Path, top
         ds = with_image_sizes(data.dataset, images_dir)
         written = export_labelstudio(ds, out_dir, order, data.confidence, person_suspicion(data), image_url)
     n_images = len({int(data.dataset.image_ids[i]) for i in order})
+    if not len(order):
+        click.echo("no person is flagged: nothing to export with --top (leave --top out to export everything)", err=True)
     click.echo(f"exported {len(order)} persons in {n_images} images for {tool}:")
     for path in written:
         click.echo(f"  {path}")
