@@ -102,6 +102,7 @@ class Counts:
     distilled: int = 0
     crowd: int = 0
     no_body: int = 0
+    failed_image: int = 0
     status: dict[str, Counter] = field(default_factory=lambda: {p: Counter() for p in MERGED_PARTS})
     points: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MERGED_PARTS, 0))
     sources: Counter = field(default_factory=Counter)
@@ -223,7 +224,8 @@ def assemble(
                     used.add(row)
                     _add_row(batch, base, shard, row, file_name)
                 else:
-                    _add_carried(batch, base, ds.keypoints[i], file_name, counts)
+                    failed = bool(sizes.get(image_id, {}).get("error"))
+                    _add_carried(batch, base, ds.keypoints[i], file_name, counts, failed)
             if k is not None:
                 for row in rows_of_image.get(image_id, []):
                     if row in used:
@@ -258,7 +260,7 @@ def _add_row(batch: _Batch, base: dict, shard, row: int, file_name: str) -> None
     batch.file_names.append(file_name)
 
 
-def _add_carried(batch: _Batch, base: dict, body: np.ndarray, file_name: str, counts: Counts) -> None:
+def _add_carried(batch: _Batch, base: dict, body: np.ndarray, file_name: str, counts: Counts, failed: bool) -> None:
     kpts = np.zeros((133, 3))
     kpts[:17] = body
     labelled = body[:, 2] > 0
@@ -275,6 +277,8 @@ def _add_carried(batch: _Batch, base: dict, body: np.ndarray, file_name: str, co
     batch.file_names.append(file_name)
     if base["iscrowd"]:
         counts.crowd += 1
+    elif failed:
+        counts.failed_image += 1
     else:
         counts.no_body += 1
 

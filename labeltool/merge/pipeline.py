@@ -232,13 +232,14 @@ def distill(
             "labelled": counts.distilled,
             "carried_through_crowd": counts.crowd,
             "carried_through_no_body_keypoints": counts.no_body,
+            "in_failed_images": counts.failed_image,
         },
         "parts": part_summary(counts),
         "points_by_source": {sources[k]: v for k, v in sorted(counts.sources.items())},
         "sources": sources,
         "models": teacher_versions(config.teachers, inp.body_from),
         "body_from": "input annotations (never altered)" if inp.body_from == BODY_FROM_GT else "body teacher",
-        "small_toe": "no offline teacher predicts the small toe: left_small_toe / right_small_toe stay unlabelled",
+        "small_toe": _small_toe_note(config),
         "halpe_head": "no offline teacher predicts the top of the head: Halpe 'head' stays unlabelled",
         "rules": config.rules.as_dict(),
         "run": {
@@ -259,6 +260,16 @@ def distill(
     }
     _write_bytes(out_dir / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     return summary
+
+
+def _small_toe_note(config: DistillConfig) -> str:
+    t = config.teachers
+    if t.foot != "none" and t.small_toe == "estimate":
+        return (
+            "no offline model predicts the small toe: it is ESTIMATED from the foot's 3D pose and foot proportions "
+            f"(source 'foot:{t.foot}:small_toe_estimated', half the foot's confidence)"
+        )
+    return "no offline model predicts the small toe: left_small_toe / right_small_toe are left unlabelled"
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -5,7 +5,7 @@ in docs/distill.md) are:
 
 - Body points come from the input annotation and are never altered (source ``gt``). Without
   an annotation (``--images`` / ``--boxes`` / ``--sample``) they come from the body teacher,
-  point by point when its confidence reaches ``body_min_conf``.
+  point by point when its confidence reaches ``body_min_conf`` and the point is in the image.
 - Face and each hand are accepted or rejected as a whole: the teacher must have run on a
   proposed crop, its mean confidence over the predicted points must reach the part's
   threshold, and a sanity rule must hold (face: the points' centre lies in the proposal box;
@@ -74,7 +74,7 @@ class MergeRules:
     body_min_conf: float = 0.5  # body teacher point (no annotation)
     face_min_score: float = 0.5  # mean confidence of the face points
     hand_min_score: float = 0.5  # mean confidence of the hand points
-    foot_min_conf: float = 0.5  # per foot point
+    foot_min_conf: float = 0.2  # per foot point (the estimated small toe carries half the foot's confidence)
     face_min_points: int = 34  # of 68
     hand_min_points: int = 11  # of 21
     hand_root_max_dist: float = 0.5  # hand root to body wrist, in hand sizes (diagonal of the points' box)
@@ -89,13 +89,14 @@ class MergeRules:
 class PartPrediction:
     """One teacher's output for one part of every person of an image.
 
-    ``points`` (P, K, 3): x, y in image pixels and confidence (0 = no prediction);
+    ``source``: the source code of every point, or (K,) codes when points differ (the
+    estimated small toe); ``points`` (P, K, 3): x, y in image pixels and confidence (0 = no prediction);
     ``proposed`` (P,): whether a crop was proposed (and the teacher run) for the person;
     ``boxes`` (P, 4): the proposal boxes [x0, y0, x1, y1]; ``mismatch`` (P,): hands only,
     the model's handedness contradicts the body side.
     """
 
-    source: int
+    source: int | np.ndarray
     points: np.ndarray
     proposed: np.ndarray
     boxes: np.ndarray
@@ -121,10 +122,18 @@ class MergedPersons:
         )
 
 
-def body_from_teacher(points: np.ndarray, source: int, rules: MergeRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Body teacher output (P, 17, 3 with confidence) -> (keypoints with v, confidence, source codes)."""
+def body_from_teacher(
+    points: np.ndarray, source: int, image_size: tuple[int, int], rules: MergeRules
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Body teacher output (P, 17, 3 with confidence) -> (keypoints with v, confidence, source codes).
+
+    A point is kept when its confidence reaches ``body_min_conf`` and it lies inside the image
+    of ``image_size`` (height, width).
+    """
     points = np.asarray(points, dtype=np.float64)
+    height, width = image_size
     keep = points[:, :, 2] >= rules.body_min_conf
+    keep &= np.stack([_inside(p, width, height) for p in points]) if len(points) else keep
     kpts = np.where(keep[:, :, None], points, 0.0)
     kpts[:, :, 2] = np.where(keep, TEACHER_VISIBILITY, 0.0)
     conf = np.where(keep, points[:, :, 2], 0.0).astype(np.float32)
@@ -174,7 +183,7 @@ def merge_persons(
             out.keypoints[p, idx[accepted], :2] = pts[accepted, :2]
             out.keypoints[p, idx[accepted], 2] = TEACHER_VISIBILITY
             out.confidence[p, idx[accepted]] = pts[accepted, 2]
-            out.source[p, idx[accepted]] = pred.source
+            out.source[p, idx[accepted]] = np.broadcast_to(pred.source, accepted.shape)[accepted]
     return out
 
 

@@ -33,15 +33,15 @@ from labeltool.proposals import (
     hand_boxes_from_body,
     person_boxes_from_body,
     xywh_to_xyxy,
-    xyxy_to_xywh,
 )
 
 NONE = "none"
 FACE_BACKENDS = ("facemesh", "dlib", "fan", NONE)
 HAND_BACKENDS = ("mediapipe", NONE)
 FOOT_BACKENDS = ("mediapipe", NONE)
+SMALL_TOE_CHOICES = ("estimate", NONE)
 BODY_BACKENDS = ("mediapipe",)
-PERSON_BOX_MARGIN = 0.1  # whole-image mode: person bbox = body points' extent grown by this share per side
+PERSON_BOX_MARGIN = 0.1  # whole-image mode: person bbox = labelled points' extent grown by this share per side
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,19 @@ class TeacherChoice:
     face: str = "facemesh"
     hand: str = "mediapipe"
     foot: str = "mediapipe"
+    small_toe: str = "estimate"  # 'estimate' (from the foot's 3D pose) or 'none' (left unlabelled)
 
     @classmethod
     def parse(cls, text: str | None) -> TeacherChoice:
         """``face=dlib,hand=none`` -> a choice (unnamed parts keep their default)."""
         choice = {}
-        allowed = {"body": BODY_BACKENDS, "face": FACE_BACKENDS, "hand": HAND_BACKENDS, "foot": FOOT_BACKENDS}
+        allowed = {
+            "body": BODY_BACKENDS,
+            "face": FACE_BACKENDS,
+            "hand": HAND_BACKENDS,
+            "foot": FOOT_BACKENDS,
+            "small_toe": SMALL_TOE_CHOICES,
+        }
         for item in filter(None, (s.strip() for s in (text or "").split(","))):
             part, _, backend = item.partition("=")
             if part not in allowed or not backend:
@@ -71,10 +78,11 @@ class TeacherChoice:
 
     def sources(self) -> list[str]:
         """Source names of a run: index = the code stored per keypoint."""
-        return [*FIXED_SOURCES, f"body:{self.body}", f"face:{self.face}", f"hand:{self.hand}", f"foot:{self.foot}"]
+        parts = [f"body:{self.body}", f"face:{self.face}", f"hand:{self.hand}", f"foot:{self.foot}"]
+        return [*FIXED_SOURCES, *parts, f"foot:{self.foot}:small_toe_estimated"]
 
     def as_dict(self) -> dict:
-        return {"body": self.body, "face": self.face, "hand": self.hand, "foot": self.foot}
+        return {"body": self.body, "face": self.face, "hand": self.hand, "foot": self.foot, "small_toe": self.small_toe}
 
 
 @dataclass(frozen=True)
@@ -160,9 +168,10 @@ class Distiller:
         choice = config.teachers
         names = choice.sources()
         self.codes = {part: names.index(f"{part}:{getattr(choice, part)}") for part in ("body", "face", "hand", "foot")}
+        self.codes["small_toe"] = names.index(f"foot:{choice.foot}:small_toe_estimated")
         self.face = face_mod.make_face_teacher(choice.face) if choice.face != NONE else None
-        self.hand = hand_mod.HandTeacher() if choice.hand != NONE else None
-        self.foot = _make_foot_teacher() if choice.foot != NONE else None
+        self.hand = hand_mod.HandTeacher(num_threads=1) if choice.hand != NONE else None
+        self.foot = _make_foot_teacher(choice.small_toe == "estimate") if choice.foot != NONE else None
         self.body = _make_body_teacher() if config.body_from != BODY_FROM_GT else None
 
     def close(self) -> None:
@@ -215,24 +224,22 @@ class Distiller:
             body_src = np.full(body.shape[:2], SOURCE_GT, dtype=np.int8)
         else:
             if mode == BODY_FROM_IMAGE:
-                boxes = np.array([[0.0, 0.0, width, height]])
+                boxes = whole_image_box(width, height)
             else:
                 boxes = xywh_to_xyxy(bboxes)
             raw = self._timed(result, self.body.predict, image, boxes)
-            body, body_conf, body_src = body_from_teacher(raw, self.codes["body"], rules)
-            if mode == BODY_FROM_IMAGE:
-                person, ok = person_boxes_from_body(body, margin=PERSON_BOX_MARGIN)
-                if not ok[0]:
-                    return  # no person found: nothing to label
-                x0, y0 = np.maximum(person[:, :2], 0.0).T
-                x1, y1 = np.minimum(person[:, 2], width), np.minimum(person[:, 3], height)
-                bboxes = xyxy_to_xywh(np.stack([x0, y0, x1, y1], axis=1))
-                areas = bboxes[:, 2] * bboxes[:, 3]
+            body, body_conf, body_src = body_from_teacher(raw, self.codes["body"], (height, width), rules)
+            if mode == BODY_FROM_IMAGE and (body[0, :, 2] > 0).sum() < 2:
+                return  # no person found: nothing to label
         parts = self._predict_parts(image, body, result)
+        labels = merge_persons(body, body_conf, body_src, parts, (height, width), rules)
+        if mode == BODY_FROM_IMAGE:
+            bboxes = person_box(labels.keypoints[0], PERSON_BOX_MARGIN, width, height)[None]
+            areas = bboxes[:, 2] * bboxes[:, 3]
         result.ann_ids = np.asarray(ann_ids, dtype=np.int64)
         result.bboxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
         result.areas = np.asarray(areas, dtype=np.float64)
-        result.labels = merge_persons(body, body_conf, body_src, parts, (height, width), rules)
+        result.labels = labels
 
     def _predict_parts(self, image: np.ndarray, body: np.ndarray, result: ImageResult) -> dict[str, PartPrediction]:
         num = len(body)
@@ -254,24 +261,60 @@ class Distiller:
                     mismatch[ok] = res.contradicts
                 parts[f"{side}hand"] = PartPrediction(self.codes["hand"], pts, ok, boxes, mismatch)
         if self.foot is not None:
+            # one pose fit per person for both feet, on the person box grown to hold both foot boxes
+            left, left_ok = foot_boxes_from_body(body, "left")
+            right, right_ok = foot_boxes_from_body(body, "right")
+            around, around_ok = person_boxes_from_body(body)
+            person = _union([(around, around_ok), (left, left_ok), (right, right_ok)])
+            proposed = left_ok | right_ok
             pts = np.zeros((num, 6, 3))
-            proposed = np.zeros(num, dtype=bool)
-            all_boxes = np.zeros((num, 4))
-            for side, sel in (("left", slice(0, 3)), ("right", slice(3, 6))):
-                boxes, ok = foot_boxes_from_body(body, side)
-                if ok.any():
-                    side_pts = self._timed(result, self.foot.predict, image, boxes[ok], side, body[ok])
-                    pts[ok, sel] = side_pts
-                proposed |= ok
-                all_boxes = np.where(ok[:, None], boxes, all_boxes)
-            parts["foot"] = PartPrediction(self.codes["foot"], pts, proposed, all_boxes)
+            if proposed.any():
+                pts[proposed] = self._timed(result, self.foot.predict, image, person[proposed], None, body[proposed])
+            source = np.full(6, self.codes["foot"], dtype=np.int8)
+            source[[1, 4]] = self.codes["small_toe"]
+            parts["foot"] = PartPrediction(source, pts, proposed, person)
         return parts
 
 
-def _make_foot_teacher():
+def person_box(points: np.ndarray, margin: float, width: int, height: int) -> np.ndarray:
+    """[x, y, w, h] around the labelled points (K, 3), grown by ``margin`` of their extent per side, inside the image."""
+    xy = points[points[:, 2] > 0, :2]
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    pad = margin * (hi - lo)
+    lo = np.maximum(lo - pad, 0.0)
+    hi = np.minimum(hi + pad, [width, height])
+    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
+
+
+def whole_image_box(width: int, height: int) -> np.ndarray:
+    """The person box whose pose crop is the whole image (the body teacher crops PERSON_CROP_SCALE x the box).
+
+    Padding the whole image further with black makes BlazePose's detector miss people who
+    fill the frame (the cameraman sample), so the crop is the image itself.
+    """
+    from labeltool.teachers.pose import PERSON_CROP_SCALE
+
+    side = max(width, height) / PERSON_CROP_SCALE
+    cx, cy = width / 2.0, height / 2.0
+    return np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]])
+
+
+def _union(boxes: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Per person, the box around every valid [x0, y0, x1, y1] box of the list (zeros when none is valid)."""
+    lo = np.full((len(boxes[0][0]), 2), np.inf)
+    hi = np.full((len(boxes[0][0]), 2), -np.inf)
+    for b, ok in boxes:
+        lo = np.where(ok[:, None], np.minimum(lo, b[:, :2]), lo)
+        hi = np.where(ok[:, None], np.maximum(hi, b[:, 2:]), hi)
+    out = np.concatenate([lo, hi], axis=1)
+    out[~np.isfinite(out).all(axis=1)] = 0.0
+    return out
+
+
+def _make_foot_teacher(small_toe: bool):
     from labeltool.teachers import foot
 
-    return foot.FootTeacher()
+    return foot.FootTeacher(small_toe=small_toe)
 
 
 def _make_body_teacher():
