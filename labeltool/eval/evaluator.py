@@ -35,7 +35,7 @@ OKS_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, 
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 AREA_RANGES = {"all": (0.0, 1e5**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e5**2)}
 MAX_DETS = 20
-_PAIR_CHUNK = 1 << 22  # keypoint values per OKS chunk: bounds the memory of crowded sets
+_PAIR_CHUNK = 1 << 16  # keypoint values per OKS chunk: small enough to stay in cache
 
 
 @dataclass
@@ -101,20 +101,9 @@ def evaluate(
     elif layout is not None and gt.layout is not layout:
         raise UserError(f"{gt.path or 'ground truth'}: has the {gt.layout.name} layout, not {layout.name}")
     layout = gt.layout
-    gt_name = gt.path or "the ground truth"
+    preds = load_results(gt, results)
     image_ids = np.unique(np.asarray([im["id"] for im in gt.images], dtype=np.int64))
     category_ids = _category_ids(gt)
-    if isinstance(results, Predictions):
-        preds = results
-        if preds.keypoints.shape[1:] != (layout.num_keypoints, 3):
-            raise UserError(
-                f"{preds.path or 'predictions'}: {preds.keypoints.shape[1]} keypoints per detection, "
-                f"the {layout.name} ground truth has {layout.num_keypoints}"
-            )
-        if len(np.setdiff1d(preds.image_ids, image_ids)):
-            raise UserError(f"{preds.path or 'predictions'}: detections on images that are not in {gt_name}")
-    else:
-        preds = load_predictions(results, layout, image_ids, category_ids, gt_name=gt_name)
     all_parts = _layout_parts(layout)
     parts = tuple(parts) if parts is not None else tuple(all_parts)
     for part in parts:
@@ -139,6 +128,25 @@ def evaluate(
         num_dets=len(preds),
         category_ids=tuple(int(c) for c in category_ids),
     )
+
+
+def load_results(gt: PoseDataset, results: str | os.PathLike | list | Predictions) -> Predictions:
+    """Read and validate results (path, parsed list, or :class:`Predictions`) against ``gt``."""
+    gt_name = gt.path or "the ground truth"
+    image_ids = np.unique(np.asarray([im["id"] for im in gt.images], dtype=np.int64))
+    if not isinstance(results, Predictions):
+        return load_predictions(results, gt.layout, image_ids, _category_ids(gt), gt_name=gt_name)
+    name = results.path or "predictions"
+    if results.keypoints.shape[1:] != (gt.layout.num_keypoints, 3):
+        raise UserError(
+            f"{name}: {results.keypoints.shape[1]} keypoints per detection, "
+            f"the {gt.layout.name} ground truth has {gt.layout.num_keypoints}"
+        )
+    if not np.isfinite(results.keypoints).all() or not np.isfinite(results.scores).all():
+        raise UserError(f"{name}: keypoints or scores contain NaN or infinity")
+    if len(np.setdiff1d(results.image_ids, image_ids)):
+        raise UserError(f"{name}: detections on images that are not in {gt_name}")
+    return results
 
 
 def load_ground_truth(path: str | os.PathLike, layout: Layout | int | None = None) -> PoseDataset:
@@ -237,8 +245,10 @@ def _evaluate_part(
     ranges = np.array(list(AREA_RANGES.values()))  # (A, 2)
 
     # ground truth: ignore flags per area range (A, G)
+    idx = _as_slice(idx)
     g_kpts = gt.keypoints[:, idx]
-    g_ignore = gt.crowd | ~(g_kpts[:, :, 2] > 0).any(axis=1)
+    g_unlabelled = ~(g_kpts[:, :, 2] > 0).any(axis=1)
+    g_ignore = gt.crowd | g_unlabelled
     g_ignore_a = g_ignore[None] | (gt.areas[None] < ranges[:, :1]) | (gt.areas[None] > ranges[:, 1:])
     num_groups = gt.num_images * num_categories
     g_start = np.searchsorted(gt.group, np.arange(num_groups + 1))
@@ -264,9 +274,17 @@ def _evaluate_part(
     seg_start = np.concatenate(([0], np.cumsum(pair_count)))
     local = np.arange(len(pair_det)) - np.repeat(seg_start[:-1], pair_count)
     pair_gt = g_start[d_group[pair_det]] + local
-    oks = _pair_oks(dets.keypoints[d_sorted][:, idx], pair_det, g_kpts, gt, pair_gt, sigmas, sigmas_float32)
+    oks = _pair_oks(dets.keypoints, d_sorted[pair_det], idx, gt, pair_gt, g_unlabelled, sigmas, sigmas_float32)
 
-    # greedy matching, one detection rank at a time for every group, threshold and area range
+    # greedy matching, one detection rank at a time for every group, threshold and area range.
+    # COCOeval scans persons non-ignored first, keeps the best OKS (ties: the later person) and
+    # stops at the first ignored person once it holds a non-ignored match. So the match is the
+    # eligible pair with the largest (not ignored, OKS, person order): one integer key per pair,
+    # with OKS replaced by its rank among all pairs (exact: equal OKS, equal rank).
+    g_max = int(g_count.max()) if len(g_count) else 1
+    oks_rank = np.unique(oks, return_inverse=True)[1].reshape(-1) if len(oks) else np.zeros(0, np.int64)
+    span = (len(oks) + 1) * g_max
+    key = (2 - g_ignore_a[:, pair_gt]) * span + oks_rank * g_max + local  # (A, P)
     thr = np.tile(np.minimum(OKS_THRESHOLDS, 1 - 1e-10), A)[:, None]  # (A*T, 1), area-major
     area_row = np.repeat(np.arange(A), T)
     gt_taken = np.zeros((A * T, len(g_kpts)), dtype=bool)
@@ -277,23 +295,14 @@ def _evaluate_part(
         lo, hi = rank_bounds[r], rank_bounds[r + 1]
         if lo == hi:
             continue
-        pg, pd, po, pl = pair_gt[lo:hi], pair_det[lo:hi], oks[lo:hi], local[lo:hi]
-        eligible = (~gt_taken[:, pg] | gt.crowd[pg]) & (po >= thr)
-        ignored = g_ignore_a[:, pg][area_row]
-        # COCOeval scans persons non-ignored first, keeps the best OKS (ties: the later person)
-        # and stops at the first ignored person once it holds a non-ignored match.
-        klass = np.where(eligible, np.where(ignored, 1, 2), 0)
-        starts = np.nonzero(np.r_[True, pd[1:] != pd[:-1]])[0]
-        seg = np.cumsum(np.r_[True, pd[1:] != pd[:-1]]) - 1
-        best_class = np.maximum.reduceat(klass, starts, axis=1)
-        cand = klass == best_class[:, seg]
-        value = np.where(cand, po, -1.0)
-        best_value = np.maximum.reduceat(value, starts, axis=1)
-        cand &= value == best_value[:, seg]
-        best_local = np.maximum.reduceat(np.where(cand, pl, -1), starts, axis=1)
-        row, s = np.nonzero(best_class > 0)
-        chosen = g_start[d_group[pd[starts[s]]]] + best_local[row, s]
-        match[row, pd[starts[s]]] = chosen
+        pg, pd = pair_gt[lo:hi], pair_det[lo:hi]
+        eligible = (~gt_taken[:, pg] | gt.crowd[pg]) & (oks[lo:hi] >= thr)  # (A*T, S)
+        starts = np.nonzero(np.r_[True, pd[1:] != pd[:-1]])[0]  # one segment per detection
+        best = np.maximum.reduceat(np.where(eligible, key[area_row, lo:hi], -1), starts, axis=1)
+        row, seg = np.nonzero(best >= 0)
+        det = pd[starts[seg]]
+        chosen = g_start[d_group[det]] + best[row, seg] % g_max
+        match[row, det] = chosen
         gt_taken[row, chosen] = True
 
     # a matched detection takes its person's ignore flag; an unmatched one is ignored outside the range
@@ -307,20 +316,39 @@ def _evaluate_part(
 def _pair_oks(
     d_kpts: np.ndarray,
     pair_det: np.ndarray,
-    g_kpts: np.ndarray,
+    idx: slice | np.ndarray,
     gt: _GroundTruth,
     pair_gt: np.ndarray,
+    g_unlabelled: np.ndarray,
     sigmas: np.ndarray,
     sigmas_float32: bool,
 ) -> np.ndarray:
+    """OKS of each (detection, person) pair, in chunks; persons with no labelled point apart,
+    since only they need the box distance."""
     out = np.empty(len(pair_det))
+    unl = g_unlabelled[pair_gt]
     step = max(1, _PAIR_CHUNK // max(1, len(sigmas)))
-    for lo in range(0, len(pair_det), step):
-        d, g = pair_det[lo : lo + step], pair_gt[lo : lo + step]
-        out[lo : lo + step] = compute_oks(
-            d_kpts[d], g_kpts[g], gt.areas[g], sigmas, gt.boxes[g], sigmas_float32=sigmas_float32
-        )
+    for sel, boxes in ((np.nonzero(~unl)[0], False), (np.nonzero(unl)[0], True)):
+        for lo in range(0, len(sel), step):
+            s = sel[lo : lo + step]
+            d, g = pair_det[s], pair_gt[s]
+            out[s] = compute_oks(
+                d_kpts[d, idx],
+                gt.keypoints[g, idx],
+                gt.areas[g],
+                sigmas,
+                gt.boxes[g] if boxes else None,
+                sigmas_float32=sigmas_float32,
+            )
     return out
+
+
+def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
+    """A contiguous index range as a slice (a view, no copy); other index arrays unchanged."""
+    idx = np.asarray(idx)
+    if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+        return slice(int(idx[0]), int(idx[0]) + len(idx))
+    return idx
 
 
 def _accumulate(
@@ -345,28 +373,28 @@ def _accumulate(
     order = np.lexsort((np.arange(len(d_group)), d_image, -d_score))
     for c in range(C):
         dsel = order[d_cat[order] == c]
-        for a in range(A):
-            # no person to find (this also covers "no image with people or detections"): undefined
-            npig = int(np.count_nonzero(~g_ignore_a[a][g_cat == c]))
-            if npig == 0:
-                continue
-            rows = slice(a * T, (a + 1) * T)
-            keep = ~d_ignore[rows][:, dsel]
-            tps = matched[rows][:, dsel] & keep
-            fps = ~matched[rows][:, dsel] & keep
-            tp_sum = np.cumsum(tps, axis=1).astype(np.float64)
-            fp_sum = np.cumsum(fps, axis=1).astype(np.float64)
-            nd = tp_sum.shape[1]
-            rc = tp_sum / npig
-            pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
-            recall[:, c, a] = rc[:, -1] if nd else 0
-            pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
-            for t in range(T):
-                inds = np.searchsorted(rc[t], RECALL_THRESHOLDS, side="left")
-                q = np.zeros(R)
-                ok = inds < nd
-                q[ok] = pr[t, inds[ok]]
-                precision[t, :, c, a] = q
+        # persons to find per area range; none (this covers "no image with people or
+        # detections" too) leaves the range undefined (-1)
+        npig = np.count_nonzero(~g_ignore_a[:, g_cat == c], axis=1)  # (A,)
+        rows = np.nonzero(np.repeat(npig > 0, T))[0]  # area-major rows (a * T + t) to accumulate
+        if len(rows) == 0:
+            continue
+        keep = ~d_ignore[rows][:, dsel]
+        hit = matched[rows][:, dsel]
+        tp_sum = np.cumsum(hit & keep, axis=1).astype(np.float64)
+        fp_sum = np.cumsum(~hit & keep, axis=1).astype(np.float64)
+        nd = tp_sum.shape[1]
+        rc = tp_sum / np.repeat(npig, T)[rows, None]
+        pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+        pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision envelope
+        for i, row in enumerate(rows):
+            a, t = divmod(int(row), T)
+            recall[t, c, a] = rc[i, -1] if nd else 0
+            inds = np.searchsorted(rc[i], RECALL_THRESHOLDS, side="left")
+            ok = inds < nd
+            q = np.zeros(R)
+            q[ok] = pr[i, inds[ok]]
+            precision[t, :, c, a] = q
     stats = _summarize(precision, recall)
     return PartResult(
         stats=stats,
