@@ -14,6 +14,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -271,31 +272,25 @@ def _layout_from_flat(anns: list[dict], path: str) -> Layout:
 def _gather(anns: list[dict], key: str, num: int, path: str, required: bool) -> np.ndarray:
     """(n, num, 3) float64 from each annotation's flat list under ``key``; absent -> zeros unless required."""
     values = [a.get(key) for a in anns]
-    out = np.zeros((len(anns), num, 3), dtype=np.float64)
-    present = []
-    for i, v in enumerate(values):
-        if type(v) is list and len(v) == 3 * num:
-            present.append(i)
-        elif v is None and not required:
-            continue
-        elif v is None:
-            raise UserError(f"{path}: annotation {anns[i]['id']} is missing required key '{key}'")
-        else:
-            got = f"{len(v)} values" if isinstance(v, list) else f"a {type(v).__name__}"
-            raise UserError(f"{path}: annotation {anns[i]['id']}: '{key}' has {got}, expected {3 * num} ({num} x 3)")
-    if len(present) == len(values):
-        rows, index = values, slice(None)
-    else:
-        rows, index = [values[i] for i in present], np.asarray(present, dtype=np.int64)
-    try:
-        out[index] = np.array(rows, dtype=np.float64).reshape(-1, num, 3)
+    n, width = len(values), 3 * num
+    try:  # fast path: every row present, a list of the right length, all numbers
+        if all(type(v) is list for v in values) and all(len(v) == width for v in values):
+            return np.fromiter(chain.from_iterable(values), dtype=np.float64, count=n * width).reshape(n, num, 3)
     except (TypeError, ValueError):
-        for i in present:
-            try:
-                np.array(values[i], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise UserError(f"{path}: annotation {anns[i]['id']}: '{key}' must be numbers") from None
-        raise
+        pass  # the checks below name the culprit
+    out = np.zeros((n, num, 3), dtype=np.float64)
+    for i, v in enumerate(values):
+        if v is None and not required:
+            continue  # absent part: not labelled
+        if v is None:
+            raise UserError(f"{path}: annotation {anns[i]['id']} is missing required key '{key}'")
+        if type(v) is not list or len(v) != width:
+            got = f"{len(v)} values" if isinstance(v, list) else f"a {type(v).__name__}"
+            raise UserError(f"{path}: annotation {anns[i]['id']}: '{key}' has {got}, expected {width} ({num} x 3)")
+        try:
+            out[i] = np.array(v, dtype=np.float64).reshape(num, 3)
+        except (TypeError, ValueError):
+            raise UserError(f"{path}: annotation {anns[i]['id']}: '{key}' must be numbers") from None
     return out
 
 
