@@ -165,9 +165,11 @@ def load_predictions(
         keypoints = np.zeros((d, k, 3))
         for part, key in WHOLEBODY_KPT_KEYS.items():
             idx = layout.parts[part]
-            keypoints[:, idx] = _points_column(dets, key, len(idx), name, required=part == "body")
+            hint = " (with the COCO-WholeBody part keys, 'keypoints' holds the 17 body points)" if part == "body" else ""
+            keypoints[:, idx] = _points_column(dets, key, len(idx), name, required=part == "body", hint=hint)
     else:
-        keypoints = _points_column(dets, "keypoints", k, name, required=True, layout=layout)
+        hint = f" for the {layout.name} layout of the ground truth"
+        keypoints = _points_column(dets, "keypoints", k, name, required=True, hint=hint)
     if not np.isfinite(keypoints).all():
         i = int(np.nonzero(~np.isfinite(keypoints).all(axis=(1, 2)))[0][0])
         raise UserError(f"{name}: detection #{i}: keypoints contain NaN, infinity or null")
@@ -225,7 +227,7 @@ def _points_column(
     num: int | None,
     name: str,
     required: bool,
-    layout: Layout | None = None,
+    hint: str = "",
     width: int = 3,
 ) -> np.ndarray:
     """(D, num, 3) from the list ``key`` of every detection (or (D, width) when ``num`` is None)."""
@@ -245,7 +247,6 @@ def _points_column(
             if not isinstance(row, list) or len(row) != size:
                 got = f"{len(row)} values" if isinstance(row, list) else _type_name(row)
                 want = f"{size} values" if num is None else f"{size} values ({num} x 3)"
-                hint = f" for the {layout.name} layout of the ground truth" if layout is not None else ""
                 raise UserError(f"{name}: detection #{i}: '{key}' has {got}, expected {want}{hint}")
             if not all(_is_real(v) for v in row):
                 raise UserError(f"{name}: detection #{i}: '{key}' must hold numbers only")
