@@ -291,6 +291,7 @@ def random_sets(draw):
         "flat": draw(st.booleans()),
         "boxes": draw(st.integers(0, 7)) == 0,
         "other_category": draw(st.booleans()),
+        "two_categories": draw(st.integers(0, 5)) == 0,
     }
     seed = draw(st.integers(0, 2**31 - 1))
     return make_set(layout, persons, dets, opts, np.random.default_rng(seed))
@@ -317,7 +318,8 @@ def make_set(layout: Layout, persons: list[int], dets: list[int], opts: dict, rn
             crowd = int(rng.random() < opts["crowd"])
             unl = pts[:, 2] <= 0
             pts[unl & (rng.random(k) < opts["origin"]), :2] = 0
-            ann = {"id": int(next(ann_ids)), "image_id": int(img), "category_id": 1, "bbox": [x, y, w, h],
+            cat = int(rng.integers(1, 3)) if opts["two_categories"] else 1
+            ann = {"id": int(next(ann_ids)), "image_id": int(img), "category_id": cat, "bbox": [x, y, w, h],
                    "area": float(w * h * rng.uniform(0.4, 1.0)), "iscrowd": crowd}
             anns.append(_gt_keys(ann, pts, layout))
             poses[int(img)].append((pts, s))
@@ -326,8 +328,10 @@ def make_set(layout: Layout, persons: list[int], dets: list[int], opts: dict, rn
                 anns.append(dup)
                 poses[int(img)].append((pts, s))
     rng.shuffle(anns)  # file order is not grouped by image
-    doc = {"images": images, "annotations": anns,
-           "categories": [{"id": 1, "name": "person", "supercategory": "person"}]}
+    categories = [{"id": 1, "name": "person", "supercategory": "person"}]
+    if opts["two_categories"]:  # COCOeval averages the stats over categories
+        categories.append({"id": 2, "name": "mannequin", "supercategory": "person"})
+    doc = {"images": images, "annotations": anns, "categories": categories}
 
     results = []
     levels = np.array([0.2, 0.5, 0.9])
@@ -349,8 +353,10 @@ def make_set(layout: Layout, persons: list[int], dets: list[int], opts: dict, rn
             if layout is COCO17:  # where pycocotools agrees: no detection without a scored point
                 pts[0, 2] = max(pts[0, 2], 0.5)
             score = float(rng.choice(levels) if opts["ties"] else rng.random())
-            det = {"image_id": int(img), "category_id": 2 if opts["other_category"] and rng.random() < 0.1 else 1,
-                   "score": score}
+            cat = int(rng.integers(1, 3)) if opts["two_categories"] else 1
+            if opts["other_category"] and rng.random() < 0.1:
+                cat = 3  # not a category of the GT: both evaluators skip it
+            det = {"image_id": int(img), "category_id": cat, "score": score}
             for part in (*layout.parts, "wholebody"):
                 key = part_score_key(part)
                 if key != "score" and (opts["part_scores"] == "all" or
