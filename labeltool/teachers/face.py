@@ -181,17 +181,20 @@ class FaceMeshTeacher:
 
 
 def dlib_model_path() -> Path:
-    """The 68-point predictor shipped by ``face-recognition-models`` (found without pkg_resources)."""
-    from importlib import resources
+    """The 68-point predictor shipped by ``face-recognition-models``.
 
-    try:
-        root = resources.files("face_recognition_models")
-    except ModuleNotFoundError:
+    Found with ``importlib.util.find_spec``, which does not run the package's ``__init__``
+    (it imports ``pkg_resources``, absent from recent setuptools).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
         raise UserError(
             "the dlib face backend needs the optional extra: pip install 'wbt[dlib]' "
             "(dlib-bin and face-recognition-models)"
-        ) from None
-    path = Path(str(root.joinpath("models/shape_predictor_68_face_landmarks.dat")))
+        )
+    path = Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
     if not path.is_file():
         raise UserError(f"{path}: dlib 68-point model not found in the face-recognition-models package")
     return path
@@ -253,7 +256,10 @@ class DlibFaceTeacher:
         return out
 
 
-FAN_WEIGHTS = "2DFAN4-cd938726ad.zip"
+# 2D-FAN-4 weights as face-alignment caches them: a state dict (>= 1.5) or TorchScript (1.3 / 1.4).
+FAN_WEIGHTS = ("2DFAN4-11f355bf06.pth.tar", "2DFAN4-cd938726ad.zip")
+FAN_REFERENCE_SCALE = 195.0  # face-alignment's crop: side 200 * (w + h) / 195 around the box
+FAN_CENTER_Y_OFFSET = 0.12  # ... whose centre moves up by 0.12 x the box height
 
 
 def fan_checkpoint_dir() -> Path:
@@ -264,31 +270,60 @@ def fan_checkpoint_dir() -> Path:
     return Path(torch_home) / "hub" / "checkpoints"
 
 
-class FanFaceTeacher:
-    """FAN (2D-FAN-4, ``face-alignment``) on the face box; needs its weights already cached.
+def fan_heatmap_points(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Peak of each (B, 68, 64, 64) heatmap, moved a quarter pixel towards the higher neighbour
+    (face-alignment's decoding): points (B, 68, 2) in heatmap pixels and peak values (B, 68)."""
+    b, k, h, w = heatmaps.shape
+    flat = heatmaps.reshape(b, k, h * w)
+    idx = flat.argmax(axis=2)
+    scores = np.take_along_axis(flat, idx[:, :, None], axis=2)[:, :, 0]
+    x, y = idx % w, idx // w
+    pts = np.stack([x, y], axis=2).astype(np.float64)
+    inner = (x > 0) & (x < w - 1) & (y > 0) & (y < h - 1)
+    bi, ki = np.nonzero(inner)
+    xi, yi = x[bi, ki], y[bi, ki]
+    dx = heatmaps[bi, ki, yi, xi + 1] - heatmaps[bi, ki, yi, xi - 1]
+    dy = heatmaps[bi, ki, yi + 1, xi] - heatmaps[bi, ki, yi - 1, xi]
+    pts[bi, ki, 0] += 0.25 * np.sign(dx)
+    pts[bi, ki, 1] += 0.25 * np.sign(dy)
+    # face-alignment counts pixels from 1 and then subtracts 0.5: the net effect is + 0.5.
+    return pts + 0.5, scores
 
-    The weights file ``2DFAN4-cd938726ad.zip`` must be in ``$TORCH_HOME/hub/checkpoints``
-    (where face-alignment puts it after one online run); otherwise a :class:`UserError`
-    says so. Nothing is downloaded. Confidence is FAN's heatmap peak score.
+
+class FanFaceTeacher:
+    """FAN (2D-FAN-4 from ``face-alignment``) on the face box; needs its weights already cached.
+
+    The weights (``2DFAN4-11f355bf06.pth.tar`` for face-alignment >= 1.5, or
+    ``2DFAN4-cd938726ad.zip`` for 1.3 / 1.4) must be in ``$TORCH_HOME/hub/checkpoints``
+    (where face-alignment saves them after one online run); otherwise a :class:`UserError`
+    says so before anything is built. Nothing is downloaded and no face detector is built:
+    our boxes replace it, cropped with face-alignment's own convention. Confidence is FAN's
+    heatmap peak. Accuracy could not be measured here (no weights offline).
     """
 
     def __init__(self, device: str = "cpu"):
-        weights = fan_checkpoint_dir() / FAN_WEIGHTS
-        if not weights.is_file():
+        found = [fan_checkpoint_dir() / name for name in FAN_WEIGHTS if (fan_checkpoint_dir() / name).is_file()]
+        if not found:
             raise UserError(
-                f"{weights}: FAN weights not found; the fan backend never downloads. Copy {FAN_WEIGHTS} there "
-                "(face-alignment saves it after one online run) or use --backend facemesh"
+                f"{fan_checkpoint_dir()}: FAN weights not found ({' or '.join(FAN_WEIGHTS)}); the fan backend "
+                "never downloads. Copy the file there (face-alignment saves it after one online run) "
+                "or use --backend facemesh"
             )
-        try:
-            import torch
-            from face_alignment.utils import crop, get_preds_fromhm
-        except ImportError:
-            raise UserError("the fan face backend needs the optional extra: pip install 'wbt[fan]'") from None
+        import torch
+
         self._torch = torch
-        self._crop = crop
-        self._get_preds = get_preds_fromhm
         self.device = device
-        self._net = torch.jit.load(str(weights), map_location=device).eval()
+        weights = found[0]
+        if weights.suffix == ".zip":
+            self._net = torch.jit.load(str(weights), map_location=device).eval()
+        else:
+            try:
+                from face_alignment.models import FAN
+            except ImportError as err:
+                raise UserError(f"the fan face backend needs face-alignment (pip install 'wbt[fan]'): {err}") from None
+            net = FAN(4)
+            net.load_state_dict(torch.load(str(weights), map_location=device, weights_only=True))
+            self._net = net.to(device).eval()
 
     def close(self) -> None:
         """Free the model."""
@@ -304,27 +339,27 @@ class FanFaceTeacher:
         image = check_image(image)
         boxes = check_boxes(boxes)
         out = np.zeros((len(boxes), NUM_FACE, 3))
-        if len(boxes) == 0:
+        use = np.nonzero(np.all(boxes[:, 2:] - boxes[:, :2] > 1, axis=1))[0]
+        if len(use) == 0:
             return out
         torch = self._torch
-        crops, mats = [], []
-        centers, sides = box_center_side(boxes)
         angles = _roll_angles(boxes, body)
-        for i in range(len(boxes)):
-            # FAN's own convention: centre slightly below the box middle, 256 px for ~1.56x the box.
-            c = centers[i] + np.array([0.0, 0.12 * sides[i]])
-            m = crop_matrix(c, sides[i] * 1.56, 256, angles[i])
+        crops, mats = [], []
+        for i in use:
+            w, h = boxes[i, 2:] - boxes[i, :2]
+            center = (boxes[i, :2] + boxes[i, 2:]) / 2.0 - np.array([0.0, FAN_CENTER_Y_OFFSET * h])
+            m = crop_matrix(center, 200.0 * (w + h) / FAN_REFERENCE_SCALE, 256, angles[i])
             crops.append(warp(image, m, 256))
             mats.append(m)
         batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
         with torch.no_grad():
-            heatmaps = self._net(batch).cpu().numpy()
-        for i in range(len(boxes)):
-            hm = heatmaps[i : i + 1]
-            pts, _, scores = self._get_preds(hm, None, None)
-            pts = np.asarray(pts[0], dtype=np.float64) * 4.0  # 64 heatmap -> 256 crop pixels
-            out[i, :, :2] = to_image(pts, mats[i])
-            out[i, :, 2] = np.clip(np.asarray(scores).reshape(-1), 1e-3, 1.0)
+            heatmaps = self._net(batch)
+        if isinstance(heatmaps, (list, tuple)):
+            heatmaps = heatmaps[-1]
+        pts, scores = fan_heatmap_points(heatmaps.float().cpu().numpy())
+        for j, i in enumerate(use):
+            out[i, :, :2] = to_image(pts[j] * 4.0, mats[j])  # 64-pixel heatmap -> 256-pixel crop
+            out[i, :, 2] = np.clip(scores[j], 1e-3, 1.0)
         return out
 
 

@@ -1,0 +1,199 @@
+"""Accuracy of the teachers on real labelled images; prints one table per check.
+
+1. Face NME (mean point error / outer-eye-corner distance) on the 300W images, GT face box,
+   for every face backend that runs here (FaceMesh with the common and the checked 468->68
+   map, with and without the mirrored second fit; dlib; FAN when its weights are cached).
+2. Hand PCK@0.2 (of the larger GT box side) and mean error on the Panoptic and OneHand10K
+   crops, boxes 1.5x the tight GT box (the size of a proposal), single view vs ours.
+3. COCO-WholeBody: body from GT, face / hands / feet from the teachers on the crops proposed
+   from the GT body, evaluated per part with the official protocol (labeltool.eval.evaluate,
+   the code behind `wbt eval`). The results file is written so `wbt eval` can re-check it.
+
+    .venv/bin/python benchmarks/teacher_accuracy.py --data ../shared/realdata
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from labeltool.coco import load_pose_dataset, write_json_atomic
+from labeltool.errors import UserError
+from labeltool.layouts import WHOLEBODY133
+from labeltool.proposals import face_boxes_from_body, hand_boxes_from_body, xywh_to_xyxy
+from labeltool.teachers.crops import load_rgb
+
+REPO = Path(__file__).resolve().parents[1]
+FACE_FLOOR = 0.08
+HAND_FLOOR = 0.80
+
+
+def _load(folder: Path, name: str) -> tuple[dict, dict[int, Path]]:
+    data = json.loads((folder / name).read_text())
+    return data, {im["id"]: folder / im["file_name"] for im in data["images"]}
+
+
+def face_nme_table(data_dir: Path) -> list[tuple[str, str]]:
+    from labeltool.teachers import face as F
+
+    data, files = _load(data_dir / "face300w", "test_300w.json")
+    cases = []
+    for ann in data["annotations"]:
+        gt = np.asarray(ann["keypoints"], dtype=np.float64).reshape(68, 3)
+        cases.append((load_rgb(files[ann["image_id"]]), xywh_to_xyxy([ann["bbox"]]), gt))
+
+    def make(name):
+        if name == "facemesh, common map, one fit":
+            return F.FaceMeshTeacher(mirror=False, vertex_map=F.COMMON_FACEMESH_TO_IBUG68)
+        if name == "facemesh, common map":
+            return F.FaceMeshTeacher(vertex_map=F.COMMON_FACEMESH_TO_IBUG68)
+        if name == "facemesh, one fit":
+            return F.FaceMeshTeacher(mirror=False)
+        if name == "facemesh (default)":
+            return F.FaceMeshTeacher()
+        return F.make_face_teacher(name)
+
+    rows = []
+    names = ("facemesh, common map, one fit", "facemesh, common map", "facemesh, one fit", "facemesh (default)",
+             "dlib", "fan")  # fmt: skip
+    for name in names:
+        try:
+            teacher = make(name)
+        except UserError as err:
+            rows.append((name, f"not run: {err}"))
+            continue
+        nmes = []
+        for image, box, gt in cases:
+            pts = teacher.predict(image, box)[0]
+            if not (pts[:, 2] > 0).any():
+                nmes.append(np.inf)
+                continue
+            nmes.append(np.linalg.norm(pts[:, :2] - gt[:, :2], axis=1).mean() / np.linalg.norm(gt[36, :2] - gt[45, :2]))
+        teacher.close()
+        per = " ".join(f"{v:.4f}" for v in nmes)
+        rows.append((name, f"NME {np.mean(nmes):.4f}  (per face {per})  floor {FACE_FLOOR}: "
+                           f"{'met' if np.mean(nmes) <= FACE_FLOOR else 'MISSED'}"))  # fmt: skip
+    return rows
+
+
+def hand_table(data_dir: Path) -> list[tuple[str, str]]:
+    from labeltool.teachers.hand import HandTeacher
+
+    teachers = {"single view": HandTeacher(search=False, refine=False), "search only": HandTeacher(refine=False),
+                "ours (search + refine + consensus)": HandTeacher()}  # fmt: skip
+    rows = []
+    for folder, name in (("hand_panoptic", "test_panoptic.json"), ("hand_onehand10k", "test_onehand10k.json")):
+        data, files = _load(data_dir / folder, name)
+        for tname, teacher in teachers.items():
+            hits, errs, rel, found = [], [], [], 0
+            for ann in data["annotations"]:
+                x, y, w, h = ann["bbox"]
+                size = max(w, h)
+                s = 1.5 * size
+                box = np.array([[x + w / 2 - s / 2, y + h / 2 - s / 2, x + w / 2 + s / 2, y + h / 2 + s / 2]])
+                gt = np.asarray(ann["keypoints"], dtype=np.float64).reshape(21, 3)
+                pts = teacher.predict(load_rgb(files[ann["image_id"]]), box)[0]
+                ok = gt[:, 2] > 0
+                if (pts[:, 2] > 0).any():
+                    found += 1
+                    d = np.linalg.norm(pts[ok, :2] - gt[ok, :2], axis=1)
+                    errs.append(d.mean())
+                    rel.append(d.mean() / size)
+                    hits.extend(d <= 0.2 * size)
+                else:
+                    hits.extend([False] * int(ok.sum()))
+            pck = float(np.mean(hits))
+            rows.append((f"{folder} {tname}",
+                         f"PCK@0.2 {pck:.3f}  mean error {np.mean(errs):.1f} px = {np.mean(rel):.3f} of the box  "
+                         f"found {found}/{len(data['annotations'])}  floor {HAND_FLOOR}: "
+                         f"{'met' if pck >= HAND_FLOOR else 'MISSED'}"))  # fmt: skip
+    for t in teachers.values():
+        t.close()
+    return rows
+
+
+def coco_pseudo_labels(data_dir: Path, out_path: Path) -> tuple[list[tuple[str, str]], Path]:
+    """Body from GT, parts from the teachers on proposals; per-part AP with the official protocol."""
+    from labeltool.eval import evaluate
+    from labeltool.teachers.face import FaceMeshTeacher
+    from labeltool.teachers.foot import FootTeacher
+    from labeltool.teachers.hand import HandTeacher
+
+    gt_path = data_dir / "coco_wholebody" / "test_coco_wholebody.json"
+    ds = load_pose_dataset(gt_path)
+    parts = WHOLEBODY133.parts
+    images = ds.image_index()
+    results = []
+    errors: dict[str, list[float]] = {"face": [], "lefthand": [], "righthand": [], "foot": []}
+    with FaceMeshTeacher() as face, HandTeacher() as hand, FootTeacher() as foot:
+        for image_id, idx in ds.persons_by_image().items():
+            image = load_rgb(data_dir / "coco_wholebody" / images[image_id]["file_name"])
+            body = ds.keypoints[idx][:, parts["body"]]
+            pred = np.zeros((len(idx), 133, 3))
+            pred[:, parts["body"], :2] = body[:, :, :2]
+            pred[:, parts["body"], 2] = (body[:, :, 2] > 0).astype(float)
+            boxes, ok = face_boxes_from_body(body)
+            if ok.any():
+                pred[np.ix_(np.nonzero(ok)[0], parts["face"])] = face.predict(image, boxes[ok], body[ok])
+            for side in ("left", "right"):
+                boxes, ok = hand_boxes_from_body(body, side)
+                if ok.any():
+                    pts = hand.predict(image, boxes[ok], side, body[ok])
+                    pred[np.ix_(np.nonzero(ok)[0], parts[f"{side}hand"])] = pts
+            pred[:, parts["foot"]] = foot.predict(image, xywh_to_xyxy(ds.bboxes[idx]), body=body)
+            for j, i in enumerate(idx):
+                r = {"image_id": int(image_id), "category_id": 1, "keypoints": pred[j].reshape(-1).round(3).tolist(),
+                     "score": 1.0}  # fmt: skip
+                for part in ("foot", "face", "lefthand", "righthand"):
+                    conf = pred[j, parts[part], 2]
+                    r[f"{part}_score"] = float(conf[conf > 0].mean()) if (conf > 0).any() else 0.0
+                    g = ds.keypoints[i, parts[part]]
+                    lab = (g[:, 2] > 0) & (conf > 0)
+                    if lab.any():
+                        scale = np.sqrt(ds.areas[i])
+                        d = np.linalg.norm(pred[j, parts[part]][lab, :2] - g[lab, :2], axis=1)
+                        errors[part].append(float(d.mean() / scale))
+                conf = pred[j, :, 2]
+                r["wholebody_score"] = float(conf[conf > 0].mean()) if (conf > 0).any() else 0.0
+                results.append(r)
+    write_json_atomic(results, out_path)
+    report = evaluate(ds, results)
+    rows = []
+    for part in report.parts:
+        num_gt = report.results[part].num_gt
+        err = errors.get(part, [])
+        extra = f"  mean error {np.mean(err):.3f} of sqrt(area) over {len(err)} persons" if err else ""
+        rows.append((part, f"AP {report.stat(part, 'AP'):.3f}  AR {report.stat(part, 'AR'):.3f}  "
+                           f"(GT persons with the part: {num_gt}){extra}"))  # fmt: skip
+    return rows, out_path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "realdata")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/wbt_teacher_pseudo_labels.json"),
+                        help="where to write the COCO pseudo-label results (for `wbt eval`)")  # fmt: skip
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        raise SystemExit(f"{args.data}: real labelled data not found (give --data)")
+    start = time.perf_counter()
+    sections = [("Face NME on 300W (GT box; lower is better)", face_nme_table(args.data)),
+                ("Hand PCK@0.2 (box 1.5x the tight GT box)", hand_table(args.data))]  # fmt: skip
+    coco_rows, out = coco_pseudo_labels(args.data, args.out)
+    sections.append(("COCO-WholeBody pseudo-labels, body from GT, parts from teachers on proposals", coco_rows))
+    for title, rows in sections:
+        print(f"\n{title}")
+        width = max(len(r[0]) for r in rows)
+        for name, text in rows:
+            print(f"  {name:<{width}}  {text}")
+    gt = args.data / "coco_wholebody" / "test_coco_wholebody.json"
+    print(f"\nre-check: .venv/bin/wbt eval --gt {gt} --pred {out}")
+    print(f"total {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

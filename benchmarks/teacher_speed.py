@@ -1,0 +1,136 @@
+"""CPU latency of each teacher: per crop, and per person for the whole distill step.
+
+Teachers are built once (build time printed apart) and reused; each crop is run
+``--repeat`` times after one warm-up and the median is printed. The per-person figure runs
+face + both hands + feet on the crops proposed from the GT body of every person of the
+COCO-WholeBody sample (what `wbt distill` does per person), and the body teacher per person
+box (what it adds for images without annotations).
+
+    .venv/bin/python benchmarks/teacher_speed.py --data ../shared/realdata
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from labeltool.coco import load_pose_dataset
+from labeltool.errors import UserError
+from labeltool.proposals import face_boxes_from_body, hand_boxes_from_body, xywh_to_xyxy
+from labeltool.teachers.crops import load_rgb
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _median_ms(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000.0 * float(np.median(times))
+
+
+def _build(make):
+    t = time.perf_counter()
+    teacher = make()
+    return teacher, 1000.0 * (time.perf_counter() - t)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "realdata")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    from labeltool.teachers.body import BodyTeacher
+    from labeltool.teachers.face import FaceMeshTeacher, make_face_teacher
+    from labeltool.teachers.foot import FootTeacher
+    from labeltool.teachers.hand import HandTeacher
+
+    gt = load_pose_dataset(args.data / "coco_wholebody" / "test_coco_wholebody.json")
+    images = {i: load_rgb(args.data / "coco_wholebody" / im["file_name"]) for i, im in gt.image_index().items()}
+    # The person with face, both hands and feet labelled (image 197388): a typical crop set.
+    i = int(np.nonzero(gt.ann_ids == 437295)[0][0])
+    image = images[int(gt.image_ids[i])]
+    body = gt.keypoints[i : i + 1, :17]
+    face_box = face_boxes_from_body(body)[0]
+    hand_box = hand_boxes_from_body(body, "right")[0]
+    person_box = xywh_to_xyxy(gt.bboxes[i : i + 1])
+
+    print(f"per-crop latency, median of {args.repeat} (ms); build = constructing the teacher once")
+    rows = []
+    teachers = {}
+    for name, make, call in (
+        ("face facemesh (2 fits: as is + mirrored)", FaceMeshTeacher,
+         lambda t: t.predict(image, face_box, body)),
+        ("face facemesh, one fit", lambda: FaceMeshTeacher(mirror=False),
+         lambda t: t.predict(image, face_box, body)),
+        ("face dlib (2 fits)", lambda: make_face_teacher("dlib"), lambda t: t.predict(image, face_box, body)),
+        ("hand ours (search 10 views + refine 5 views)", HandTeacher,
+         lambda t: t.predict(image, hand_box, "right", body)),
+        ("hand single view", lambda: HandTeacher(search=False, refine=False),
+         lambda t: t.predict(image, hand_box, "right", body)),
+        ("foot (pose on the person crop, both feet)", FootTeacher, lambda t: t.predict(image, person_box, body=body)),
+        ("body (pose on the person crop)", BodyTeacher, lambda t: t.predict(image, person_box)),
+    ):  # fmt: skip
+        try:
+            teacher, build_ms = _build(make)
+        except UserError as err:
+            rows.append((name, f"not run: {err}"))
+            continue
+        teachers[name] = teacher
+        rows.append((name, f"{_median_ms(lambda t=teacher, c=call: c(t), args.repeat):8.1f} ms/crop   "
+                           f"build {build_ms:6.0f} ms"))  # fmt: skip
+    width = max(len(r[0]) for r in rows)
+    for name, text in rows:
+        print(f"  {name:<{width}}  {text}")
+
+    # Per person over the whole sample: face + 2 hands + feet, as distill runs them.
+    face = teachers["face facemesh (2 fits: as is + mirrored)"]
+    hand = teachers["hand ours (search 10 views + refine 5 views)"]
+    foot = teachers["foot (pose on the person crop, both feet)"]
+    body_teacher = teachers["body (pose on the person crop)"]
+    counts = {"face": 0, "hand": 0, "foot": 0}
+    spent = {"face": 0.0, "hand": 0.0, "foot": 0.0, "body": 0.0}
+    persons = 0
+    for image_id, idx in gt.persons_by_image().items():
+        img = images[image_id]
+        b = gt.keypoints[idx, :17]
+        persons += len(idx)
+        t = time.perf_counter()
+        boxes, ok = face_boxes_from_body(b)
+        if ok.any():
+            face.predict(img, boxes[ok], b[ok])
+        spent["face"] += time.perf_counter() - t
+        counts["face"] += int(ok.sum())
+        t = time.perf_counter()
+        for side in ("left", "right"):
+            boxes, ok = hand_boxes_from_body(b, side)
+            if ok.any():
+                hand.predict(img, boxes[ok], side, b[ok])
+            counts["hand"] += int(ok.sum())
+        spent["hand"] += time.perf_counter() - t
+        t = time.perf_counter()
+        foot.predict(img, xywh_to_xyxy(gt.bboxes[idx]), body=b)
+        counts["foot"] += len(idx)
+        spent["foot"] += time.perf_counter() - t
+        t = time.perf_counter()
+        body_teacher.predict(img, xywh_to_xyxy(gt.bboxes[idx]))
+        spent["body"] += time.perf_counter() - t
+    parts_ms = 1000 * (spent["face"] + spent["hand"] + spent["foot"]) / persons
+    print(f"\nper person over the COCO-WholeBody sample ({persons} persons, {counts['face']} face crops, "
+          f"{counts['hand']} hand crops, {counts['foot']} person crops)")  # fmt: skip
+    print(f"  face + hands + feet (body from GT): {parts_ms:7.1f} ms/person"
+          f"  (face {1000 * spent['face'] / persons:.1f}, hands {1000 * spent['hand'] / persons:.1f}, "
+          f"feet {1000 * spent['foot'] / persons:.1f})")  # fmt: skip
+    print(f"  + body teacher (no annotations):    {parts_ms + 1000 * spent['body'] / persons:7.1f} ms/person")
+    for t in teachers.values():
+        t.close()
+
+
+if __name__ == "__main__":
+    main()
