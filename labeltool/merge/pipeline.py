@@ -210,17 +210,23 @@ def distill(
 
     outputs = Outputs(out_dir, wholebody=layout in ("133", "both"), halpe=layout in ("136", "both"))
     sources = config.teachers.sources()
+    start = time.perf_counter()
     counts, images, errors = assemble(inp.dataset, plan.chunks, plan.keep_image_ids, shard_dir, sources, outputs)
     _write_errors(out_dir / "errors.jsonl", errors)
+    assemble_seconds = time.perf_counter() - start
 
     timing = {"images": 0, "persons": 0, "teacher_seconds": 0.0, "work_seconds": 0.0}
     this_run = dict(timing)
+    part_seconds = dict.fromkeys(("body", "face", "hand", "foot"), 0.0)
+    pending_set = set(pending)
     for k in range(len(plan.chunks)):
         t = read_shard(shard_path(shard_dir, k)).timing
         for key in timing:
             timing[key] += t[key]
-            if k in pending:
+            if k in pending_set:
                 this_run[key] += t[key]
+        for part in part_seconds:
+            part_seconds[part] += t.get("part_seconds", {}).get(part, 0.0)
     summary = {
         "wbt_version": __version__,
         "input": inp.identity,
@@ -250,11 +256,15 @@ def distill(
             "images_done_now": this_run["images"],
             "persons_done_now": this_run["persons"],
             "wall_seconds": round(wall, 3),
+            "assemble_seconds": round(assemble_seconds, 3),
             "images_per_second": round(this_run["images"] / wall, 3) if wall > 0 and this_run["images"] else None,
             "persons_per_second": round(this_run["persons"] / wall, 3) if wall > 0 and this_run["persons"] else None,
             "teacher_seconds_per_person": round(timing["teacher_seconds"] / timing["persons"], 4)
             if timing["persons"]
             else None,
+            "teacher_seconds_per_person_by_teacher": {
+                part: round(v / timing["persons"], 4) for part, v in part_seconds.items() if v and timing["persons"]
+            },
             "work_seconds_per_image": round(timing["work_seconds"] / timing["images"], 4) if timing["images"] else None,
         },
     }

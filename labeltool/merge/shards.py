@@ -41,6 +41,7 @@ class ImageResult:
     areas: np.ndarray = field(default_factory=lambda: np.zeros(0))
     labels: MergedPersons = field(default_factory=lambda: MergedPersons.empty(0))
     teacher_seconds: float = 0.0  # time inside the teachers' predict calls
+    part_seconds: dict[str, float] = field(default_factory=dict)  # the same, per teacher (body, face, hand, foot)
     seconds: float = 0.0  # whole work function (decode, proposals, teachers, merge)
 
     @property
@@ -121,6 +122,10 @@ def write_shard(shard_dir: Path, index: int, results: list[ImageResult]) -> Path
         "images": len(results),
         "persons": int(sum(r.num_persons for r in results)),
         "teacher_seconds": float(sum(r.teacher_seconds for r in results)),
+        "part_seconds": {
+            part: float(sum(r.part_seconds.get(part, 0.0) for r in results))
+            for part in ("body", "face", "hand", "foot")
+        },
         "work_seconds": float(sum(r.seconds for r in results)),
     }
     meta = {b"wbt_images": json.dumps(images).encode(), b"wbt_timing": json.dumps(timing).encode()}

@@ -206,12 +206,14 @@ class Distiller:
         result.seconds = time.perf_counter() - start
         return result
 
-    def _timed(self, result: ImageResult, fn, *args, **kwargs):
+    def _timed(self, result: ImageResult, part: str, fn, *args, **kwargs):
         t = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
-            result.teacher_seconds += time.perf_counter() - t
+            seconds = time.perf_counter() - t
+            result.teacher_seconds += seconds
+            result.part_seconds[part] = result.part_seconds.get(part, 0.0) + seconds
 
     def _label(self, image: np.ndarray, task: ImageTask, result: ImageResult) -> None:
         height, width = image.shape[:2]
@@ -227,7 +229,7 @@ class Distiller:
                 boxes = whole_image_box(width, height)
             else:
                 boxes = xywh_to_xyxy(bboxes)
-            raw = self._timed(result, self.body.predict, image, boxes)
+            raw = self._timed(result, "body", self.body.predict, image, boxes)
             body, body_conf, body_src = body_from_teacher(raw, self.codes["body"], (height, width), rules)
             if mode == BODY_FROM_IMAGE and (body[0, :, 2] > 0).sum() < 2:
                 return  # no person found: nothing to label
@@ -248,7 +250,7 @@ class Distiller:
             boxes, ok = face_boxes_from_body(body)
             pts = np.zeros((num, 68, 3))
             if ok.any():
-                pts[ok] = self._timed(result, self.face.predict, image, boxes[ok], body[ok])
+                pts[ok] = self._timed(result, "face", self.face.predict, image, boxes[ok], body[ok])
             parts["face"] = PartPrediction(self.codes["face"], pts, ok, boxes)
         if self.hand is not None:
             for side in ("left", "right"):
@@ -256,7 +258,7 @@ class Distiller:
                 pts = np.zeros((num, 21, 3))
                 mismatch = np.zeros(num, dtype=bool)
                 if ok.any():
-                    res = self._timed(result, self.hand.predict_hands, image, boxes[ok], side, body[ok])
+                    res = self._timed(result, "hand", self.hand.predict_hands, image, boxes[ok], side, body[ok])
                     pts[ok] = res.keypoints
                     mismatch[ok] = res.contradicts
                 parts[f"{side}hand"] = PartPrediction(self.codes["hand"], pts, ok, boxes, mismatch)
@@ -269,7 +271,9 @@ class Distiller:
             proposed = left_ok | right_ok
             pts = np.zeros((num, 6, 3))
             if proposed.any():
-                pts[proposed] = self._timed(result, self.foot.predict, image, person[proposed], None, body[proposed])
+                pts[proposed] = self._timed(
+                    result, "foot", self.foot.predict, image, person[proposed], None, body[proposed]
+                )
             source = np.full(6, self.codes["foot"], dtype=np.int8)
             source[[1, 4]] = self.codes["small_toe"]
             parts["foot"] = PartPrediction(source, pts, proposed, person)
