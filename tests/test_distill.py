@@ -204,6 +204,20 @@ def test_rerun_with_other_options_is_refused_and_same_options_reuse_shards(small
     assert (out / "wholebody133.json").read_bytes() == first
 
 
+def test_a_second_run_on_the_same_out_is_refused(small_input, tmp_path):
+    from labeltool.merge.shards import RunLock
+
+    ann, images, _ = small_input
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = RunLock(out)  # as if another wbt distill were running there
+    try:
+        code, output = wbt("distill", "--ann", ann, "--images", images, "--out", out, "--teachers", NO_TEACHERS)
+    finally:
+        lock.release()
+    assert code == 2 and f"{out}: another wbt distill is running with this --out" in output
+
+
 def test_limit_keeps_the_first_images_with_persons(small_input, tmp_path):
     ann, images, _ = small_input
     out = tmp_path / "out"

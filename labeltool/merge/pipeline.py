@@ -23,10 +23,11 @@ from labeltool.coco import image_path
 from labeltool.errors import UserError
 from labeltool.merge.assemble import Outputs, assemble, part_summary
 from labeltool.merge.inputs import BODY_FROM_GT, BODY_FROM_IMAGE, DistillInput
-from labeltool.merge.shards import ImageResult, check_run, chunk, read_shard, shard_path, write_shard
+from labeltool.merge.shards import ImageResult, RunLock, check_run, chunk, read_shard, shard_path, write_shard
 from labeltool.merge.work import DistillConfig, Distiller, ImageTask, teacher_versions
 
 SHARD_DIR = "shards"
+OUTPUT_FILES = ("wholebody133.json", "halpe136.json", "labels.parquet", "errors.jsonl", "summary.json")
 DEFAULT_SHARD_SIZE = 64
 
 
@@ -185,6 +186,17 @@ def distill(
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: --out exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out_dir)
+    try:
+        return _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite, progress, engine)
+    finally:
+        lock.release()
+
+
+def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite, progress, engine) -> dict:
+    for name in OUTPUT_FILES:  # temp files a killed run left (never renamed, never read)
+        for stale in out_dir.glob(f".{name}.*tmp"):
+            stale.unlink()
     shard_dir = out_dir / SHARD_DIR
     plan = make_plan(inp, limit, shard_size)
     run = {

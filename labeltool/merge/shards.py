@@ -67,6 +67,9 @@ def check_run(shard_dir: Path, run: dict, overwrite: bool) -> None:
     """
     path = shard_dir / RUN_FILE
     run = json.loads(json.dumps(run))  # as it reads back from disk
+    if shard_dir.is_dir():
+        for stale in shard_dir.glob(".shard-*.tmp"):  # left by a killed run; never renamed, never read
+            stale.unlink()
     if path.exists() and not overwrite:
         old = read_json(path)
         if old != run:
@@ -82,6 +85,24 @@ def check_run(shard_dir: Path, run: dict, overwrite: bool) -> None:
                 p.unlink()
     shard_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run, path)
+
+
+class RunLock:
+    """An exclusive lock on an output directory, so two runs never write the same shards (released at exit)."""
+
+    def __init__(self, out_dir: Path):
+        import fcntl
+
+        self.path = Path(out_dir) / ".wbt-distill.lock"
+        self.file = open(self.path, "a")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.close()
+            raise UserError(f"{out_dir}: another wbt distill is running with this --out") from None
+
+    def release(self) -> None:
+        self.file.close()
 
 
 def _fixed_list(values: np.ndarray, width: int, dtype: pa.DataType) -> pa.Array:
