@@ -70,7 +70,7 @@ def main() -> None:
         ("face facemesh, one fit", lambda: FaceMeshTeacher(mirror=False),
          lambda t: t.predict(image, face_box, body)),
         ("face dlib (2 fits)", lambda: make_face_teacher("dlib"), lambda t: t.predict(image, face_box, body)),
-        ("hand ours (search 10 views + refine 5 views)", HandTeacher,
+        ("hand ours (search 5-10 views + refine 5 views)", HandTeacher,
          lambda t: t.predict(image, hand_box, "right", body)),
         ("hand single view", lambda: HandTeacher(search=False, refine=False),
          lambda t: t.predict(image, hand_box, "right", body)),
@@ -91,7 +91,7 @@ def main() -> None:
 
     # Per person over the whole sample: face + 2 hands + feet, as distill runs them.
     face = teachers["face facemesh (2 fits: as is + mirrored)"]
-    hand = teachers["hand ours (search 10 views + refine 5 views)"]
+    hand = teachers["hand ours (search 5-10 views + refine 5 views)"]
     foot = teachers["foot (pose on the person crop, both feet)"]
     body_teacher = teachers["body (pose on the person crop)"]
     counts = {"face": 0, "hand": 0, "foot": 0}

@@ -10,9 +10,12 @@ multiview bootstrapping"), each hand is seen through several synthetic views of 
 image region and the views vote:
 
 1. search: the box is cropped at several rotations (around the forearm direction when the
-   body is given, the full circle otherwise); every view is mapped back to image
-   coordinates. The view agreeing (mean point distance < ``AGREE_RADIUS`` x hand size)
-   with the largest presence-weighted set of views wins; its supporters are the inliers.
+   body is given, the full circle otherwise), at the box scale and, unless
+   ``EARLY_STOP_SUPPORT`` views already agree, at a wider scale; every view is mapped back
+   to image coordinates. Views the model scores below ``PRESENCE_MIN``, or whose wrist is
+   far from the body's wrist, are dropped. The view agreeing (mean point distance <
+   ``AGREE_RADIUS`` x hand size) with the largest presence-weighted set of views wins; its
+   supporters are the inliers.
 2. refine: a crop aligned like MediaPipe's own tracking ROI (wrist -> middle-finger base
    pointing up, side ``REFINE_SCALE`` x the hand's extent) is built from the inliers'
    mean, and seen through ``REFINE_VIEWS`` (small rotations, a zoom, a mirror).
@@ -66,7 +69,8 @@ class View:
 # Search rotations (degrees) around the forearm direction when the body is given, else the full circle.
 SEARCH_ANGLES_BODY = (0.0, 45.0, -45.0, 90.0, -90.0)
 SEARCH_ANGLES_FREE = (0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)
-SEARCH_SCALES = (1.0, 1.4)
+SEARCH_SCALES = (1.0, 1.4)  # tried in turn; the next scale only when the views so far do not agree
+EARLY_STOP_SUPPORT = 3  # agreeing good views that end the search
 REFINE_VIEWS = (
     View(0, 1.0, False),
     View(0, 1.0, True),
@@ -271,22 +275,42 @@ class HandTeacher:
                 out.contradicts[i] = out.right_prob[i] > 0.5 + CONTRADICTION_MARGIN
         return out
 
-    def _predict_one(self, image, center, side, base_angle, has_arm, wrist):
-        if self.search:
-            angles = SEARCH_ANGLES_BODY if has_arm else SEARCH_ANGLES_FREE
-            views = tuple(View(a, s) for s in SEARCH_SCALES for a in angles)
-        else:
-            views = (View(),)
-        pts, presence, right = self.run_views(image, center, side, base_angle, views)
-        good = presence >= PRESENCE_MIN
-        if wrist is not None:  # the hand hangs on the body's wrist
-            sizes = np.ptp(pts, axis=1).max(axis=1)
-            good &= np.linalg.norm(pts[:, WRIST] - wrist, axis=1) <= WRIST_RADIUS * sizes
-        if not good.any():
+    def _search(self, image, center, side, base_angle, has_arm, wrist):
+        """Search views, scale by scale: stop once ``EARLY_STOP_SUPPORT`` good views agree.
+
+        Returns the inlier views' points, presence, P(right) and the number of views run.
+        """
+        angles = SEARCH_ANGLES_BODY if has_arm else SEARCH_ANGLES_FREE
+        scales = SEARCH_SCALES if self.search else (1.0,)
+        if not self.search:
+            angles = (0.0,)
+        kept_pts, kept_presence, kept_right = [], [], []
+        num_views = 0
+        inliers = np.zeros(0, dtype=bool)
+        for scale in scales:
+            views = tuple(View(a, scale) for a in angles)
+            pts, presence, right = self.run_views(image, center, side, base_angle, views)
+            num_views += len(views)
+            good = presence >= PRESENCE_MIN
+            if wrist is not None:  # the hand hangs on the body's wrist
+                sizes = np.ptp(pts, axis=1).max(axis=1)
+                good &= np.linalg.norm(pts[:, WRIST] - wrist, axis=1) <= WRIST_RADIUS * sizes
+            kept_pts += list(pts[good])
+            kept_presence += list(presence[good])
+            kept_right += list(right[good])
+            if kept_pts:
+                inliers = best_supported_view(np.stack(kept_pts), np.array(kept_presence))
+                if inliers.sum() >= EARLY_STOP_SUPPORT:
+                    break
+        if not kept_pts:
             return None
-        pts, presence, right = pts[good], presence[good], right[good]
-        inliers = best_supported_view(pts, presence)
-        pts, presence, right = pts[inliers], presence[inliers], right[inliers]
+        return np.stack(kept_pts)[inliers], np.array(kept_presence)[inliers], np.array(kept_right)[inliers], num_views
+
+    def _predict_one(self, image, center, side, base_angle, has_arm, wrist):
+        found = self._search(image, center, side, base_angle, has_arm, wrist)
+        if found is None:
+            return None
+        pts, presence, right, num_views = found
         if self.refine:
             roi_center, roi_side, roi_angle = roi_from_points(pts.mean(axis=0))
             r_pts, r_presence, r_right = self.run_views(image, roi_center, roi_side, roi_angle, self.refine_views)
@@ -294,10 +318,6 @@ class HandTeacher:
             if good.any():
                 pts, presence, right = r_pts[good], r_presence[good], r_right[good]
                 num_views = len(self.refine_views)
-            else:
-                num_views = len(views)
-        else:
-            num_views = len(views)
         keypoints = consensus(pts, presence, num_views)
         right_prob = float(np.average(right, weights=presence))
         return keypoints, right_prob, len(pts)
