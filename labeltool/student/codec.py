@@ -111,16 +111,20 @@ def _kl(logits: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor
 
 
 def _refined_argmax(logits: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sub-bin peak position (parabola vertex through the arg-max and its neighbours) and peak probability."""
+    """Sub-bin peak position and peak probability. The position is the vertex of the parabola through the
+    arg-max and its neighbours (at the first / last bin: through the three outermost bins), kept within
+    half a bin of the arg-max."""
     n = logits.shape[-1]
     idx = logits.argmax(dim=-1, keepdim=True)
-    left = logits.gather(-1, (idx - 1).clamp(0, n - 1))
-    mid = logits.gather(-1, idx)
-    right = logits.gather(-1, (idx + 1).clamp(0, n - 1))
+    centre = idx.clamp(1, n - 2)
+    left = logits.gather(-1, centre - 1)
+    mid = logits.gather(-1, centre)
+    right = logits.gather(-1, centre + 1)
     curvature = left - 2 * mid + right
-    ok = (curvature < 0) & (idx > 0) & (idx < n - 1)
+    ok = curvature < 0
     offset = torch.where(ok, 0.5 * (left - right) / torch.where(ok, curvature, -torch.ones_like(curvature)), 0.0)
-    pos = (idx.float() + offset.clamp(-0.5, 0.5)).squeeze(-1)
+    vertex = torch.where(ok, centre.float() + offset, idx.float())
+    pos = torch.minimum(torch.maximum(vertex, idx - 0.5), idx + 0.5).squeeze(-1)
     prob = F.softmax(logits * beta, dim=-1).gather(-1, idx).squeeze(-1)
     return pos, prob
 

@@ -226,7 +226,9 @@ def load_parquet_source(path: str | os.PathLike, images_dir: str | os.PathLike, 
     image_ids = table.column("image_id").to_numpy().astype(np.int64)
     uniq, first = np.unique(image_ids, return_index=True)
     images = [{"id": int(i), "file_name": str(files[j])} for i, j in zip(uniq, first)]
-    keep = _usable(bboxes, weights, np.zeros(n, dtype=np.int64))
+    iscrowd = (table.column("iscrowd").to_numpy().astype(np.int64) if "iscrowd" in table.column_names
+               else np.zeros(n, dtype=np.int64))
+    keep = _usable(bboxes, weights, iscrowd)
     ann_ids = table.column("ann_id").to_numpy().astype(np.int64)
     return _table(layout, points[keep], weights[keep], bboxes[keep], ann_ids[keep], image_ids[keep], images,
                   images_dir, f"{path.name}", path)

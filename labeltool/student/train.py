@@ -63,6 +63,7 @@ class TrainConfig:
     ema: bool = True
     ema_decay: float = 0.9998
     clip_grad: float = 35.0  # max gradient norm (0 = off)
+    bn_momentum: float = 0.03  # BatchNorm running-stat momentum (RTMPose's); raise it for very short runs
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
     compile: bool = False
@@ -251,6 +252,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     augment = AugmentConfig() if cfg.augment else AugmentConfig.none()
 
     model = Student(student_cfg).to(device)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = cfg.bn_momentum
     if cfg.init and resume_state is None:
         from labeltool.student.predict import load_checkpoint
 

@@ -1,0 +1,203 @@
+"""Student codec, model and pose NMS: known answers and round trips (no data files needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from labeltool.layouts import COCO17, HALPE136, WHOLEBODY133
+from labeltool.student.codec import SimCCCodec, default_sigma, flip_simcc
+from labeltool.student.model import Student, StudentConfig, count_flops, count_parameters
+from labeltool.student.nms import oks_nms, parametric_pose_nms
+
+
+@pytest.mark.parametrize("size", [(192, 256), (288, 384)])
+def test_simcc_round_trip_is_sub_pixel(size):
+    codec = SimCCCodec(size)
+    g = torch.Generator().manual_seed(1)
+    w, h = size
+    pts = torch.rand(64, 133, 2, generator=g) * torch.tensor([w - 1.0, h - 1.0])
+    tx, ty, weights = codec.encode(pts, torch.ones(64, 133))
+    assert weights.min() == 1
+    decoded, scores = codec.decode(tx, ty)
+    err = (decoded - pts).abs()
+    # parabola refinement: a plain argmax would be off by up to 0.25 px at split ratio 2
+    assert err.max() < 0.05, err.max()
+    assert err.mean() < 0.01
+    assert scores.min() > 0.95  # a label decodes as fully confident (up to where its peak falls between bins)
+
+
+def test_simcc_argmax_alone_would_not_be_sub_pixel_enough():
+    """The refinement is what makes the round trip precise (guards against it silently doing nothing)."""
+    codec = SimCCCodec((192, 256))
+    pts = torch.tensor([[[10.2, 20.2]]])
+    tx, ty, _ = codec.encode(pts, torch.ones(1, 1))
+    argmax_x = tx.argmax(-1).float() / codec.split_ratio
+    assert abs(float(argmax_x) - 10.2) == pytest.approx(0.2, abs=1e-5)
+    decoded, _ = codec.decode(tx, ty)
+    assert torch.allclose(decoded, pts, atol=0.01)
+
+
+def test_decode_is_invariant_to_logit_shift_and_scale():
+    codec = SimCCCodec((192, 256))
+    pts = torch.tensor([[[50.3, 100.7], [3.6, 250.1]]])
+    tx, ty, _ = codec.encode(pts, torch.ones(1, 2))
+    a, _ = codec.decode(tx, ty)
+    b, _ = codec.decode(3 * tx - 7, 3 * ty + 2)
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_points_outside_the_input_get_weight_zero():
+    codec = SimCCCodec((192, 256))
+    pts = torch.tensor([[[-1.0, 10.0], [10.0, 256.0], [191.0, 255.0], [0.0, 0.0]]])
+    _, _, w = codec.encode(pts, torch.tensor([[1.0, 1.0, 0.7, 0.5]]))
+    assert w.tolist() == [[0.0, 0.0, pytest.approx(0.7), 0.5]]
+
+
+def test_default_sigmas_are_rtmposes():
+    assert default_sigma((192, 256)) == (4.9, 5.66)
+    assert default_sigma((288, 384)) == (6.93, 7.99)
+
+
+def test_loss_is_zero_at_the_target_and_ignores_weight_zero_points():
+    codec = SimCCCodec((192, 256))
+    pts = torch.tensor([[[40.0, 60.0], [100.0, 30.0]]])
+    tx, ty, w = codec.encode(pts, torch.ones(1, 2))
+    assert float(codec.loss(tx, ty, tx, ty, w)) == pytest.approx(0.0, abs=1e-7)
+    wrong_x = tx.clone()
+    wrong_x[0, 1] = tx[0, 0]  # point 1 predicted at point 0's place
+    assert float(codec.loss(wrong_x, ty, tx, ty, w)) > 1e-4
+    assert float(codec.loss(wrong_x, ty, tx, ty, torch.tensor([[1.0, 0.0]]))) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_flip_tta_maps_flipped_outputs_back_exactly():
+    """Targets of the mirrored image, flipped back, decode to the original points (pixel-exact mirror)."""
+    layout = WHOLEBODY133
+    codec = SimCCCodec((192, 256))
+    w = 192
+    g = torch.Generator().manual_seed(2)
+    pts = torch.rand(8, 133, 2, generator=g) * torch.tensor([w - 1.0, 255.0])
+    mirrored = pts[:, layout.flip_index].clone()
+    mirrored[..., 0] = (w - 1) - mirrored[..., 0]
+    tx, ty, _ = codec.encode(mirrored, torch.ones(8, 133))
+    fx, fy = flip_simcc(tx, ty, layout.flip_index, codec.split_ratio)
+    decoded, _ = codec.decode(fx, fy)
+    inner = (pts[..., 0] > 1) & (pts[..., 0] < w - 2)  # the last bin has no mirror partner
+    assert (decoded - pts)[inner].abs().max() < 0.05
+
+
+def test_scores_are_low_for_flat_outputs():
+    codec = SimCCCodec((192, 256))
+    flat_x = torch.zeros(1, 3, 384)
+    flat_y = torch.zeros(1, 3, 512)
+    _, scores = codec.decode(flat_x + 0.01 * torch.randn(1, 3, 384), flat_y + 0.01 * torch.randn(1, 3, 512))
+    assert scores.max() < 0.1
+
+
+# --------------------------------------------------------------------------- model
+
+
+def test_rtmpose_m_size_matches_the_published_figures():
+    """CSPNeXt-m + RTMCC head with 17 outputs is RTMPose-m: 13.59 M parameters, 1.93 G multiply-adds."""
+    model = Student(StudentConfig(preset="m", num_keypoints=17))
+    assert count_parameters(model) / 1e6 == pytest.approx(13.59, abs=0.01)
+    assert count_flops(model) / 2e9 == pytest.approx(1.93, abs=0.02)
+
+
+@pytest.mark.parametrize("k,size", [(133, (192, 256)), (136, (288, 384))])
+def test_model_output_shapes(k, size):
+    model = Student(StudentConfig(preset="tiny", num_keypoints=k, input_size=size)).eval()
+    w, h = size
+    with torch.no_grad():
+        x, y = model(torch.rand(2, 3, h, w) * 255)
+    assert x.shape == (2, k, 2 * w) and y.shape == (2, k, 2 * h)
+
+
+def test_model_rejects_sizes_not_multiple_of_32():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        Student(StudentConfig(preset="tiny", input_size=(190, 256)))
+
+
+def test_describe_command_prints_params_and_flops():
+    from click.testing import CliRunner
+
+    from labeltool.cli import main
+
+    result = CliRunner().invoke(main, ["train-student", "--describe", "--preset", "s", "--keypoints", "136"])
+    assert result.exit_code == 0, result.output
+    assert "136 keypoints" in result.output and "parameters:" in result.output and "GFLOPs" in result.output
+
+
+# --------------------------------------------------------------------------- NMS
+
+
+def _pose(cx: float, cy: float, score: float = 0.9, k: int = 17) -> np.ndarray:
+    rng = np.random.default_rng(int(cx * 10 + cy))
+    p = np.zeros((k, 3))
+    p[:, 0] = cx + rng.uniform(-40, 40, k)
+    p[:, 1] = cy + rng.uniform(-80, 80, k)
+    p[:, 2] = score
+    return p
+
+
+def test_oks_nms_drops_near_duplicates_and_keeps_distinct_people():
+    a = _pose(100, 200)
+    dup = a.copy()
+    dup[:, :2] += 1.5  # the same person, slightly shifted
+    b = _pose(400, 200)
+    poses = np.stack([dup, a, b])
+    scores = np.array([0.5, 0.9, 0.8])
+    keep = oks_nms(poses, scores, COCO17.sigmas, 0.9)
+    assert keep.tolist() == [1, 2]
+    # a looser threshold keeps the duplicate too when its OKS with the kept pose is below it
+    assert len(oks_nms(poses, scores, COCO17.sigmas, 0.999)) == 3
+
+
+def _mmpose_oks_nms(kpts: np.ndarray, scores: np.ndarray, sigmas: np.ndarray, thr: float) -> list[int]:
+    """mmpose 1.x ``oks_nms`` / ``oks_iou`` written out loop by loop (areas: keypoint extents)."""
+    areas = np.array([np.prod(k[:, :2].max(0) - k[:, :2].min(0)) for k in kpts])
+    var = (sigmas * 2) ** 2
+    order = scores.argsort()[::-1]
+    keep = []
+    while len(order) > 0:
+        i = order[0]
+        keep.append(int(i))
+        ious = []
+        for j in order[1:]:
+            dx = kpts[j, :, 0] - kpts[i, :, 0]
+            dy = kpts[j, :, 1] - kpts[i, :, 1]
+            e = (dx**2 + dy**2) / var / ((areas[i] + areas[j]) / 2 + np.spacing(1)) / 2
+            ious.append(np.sum(np.exp(-e)) / e.shape[0])
+        inds = np.where(np.asarray(ious) <= thr)[0]
+        order = order[inds + 1]
+    return keep
+
+
+def test_oks_nms_equals_mmpose_on_random_crowds():
+    rng = np.random.default_rng(0)
+    sig = WHOLEBODY133.sigmas
+    for trial in range(5):
+        people = [_pose(rng.uniform(0, 600), rng.uniform(0, 400), k=133) for _ in range(4)]
+        poses = np.stack([p + np.c_[rng.normal(0, rng.choice([0.5, 3, 15]), (133, 2)), np.zeros(133)]
+                          for p in people for _ in range(3)])
+        scores = rng.uniform(0.2, 1.0, len(poses))
+        for thr in (0.5, 0.9):
+            assert oks_nms(poses, scores, sig, thr).tolist() == _mmpose_oks_nms(poses, scores, sig, thr), (trial, thr)
+
+
+def test_parametric_nms_merges_duplicates_and_keeps_others():
+    a = _pose(100, 200, 0.9)
+    dup = a.copy()
+    dup[:, 0] += 0.5
+    dup[:, 2] = 0.6
+    b = _pose(400, 200, 0.8)
+    low = _pose(700, 200, 0.1)  # best point under the 0.3 score threshold: dropped
+    poses = np.stack([a, dup, b, low])
+    boxes = np.array([[60, 120, 80, 160], [60, 120, 80, 160], [360, 120, 80, 160], [660, 120, 80, 160]], float)
+    keep, merged = parametric_pose_nms(poses, boxes, np.arange(17))
+    assert keep.tolist() == [0, 2]
+    # the merged pose is the score-weighted mean of a and its duplicate
+    expected_x = (a[:, 0] * 0.9 + dup[:, 0] * 0.6) / 1.5
+    assert np.allclose(merged[0, :, 0], expected_x)
+    assert np.allclose(merged[1], b)
