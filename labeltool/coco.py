@@ -9,10 +9,13 @@ read and written back loses nothing.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -101,6 +104,22 @@ class PoseDataset:
 # --------------------------------------------------------------------------- reading
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building a big tree of JSON objects.
+
+    Parsed JSON has no reference cycles, but its millions of new containers trigger repeated
+    full collections that walk all of them: pausing halves the load time of a 240 MB file.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Parse a json file; a missing file or bad json is a one-line :class:`UserError`."""
     path = Path(path)
@@ -110,9 +129,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}: is a directory, expected a json file")
     data = path.read_bytes()
     try:
-        if orjson is not None:
-            return orjson.loads(data)
-        return json.loads(data)
+        with _gc_paused():
+            return orjson.loads(data) if orjson is not None else json.loads(data)
     except (ValueError, UnicodeDecodeError):
         # orjson's messages give a char offset; json's give line and column: use those.
         try:
@@ -140,7 +158,11 @@ def load_pose_dataset(path: str | os.PathLike, layout: Layout | None = None) -> 
     The layout is detected from the keys and the keypoint count unless ``layout`` is given.
     Raises :class:`UserError` naming the file and the problem for any malformed input.
     """
-    path = str(path)
+    with _gc_paused():
+        return _load_pose_dataset(str(path), layout)
+
+
+def _load_pose_dataset(path: str, layout: Layout | None) -> PoseDataset:
     data = read_json(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a json object with 'images' and 'annotations', got {type(data).__name__}")
