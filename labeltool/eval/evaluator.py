@@ -101,14 +101,14 @@ def evaluate(
     elif layout is not None and gt.layout is not layout:
         raise UserError(f"{gt.path or 'ground truth'}: has the {gt.layout.name} layout, not {layout.name}")
     layout = gt.layout
-    preds = load_results(gt, results)
-    image_ids = np.unique(np.asarray([im["id"] for im in gt.images], dtype=np.int64))
-    category_ids = _category_ids(gt)
     all_parts = _layout_parts(layout)
     parts = tuple(parts) if parts is not None else tuple(all_parts)
     for part in parts:
         if part not in all_parts:
             raise UserError(f"unknown part '{part}' for the {layout.name} layout (parts: {', '.join(all_parts)})")
+    preds = load_results(gt, results)
+    image_ids = np.unique(np.asarray([im["id"] for im in gt.images], dtype=np.int64))
+    category_ids = _category_ids(gt)
 
     people = _GroundTruth.build(gt, image_ids, category_ids)
     dets = _Detections.build(preds, image_ids, category_ids, layout)
@@ -281,7 +281,7 @@ def _evaluate_part(
     # stops at the first ignored person once it holds a non-ignored match. So the match is the
     # eligible pair with the largest (not ignored, OKS, person order): one integer key per pair,
     # with OKS replaced by its rank among all pairs (exact: equal OKS, equal rank).
-    g_max = int(g_count.max()) if len(g_count) else 1
+    g_max = max(1, int(g_count.max())) if len(g_count) else 1
     oks_rank = np.unique(oks, return_inverse=True)[1].reshape(-1) if len(oks) else np.zeros(0, np.int64)
     span = (len(oks) + 1) * g_max
     key = (2 - g_ignore_a[:, pair_gt]) * span + oks_rank * g_max + local  # (A, P)
