@@ -28,6 +28,10 @@ NO_TEACHERS = "face=none,hand=none,foot=none"
 PART_KEYS = ("foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts", "face_box", "lefthand_box", "righthand_box")
 PART_KEYS += ("foot_valid", "face_valid", "lefthand_valid", "righthand_valid")
 CLI = [sys.executable, "-c", "from labeltool.cli import main; main()"]
+# what mmpose's CocoWholeBodyDataset.parse_data_info reads from every annotation and image
+MMPOSE_ANN_KEYS = {"id", "image_id", "category_id", "bbox", "area", "iscrowd", "num_keypoints", "segmentation"}
+MMPOSE_ANN_KEYS |= {"keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts"}
+MMPOSE_IMAGE_KEYS = {"id", "file_name", "width", "height"}
 
 
 def wbt(*args) -> tuple[int, str]:
@@ -156,6 +160,8 @@ def test_pipeline_without_teachers_logs_bad_images_and_keeps_every_person(small_
 
     coco = COCO(str(out / "wholebody133.json"))
     assert len(coco.getAnnIds()) == len(src["annotations"])
+    assert all(MMPOSE_ANN_KEYS <= set(a) for a in doc["annotations"])
+    assert all(MMPOSE_IMAGE_KEYS <= set(im) for im in doc["images"] if im["id"] not in (1, 2))  # 1, 2 failed
     halpe = json.loads((out / "halpe136.json").read_text())
     assert all(len(a["keypoints"]) == 136 * 3 for a in halpe["annotations"])
 
@@ -337,5 +343,7 @@ def test_sample_end_to_end(tmp_path):
         assert fx0 <= body[0, 0] <= fx0 + fw and fy0 <= body[0, 1] <= fy0 + fh
         assert (face[:, 0] >= x).all() and (face[:, 0] <= x + w).all() and (face[:, 1] >= y).all()
     COCO(str(out / "wholebody133.json"))
+    assert all(MMPOSE_ANN_KEYS <= set(a) for a in doc["annotations"])
+    assert all(MMPOSE_IMAGE_KEYS <= set(im) for im in doc["images"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["body_from"] == "body teacher" and "body:mediapipe" in summary["models"]

@@ -126,6 +126,7 @@ def _base(ann: dict, ann_id: int, image_id: int, category_id: int, bbox, area: f
     out = {k: v for k, v in ann.items() if k not in WHOLEBODY_BOX_KEYS.values()}
     out.update(id=int(ann_id), image_id=int(image_id), category_id=int(category_id))
     out.update(bbox=[float(v) for v in bbox], area=float(area), iscrowd=int(iscrowd))
+    out.setdefault("segmentation", [])  # mmpose's COCO-WholeBody reader requires the key
     return out
 
 

@@ -131,7 +131,7 @@ def _box_dataset(
 ) -> PoseDataset:
     n = len(image_ids)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(n, 4)
-    annotations = [{"score": float(s)} for s in scores]
+    annotations = [{"segmentation": [], "score": float(s)} for s in scores]  # mmpose's reader wants segmentation
     return PoseDataset(
         layout=COCO17,
         keypoints=np.zeros((n, 17, 3)),
