@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from labeltool.layouts import COCO17, HALPE136, WHOLEBODY133
+from labeltool.layouts import COCO17, WHOLEBODY133
 from labeltool.student.codec import SimCCCodec, default_sigma, flip_simcc
 from labeltool.student.model import Student, StudentConfig, count_flops, count_parameters
 from labeltool.student.nms import oks_nms, parametric_pose_nms

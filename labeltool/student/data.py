@@ -107,10 +107,14 @@ def layout_map(src: Layout, dst: Layout) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def confidence_weights(points: np.ndarray, layout: Layout, face_weight: float = FACE_WEIGHT) -> np.ndarray:
-    """(N, K) loss weights from a (N, K, 3) array: the visibility/confidence clipped to [0, 1]
-    (COCO's v = 1 or 2 both give 1; a float confidence is kept), face points times ``face_weight``."""
-    w = np.clip(points[..., 2], 0.0, 1.0).astype(np.float32)
+def label_weights(labelled: np.ndarray, confidence: np.ndarray | None, layout: Layout,
+                  face_weight: float = FACE_WEIGHT) -> np.ndarray:
+    """(N, K) loss weights: 1 where a point is labelled (json: v > 0; COCO-WholeBody's float
+    visibilities are annotation scores, not weights, as mmpose reads them), or the teacher's
+    confidence in [0, 1] where one is given (labels.parquet); 0 elsewhere; face points x ``face_weight``."""
+    w = labelled.astype(np.float32)
+    if confidence is not None:
+        w *= np.clip(confidence, 0.0, 1.0).astype(np.float32)
     if "face" in layout.parts:
         w[:, layout.parts["face"]] *= face_weight
     return w
@@ -143,7 +147,7 @@ def load_json_source(path: str | os.PathLike, images_dir: str | os.PathLike, lay
         points, bboxes, iscrowd, ann_ids, img_ids, images = _load_part_json(path, layout, part)
     else:
         raise UserError(f"{path}: unknown part {part!r} (use wholebody, {', '.join(PART_SOURCES)})")
-    weights = confidence_weights(points, layout, face_weight)
+    weights = label_weights(points[..., 2] > 0, None, layout, face_weight)
     keep = _usable(bboxes, weights, iscrowd)
     return _table(layout, points[keep], weights[keep], bboxes[keep], ann_ids[keep], img_ids[keep], images,
                   images_dir, f"{path.name}:{part}", path)
@@ -216,12 +220,13 @@ def load_parquet_source(path: str | os.PathLike, images_dir: str | os.PathLike, 
     if conf.shape[1] != k:
         raise UserError(f"{path}: 'confidence' has {conf.shape[1]} values per row, 'keypoints' {k} points")
     src = kp.reshape(n, k, 3)
-    src[..., 2] = np.where(src[..., 2] > 0, conf, 0.0)
     src_idx, dst_idx = layout_map(src_layout, layout)
     points = np.zeros((n, layout.num_keypoints, 3), dtype=np.float32)
     points[:, dst_idx] = src[:, src_idx]
+    confidence = np.zeros((n, layout.num_keypoints), dtype=np.float32)
+    confidence[:, dst_idx] = conf[:, src_idx]
     bboxes = _fixed_list(table, "bbox", path, n).astype(np.float64)
-    weights = confidence_weights(points, layout, face_weight)
+    weights = label_weights(points[..., 2] > 0, confidence, layout, face_weight)
     files = table.column("file_name").to_numpy(zero_copy_only=False).astype(str)
     image_ids = table.column("image_id").to_numpy().astype(np.int64)
     uniq, first = np.unique(image_ids, return_index=True)
