@@ -299,3 +299,13 @@ def test_dlib_face_backend_on_real_300w(realdata):
             pts = teacher.predict(load_rgb(realdata / "face300w" / files[ann["image_id"]]), xywh_to_xyxy([ann["bbox"]]))
             nme = np.linalg.norm(pts[0, :, :2] - gt[:, :2], axis=1).mean() / np.linalg.norm(gt[36, :2] - gt[45, :2])
             assert nme <= 0.08 and (pts[0, :, 2] > 0).all(), nme  # measured 0.034 and 0.056
+
+
+@pytest.mark.slow
+def test_no_boxes_give_empty_arrays(face_teacher, hand_teacher, body_teacher, astronaut):
+    none = np.zeros((0, 4))
+    assert face_teacher.predict(astronaut, none).shape == (0, 68, 3)
+    assert hand_teacher.predict(astronaut, none, "left", np.zeros((0, 17, 3))).shape == (0, 21, 3)
+    assert body_teacher.predict(astronaut, none).shape == (0, 17, 3)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        face_teacher.predict(astronaut.astype(np.float32), none)
