@@ -161,6 +161,14 @@ def test_arrays_route_equals_json_route(tmp_path):
     for part in a.parts:
         np.testing.assert_array_equal(a.results[part].stats, b.results[part].stats)
     assert 0 < a.stat("face", "AP") < 1  # 2 px noise on faces this size costs some AP
+    flat = evaluate(gt, predictions_from_arrays(np.stack(noisy).reshape(2, -1), [1, 1], [0.7, 0.6]))
+    np.testing.assert_array_equal(flat.results["wholebody"].stats, a.results["wholebody"].stats)
+    none = evaluate(gt, predictions_from_arrays(np.zeros((0, 133, 3)), [], []))
+    assert none.stat("body", "AP") == 0.0
+    with pytest.raises(UserError, match="17 keypoints per detection"):
+        evaluate(gt, predictions_from_arrays(np.zeros((1, 17, 3)), [1], [1.0]))
+    with pytest.raises(UserError, match="not in"):
+        evaluate(gt, predictions_from_arrays(np.stack(noisy), [1, 2], [0.7, 0.6]))
     assert set(a.as_dict()["body"]) == set(STAT_NAMES)
 
 

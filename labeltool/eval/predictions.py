@@ -75,11 +75,17 @@ def predictions_from_arrays(
     category_ids: np.ndarray | None = None,
     part_scores: dict[str, np.ndarray] | None = None,
 ) -> Predictions:
-    """Build :class:`Predictions` from arrays (e.g. a model's output), without a json detour."""
+    """Build :class:`Predictions` from arrays (e.g. a model's output), without a json detour.
+
+    keypoints: (D, K, 3) x, y, score (or (D, K * 3)); image_ids, scores: (D,); category_ids
+    default to 1; part_scores: e.g. {"face_score": (D,)}, NaN where a detection has none.
+    """
     keypoints = np.asarray(keypoints, dtype=np.float64)
     n = len(keypoints)
+    if keypoints.ndim == 2 and n:  # (D, K * 3) flat rows
+        keypoints = keypoints.reshape(n, -1, 3)
     return Predictions(
-        keypoints=keypoints.reshape(n, -1, 3),
+        keypoints=keypoints,
         image_ids=np.asarray(image_ids, dtype=np.int64).reshape(n),
         category_ids=np.ones(n, np.int64) if category_ids is None else np.asarray(category_ids, np.int64).reshape(n),
         scores=np.asarray(scores, dtype=np.float64).reshape(n),
