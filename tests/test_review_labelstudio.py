@@ -206,3 +206,23 @@ def test_cli_round_trip_and_errors(gt, realdata, tmp_path):
     assert r.exit_code == 2
     assert r.stderr.strip() == f"wbt: error: {export}: task 1 has no data.wbt (not made by wbt review export)"
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_round_trip_halpe136(gt):
+    """Halpe-136 labels go out with 136 point names and come back as the same 136 points."""
+    from labeltool.convert import convert_dataset
+
+    halpe = convert_dataset(gt, HALPE136)
+    tasks = labelstudio_tasks(halpe)
+    names = {
+        x["value"]["keypointlabels"][0]
+        for t in tasks
+        for x in t["predictions"][0]["result"]
+        if x["type"] == "keypointlabels"
+    }
+    assert "neck" in names and names <= set(HALPE136.names)
+    annotated = {k: [copy.deepcopy(t["predictions"][0]["result"])] for k, t in enumerate(tasks)}
+    back, report = labelstudio_import(as_exported(tasks, annotated), "export.json")
+    assert back.layout is HALPE136 and report.matched == len(gt)
+    a, b = _by_id(halpe), _by_id(back)
+    np.testing.assert_array_equal(b.keypoints, a.keypoints)

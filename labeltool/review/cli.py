@@ -64,18 +64,20 @@ def export_command(labels: Path, tool: str, images_dir: Path, out_dir: Path, top
         raise UserError(f"{labels}: has {data.dataset.layout.num_keypoints}-point labels; review needs 133 or 136")
     check_images_exist(data.dataset, images_dir)
     order = review_order(data, top)
+    ds = with_image_sizes(data.dataset, images_dir)  # labels.parquet has no image sizes
     if tool == "cvat":
         from labeltool.review.cvat import export_cvat
 
-        written = export_cvat(data.dataset, out_dir, order)
+        written = export_cvat(ds, out_dir, order)
     else:
         from labeltool.review.labelstudio import export_labelstudio
 
-        ds = with_image_sizes(data.dataset, images_dir)
         written = export_labelstudio(ds, out_dir, order, data.confidence, person_suspicion(data), image_url)
     n_images = len({int(data.dataset.image_ids[i]) for i in order})
     if not len(order):
-        click.echo("no person is flagged: nothing to export with --top (leave --top out to export everything)", err=True)
+        click.echo(
+            "no person is flagged: nothing to export with --top (leave --top out to export everything)", err=True
+        )
     click.echo(f"exported {len(order)} persons in {n_images} images for {tool}:")
     for path in written:
         click.echo(f"  {path}")

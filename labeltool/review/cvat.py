@@ -335,8 +335,8 @@ def assemble_import(
     next_image_id = max([int(im["id"]) for im in ref.images], default=0) + 1 if ref is not None else None
     for im in images:
         match = ref_images.get(im["file_name"]) or ref_images.get(Path(im["file_name"]).name)
-        if match is not None:
-            new = match
+        if match is not None:  # the reference's entry; sizes from the tool when the reference has none
+            new = {**{k: im[k] for k in ("width", "height") if k in im}, **match}
         elif ref is not None:
             new = {**im, "id": next_image_id}
             next_image_id += 1
