@@ -64,6 +64,7 @@ def main() -> None:
     print(f"per-crop latency, median of {args.repeat} (ms); build = constructing the teacher once")
     rows = []
     teachers = {}
+    ms: dict[str, float] = {}
     for name, make, call in (
         ("face facemesh (2 fits: as is + mirrored)", FaceMeshTeacher,
          lambda t: t.predict(image, face_box, body)),
@@ -83,11 +84,14 @@ def main() -> None:
             rows.append((name, f"not run: {err}"))
             continue
         teachers[name] = teacher
-        rows.append((name, f"{_median_ms(lambda t=teacher, c=call: c(t), args.repeat):8.1f} ms/crop   "
-                           f"build {build_ms:6.0f} ms"))  # fmt: skip
+        ms[name] = _median_ms(lambda t=teacher, c=call: c(t), args.repeat)
+        rows.append((name, f"{ms[name]:8.1f} ms/crop   build {build_ms:6.0f} ms"))
     width = max(len(r[0]) for r in rows)
     for name, text in rows:
         print(f"  {name:<{width}}  {text}")
+    hand_ratio = ms["hand ours (search 5-10 views + refine 5 views)"] / ms["hand single view"]
+    face_ratio = ms["face facemesh (2 fits: as is + mirrored)"] / ms["face facemesh, one fit"]
+    print(f"  ratios in this run: hand multi-view / single view {hand_ratio:.1f}x, face 2 fits / 1 fit {face_ratio:.1f}x")
 
     # Per person over the whole sample: face + 2 hands + feet, as distill runs them.
     face = teachers["face facemesh (2 fits: as is + mirrored)"]

@@ -199,7 +199,7 @@ def test_hand_pck_on_real_hands_and_consensus_beats_single_view(hand_teacher, re
         if file_name.endswith(("_l.jpg", "_r.jpg")):  # Panoptic names the person's side
             handed.append((file_name.endswith("_r.jpg"), res.right_prob[0]))
     single.close()
-    assert np.mean(ours) >= 0.8, ours  # measured 0.98 (Panoptic 0.96, OneHand10K 1.0)
+    assert np.mean(ours) >= 0.8, ours  # measured 0.97 (Panoptic 0.94, OneHand10K 1.0)
     assert np.mean(ours) > np.mean(base) + 0.1, (ours, base)  # measured single view 0.74
     assert all((p > 0.5) == is_right for is_right, p in handed), handed
 
