@@ -142,3 +142,20 @@ def test_absent_image_writes_nothing(real, tmp_path):
     with pytest.raises(UserError, match="000000000785.jpg: image file not found"):
         render_dataset(real, tmp_path / "imgs", out, sheet=True)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("target", ["136", "26", "17"])
+def test_render_other_layouts(real, images_dir, tmp_path, target):
+    from labeltool.convert import TARGETS, convert_dataset
+
+    ds = convert_dataset(real, TARGETS[target])
+    summary = render_dataset(ds, images_dir, tmp_path, limit=1, sheet=True, sheet_max=3)
+    assert [p.name for p in summary.overlays] == ["000000000785.png"] and summary.persons_on_sheet == 3
+    overlay = _rgb(summary.overlays[0])
+    if target != "17":  # the derived neck of person 442619 is drawn in the body colour
+        x, y = ds.keypoints[0, ds.layout.index("neck"), :2].round().astype(int)
+        assert tuple(overlay[y, x]) == PART_COLORS["body"]
+    found = _isolated_points(ds, 785)
+    assert set(found) == set(ds.layout.parts) - {"lefthand"}  # person 442619 has no left hand
+    for part, (x, y) in found.items():
+        assert tuple(overlay[y, x]) == PART_COLORS[part]
