@@ -136,9 +136,7 @@ def read_json(path: str | os.PathLike) -> Any:
         try:
             json.loads(data)
         except json.JSONDecodeError as err:
-            raise UserError(
-                f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
-            ) from None
+            raise UserError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
         except UnicodeDecodeError as err:
             raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         raise UserError(f"{path}: invalid JSON") from None
@@ -201,7 +199,9 @@ def _load_pose_dataset(path: str, layout: Layout | None) -> PoseDataset:
     unknown = np.nonzero(~np.isin(ann_image_ids, known))[0]
     if len(unknown):
         i = int(unknown[0])
-        raise UserError(f"{path}: annotation {ann_ids[i]} refers to image id {ann_image_ids[i]}, which is not in 'images'")
+        raise UserError(
+            f"{path}: annotation {ann_ids[i]} refers to image id {ann_image_ids[i]}, which is not in 'images'"
+        )
 
     fmt = detect_format(anns, path)
     if layout is None:
@@ -328,7 +328,9 @@ def load_results(path: str | os.PathLike, images: list[dict], categories: list[d
     path = str(path)
     data = read_json(path)
     if not isinstance(data, list):
-        raise UserError(f"{path}: expected a results list [{{image_id, keypoints, score}}, ...], got {type(data).__name__}")
+        raise UserError(
+            f"{path}: expected a results list [{{image_id, keypoints, score}}, ...], got {type(data).__name__}"
+        )
     for i, res in enumerate(data):
         if not isinstance(res, dict):
             raise UserError(f"{path}: results[{i}] is not an object")
@@ -340,7 +342,9 @@ def load_results(path: str | os.PathLike, images: list[dict], categories: list[d
     known = np.array([im["id"] for im in images], dtype=np.int64)
     unknown = np.nonzero(~np.isin(image_ids, known))[0]
     if len(unknown):
-        raise UserError(f"{path}: result {unknown[0] + 1} refers to image id {image_ids[unknown[0]]}, which is not among the images")
+        raise UserError(
+            f"{path}: result {unknown[0] + 1} refers to image id {image_ids[unknown[0]]}, which is not among the images"
+        )
     if detect_format(data, path) == "wholebody":
         layout = WHOLEBODY133
         keypoints = np.zeros((len(data), 133, 3), dtype=np.float64)
@@ -409,7 +413,9 @@ def resolve_coco_split(split: str, root: str | os.PathLike | None = None) -> tup
     ann = root / "annotations" / f"person_keypoints_{split}.json"
     images = root / split
     if not ann.is_file():
-        raise UserError(f"{ann}: annotation file not found (COCO layout: ROOT/annotations/person_keypoints_{split}.json)")
+        raise UserError(
+            f"{ann}: annotation file not found (COCO layout: ROOT/annotations/person_keypoints_{split}.json)"
+        )
     if not images.is_dir():
         raise UserError(f"{images}: image directory not found (COCO layout: ROOT/{split}/)")
     return ann, images
