@@ -319,14 +319,20 @@ def test_kill_and_resume_gives_identical_output(realdata_run, tmp_path):
     assert not list((out / "shards").glob(".*"))  # no temp files left behind
 
 
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sample_run") / "out"
+    result = run_cli("distill", "--sample", "--out", out, "--workers", 1, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.mark.slow
-def test_sample_end_to_end(tmp_path):
+def test_sample_end_to_end(sample_run):
     """`wbt distill --sample`: real photos from installed packages, body from the body teacher."""
     from xtcocotools.coco import COCO
 
-    out = tmp_path / "out"
-    result = run_cli("distill", "--sample", "--out", out, "--workers", 1, "--no-progress")
-    assert result.returncode == 0, result.stderr
+    out = sample_run
     doc = json.loads((out / "wholebody133.json").read_text())
     names = {im["id"]: im["file_name"] for im in doc["images"]}
     assert sorted(names.values()) == ["astronaut.jpg", "cameraman.jpg", "grace_hopper.jpg"]
@@ -370,3 +376,55 @@ def test_boxes_input_body_from_the_body_teacher(realdata, tmp_path):
     ap = evaluate(src / "test_coco_wholebody.json", [dict(a, score=1.0) for a in doc["annotations"]], parts=["body"])
     # BlazePose in the GT boxes against the COCO body GT; measured 0.51 on this machine
     assert ap.stat("body", "AP") >= 0.4
+
+
+# ------------------------------------------------------------------ Ray engine (slow; skipped without Ray)
+
+
+def same_label_files(a: Path, b: Path) -> None:
+    for name in LABEL_FILES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_ray_engine_on_the_sample_matches_the_local_engine(sample_run, tmp_path):
+    pytest.importorskip("ray.data", reason="the Ray engine is an optional extra: pip install 'ray[data]'")
+    out = tmp_path / "out"
+    result = run_cli("distill", "--sample", "--out", out, "--engine", "ray", "--workers", 2, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    same_label_files(out, sample_run)
+
+
+@pytest.mark.slow
+def test_resume_a_local_run_on_ray_with_an_actor_killed(realdata_run, tmp_path):
+    """A local run's shards, 3 of 4 lost; finished on Ray while one actor process is killed: same bytes."""
+    import shutil
+
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("ray.data", reason="the Ray engine is an optional extra: pip install 'ray[data]'")
+    reference, _, args = realdata_run
+    out = tmp_path / "out"
+    shutil.copytree(reference / "shards", out / "shards")
+    for k in (1, 2, 3):
+        (out / "shards" / f"shard-{k:06d}.parquet").unlink()
+    cmd = [*CLI, *[str(a) for a in args], "--out", str(out), "--engine", "ray", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    killed = None
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        if len(list((out / "shards").glob("shard-*.parquet"))) >= 2:  # one image done on Ray
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    if "MapWorker" in " ".join(child.cmdline()):
+                        child.kill()
+                        killed = child.pid
+                        break
+                except psutil.NoSuchProcess:
+                    continue
+        time.sleep(0.01)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert killed is not None, "no Ray actor was running to kill"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["shards_resumed"] == 1 and summary["run"]["shards_done_now"] == 3
+    same_label_files(out, reference)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -52,10 +53,21 @@ from labeltool.errors import UserError
     metavar="PART=BACKEND,...",
     help="Backends, e.g. face=dlib,hand=none. Parts: face (facemesh|dlib|fan|none), hand (mediapipe|none), foot (mediapipe|none), body (mediapipe).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool on this machine; ray: Ray Data actors on a Ray cluster.",
+)
+@click.option(
+    "--address",
+    help="--engine ray: the cluster to join (e.g. auto, ray://head:10001); default: start Ray on this machine.",
+)
 @click.option("--shard-size", type=int, default=64, show_default=True, help="Images per resumable shard.")
 @click.option("--overwrite", is_flag=True, help="Discard the shards of an earlier run in --out with other options.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sample, out_dir, limit, workers, layout, teachers, shard_size, overwrite, no_progress):  # fmt: skip
+def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sample, out_dir, limit, workers, layout, teachers, engine, address, shard_size, overwrite, no_progress):  # fmt: skip
     """Distil 133 / 136-point whole-body labels from body-only people with teacher models.
 
     \b
@@ -66,10 +78,11 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
       wbt distill --images imgs/ --out wb/      (one person per image, body from the body teacher)
       wbt distill --sample --out wb/
     Outputs in --out: wholebody133.json, halpe136.json, labels.parquet, errors.jsonl, summary.json.
-    A killed run started again with the same command resumes from its shards.
+    A killed run started again with the same command resumes from its shards
+    (also with another --engine or --workers).
     """
     from labeltool.merge import inputs
-    from labeltool.merge.pipeline import default_workers, distill
+    from labeltool.merge.pipeline import default_workers, distill, run_local
     from labeltool.merge.sample import write_sample_images
     from labeltool.merge.work import DistillConfig, TeacherChoice
 
@@ -102,7 +115,15 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
         raise UserError("--root goes with --coco")
     if workers is not None and workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
+    if address and engine != "ray":
+        raise UserError("--address goes with --engine ray")
     config = DistillConfig(teachers=TeacherChoice.parse(teachers), body_from=inp.body_from)
+    run_engine = run_local
+    if engine == "ray":
+        from labeltool.merge import ray_engine
+
+        ray_engine.import_ray()  # fail at once, before any work, when Ray is missing
+        run_engine = functools.partial(ray_engine.run_ray, address=address)
     summary = distill(
         inp,
         out_dir,
@@ -113,6 +134,7 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
         layout=layout,
         overwrite=overwrite,
         progress=not no_progress,
+        engine=run_engine,
     )
     persons, parts, run = summary["persons"], summary["parts"], summary["run"]
     click.echo(

@@ -126,18 +126,28 @@ def write_shards(
     shard_dir: Path,
     progress: Callable[[ImageResult], None] | None = None,
 ) -> None:
-    """Group in-order ``results`` of the ``pending`` shards' images and write each shard when complete."""
-    results = iter(results)
-    for k in pending:
-        done = []
-        for image_id in plan.chunks[k]:
-            result = next(results)
-            if result.image_id != image_id:
-                raise RuntimeError(f"engine returned image {result.image_id}, expected {image_id}")
-            done.append(result)
-            if progress is not None:
-                progress(result)
-        write_shard(shard_dir, k, done)
+    """Collect the ``results`` of the ``pending`` shards' images (in any order) and write each shard once complete.
+
+    A shard's results are written sorted by image id, so its content does not depend on the
+    order an engine returns them in.
+    """
+    shard_of = {image_id: k for k in pending for image_id in plan.chunks[k]}
+    waiting: dict[int, dict[int, ImageResult]] = {}
+    for result in results:
+        k = shard_of.get(result.image_id)
+        if k is None or result.image_id in waiting.get(k, {}):
+            raise RuntimeError(f"engine returned image {result.image_id}, which is not awaited")
+        got = waiting.setdefault(k, {})
+        got[result.image_id] = result
+        if progress is not None:
+            progress(result)
+        if len(got) == len(plan.chunks[k]):
+            write_shard(shard_dir, k, [got[i] for i in plan.chunks[k]])
+            del waiting[k]
+            for image_id in plan.chunks[k]:
+                del shard_of[image_id]
+    if shard_of:
+        raise RuntimeError(f"engine stopped before returning {len(shard_of)} images")
 
 
 class Progress:

@@ -1,0 +1,88 @@
+"""``wbt distill --engine ray``: the same per-image work, scheduled by Ray Data on a local or remote cluster.
+
+The images to label become a Ray dataset of pickled :class:`ImageTask` records; a pool of
+actors (one CPU each) builds the teachers once per actor and runs
+:meth:`Distiller.label_image`, exactly the function the local engine runs. Results stream
+back to this process, which writes the shards as they complete, so ``--resume`` and the
+final assembly are the engine-independent code of :mod:`labeltool.merge.pipeline` (a run
+started locally can be finished on Ray and the reverse). Ray restarts an actor whose
+process dies and retries its task; an image's result depends only on the image, so a retry
+gives the same bytes.
+
+Ray is an optional extra (``pip install 'wbt[ray]'``), imported only here.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from labeltool.errors import UserError
+from labeltool.merge.shards import ImageResult
+from labeltool.merge.work import DistillConfig, Distiller, ImageTask
+
+
+def import_ray():
+    """``ray`` with Ray Data, or a one-line :class:`UserError` saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise UserError("--engine ray needs Ray Data: pip install 'ray[data]>=2.40'") from None
+    return ray
+
+
+class RayLabeler:
+    """A Ray Data actor: teachers built once in ``__init__``, one batch of pickled tasks per call."""
+
+    def __init__(self, config: DistillConfig):
+        import cv2
+
+        cv2.setNumThreads(1)
+        self.distiller = Distiller(config)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = [pickle.dumps(self.distiller.label_image(pickle.loads(t))) for t in batch["task"]]
+        return {"image_id": batch["image_id"], "result": np.array(results, dtype=object)}
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at ``address`` ('auto' = the one this machine belongs to), or start a local one."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    except ConnectionError as err:
+        raise UserError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
+
+
+def run_ray(
+    tasks: Iterable[ImageTask], config: DistillConfig, workers: int, address: str | None = None
+) -> Iterator[ImageResult]:
+    """Results of ``tasks`` (in completion order) from ``workers`` Ray actors; the engine argument of distill()."""
+    ray = import_ray()
+    connect(address)
+    items = [{"image_id": t.image_id, "task": pickle.dumps(t)} for t in tasks]
+    if not items:
+        return
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    # Ray Data gives its actors max_restarts=-1 and max_task_retries=-1: a dead actor is
+    # restarted and its image retried.
+    labelled = ds.map_batches(
+        RayLabeler,
+        fn_constructor_args=(config,),
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1,
+    )
+    for row in labelled.iter_rows():
+        yield pickle.loads(row["result"])
