@@ -29,6 +29,18 @@ elif [ "${1:-}" = "--test" ]; then
     "$PY" -m pip install numpy cython setuptools wheel
     "$PY" -m pip install --no-build-isolation --no-binary xtcocotools xtcocotools
   fi
+  # Real annotation tools for the review round-trip tests. Both pin packages that clash
+  # with numpy 2, so each gets a virtual environment of its own under ~/.cache/wbt.
+  for spec in "label-studio:label-studio==1.23.2" "datumaro:datumaro==1.13.12"; do
+    name=${spec%%:*}; pkg=${spec#*:}; venv="$HOME/.cache/wbt/$name-venv"
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/pip" show "${pkg%%==*}" >/dev/null 2>&1; then
+      python3 -m venv "$venv" && "$venv/bin/pip" install "$pkg"
+    fi
+  done
+  # Headless Chromium (Debian) for the HTML report test; needs root, else that test skips.
+  if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+  fi
 else
   "$PY" -m pip install -e .
 fi

@@ -42,6 +42,9 @@ try:  # orjson parses large files several times faster and with less memory
 except ImportError:  # pragma: no cover - orjson is a declared dependency
     orjson = None
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 REQUIRED_ANN_KEYS = ("id", "image_id", "bbox")
 REQUIRED_IMAGE_KEYS = ("id", "file_name")
 # Keys that the keypoint arrays replace; everything else in an annotation is kept verbatim.
@@ -430,6 +433,7 @@ def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "wb") as f:
             if orjson is not None:
                 f.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
