@@ -64,12 +64,14 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--max-steps-per-epoch", default=0, help="Cap the steps per epoch (0: a full pass).")
+@click.option("--stop-after", default=0, help="Stop after N epochs of this run (the schedule still spans --epochs); "
+              "continue later with --resume.")
 @click.option("--log-every", default=50, show_default=True)
 def train_student_command(train_path, images, extra, out, preset, num_keypoints, input_size, no_gau, describe,
                           epochs, batch_size, lr, weight_decay, warmup_steps, no_ema, clip_grad, no_amp,
                           no_channels_last, compile_, workers, cache, build_cache, cache_margin, no_augment,
                           face_weight, val, val_images, val_every, val_flip, resume, init, seed, device,
-                          max_steps_per_epoch, log_every):
+                          max_steps_per_epoch, stop_after, log_every):
     """Train the whole-body student (CSPNeXt + SimCC) on pseudo-labels or any COCO-WholeBody / Halpe json.
 
     \b
@@ -104,7 +106,7 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
         workers=workers, cache=cache, build_cache=build_cache, cache_margin=cache_margin, augment=not no_augment,
         face_weight=face_weight, val=val, val_images=val_images, val_every=val_every, val_flip=val_flip,
         resume=resume, init=init, seed=seed, device=device, max_steps_per_epoch=max_steps_per_epoch,
-        log_every=log_every,
+        stop_after=stop_after, log_every=log_every,
     )
     result = train(cfg)
     click.echo(f"done: {result.epochs_done} epochs; checkpoint {result.out / 'last.pt'}, log {result.out / 'log.csv'}")

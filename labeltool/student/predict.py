@@ -9,6 +9,7 @@ keys ``keypoints`` (17 x 3), ``foot_kpts``, ``face_kpts``, ``lefthand_kpts``,
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,9 +279,11 @@ def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = T
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    torch.onnx.export(model, (example,), buffer, input_names=["images"], output_names=["simcc_x", "simcc_y"],
-                      dynamic_axes={"images": {0: "batch"}, "simcc_x": {0: "batch"}, "simcc_y": {0: "batch"}},
-                      opset_version=opset, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), buffer, input_names=["images"], output_names=["simcc_x", "simcc_y"],
+                          dynamic_axes={"images": {0: "batch"}, "simcc_x": {0: "batch"}, "simcc_y": {0: "batch"}},
+                          opset_version=opset, dynamo=False)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, out_path)

@@ -82,6 +82,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     max_steps_per_epoch: int = 0  # 0 = a full pass over the data
+    stop_after: int = 0  # stop after this many epochs of this invocation (0 = run to `epochs`); for time-limited jobs
     log_every: int = 50
     progress: bool = True
 
@@ -293,7 +294,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     val = _Validation(cfg, layout) if cfg.val and main_process else None
 
-    for epoch in range(start_epoch, cfg.epochs):
+    end_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start_epoch + cfg.stop_after)
+    for epoch in range(start_epoch, end_epoch):
         sampler.set_epoch(epoch)
         model.train()
         t_epoch = time.perf_counter()
@@ -337,7 +339,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         record = {"epoch": epoch + 1, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
                   "seconds": seconds, "samples_per_s": n_steps * cfg.batch_size * world / max(seconds, 1e-9),
                   "data_seconds": data_time}
-        if val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+        validated = val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs)
+        if validated:
             record.update(val.run(ema.module if ema is not None else model, device))
         history.append(record)
         if main_process:
@@ -350,20 +353,20 @@ def train(cfg: TrainConfig) -> TrainResult:
                 "config": student_cfg.to_dict(), "layout": layout.name, "history": history,
             }
             save_atomic(state, ckpt_path)
-            _write_logs(out, history)
+            _write_logs(out, history, plot=validated or epoch + 1 == cfg.epochs or (epoch + 1) % 10 == 0)
             if cfg.progress:
                 print(_epoch_line(record), flush=True)
         elif world > 1:
             _gather_rng(world)
     if world > 1:
         torch.distributed.barrier()
-    return TrainResult(out, cfg.epochs, history)
+    return TrainResult(out, end_epoch, history)
 
 
 def _diverged(loss: torch.Tensor, epoch: int, step: int, ckpt_path: Path, history: list[dict]):
     where = (f"the last good checkpoint, {ckpt_path} (epoch {history[-1]['epoch']}), is intact"
              if history and ckpt_path.is_file() else "no checkpoint had been written yet")
-    raise TrainingDiverged(f"training loss became {float(loss)} (not finite) in epoch {epoch + 1} by step {step + 1}: "
+    raise TrainingDiverged(f"training loss became {float(loss.detach())} (not finite) in epoch {epoch + 1} by step {step + 1}: "
                            f"stopped; {where}; lower --lr or check the labels")
 
 
@@ -430,7 +433,7 @@ class _Validation:
         return {f"AP_{part}": report.stat(part, "AP") for part in report.parts}
 
 
-def _write_logs(out: Path, history: list[dict]) -> None:
+def _write_logs(out: Path, history: list[dict], plot: bool = True) -> None:
     from labeltool.coco import write_json_atomic
 
     write_json_atomic(history, out / "log.json")
@@ -439,7 +442,8 @@ def _write_logs(out: Path, history: list[dict]) -> None:
     tmp = out / ".log.csv.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, out / "log.csv")
-    plot_curves(history, out / "curves.png")
+    if plot:  # the PNG costs ~0.3 s: redrawn after validations, every 10 epochs and at the end
+        plot_curves(history, out / "curves.png")
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
