@@ -96,27 +96,36 @@ class TrainingDiverged(UserError):
 
 
 class EMA:
-    """Exponential moving average of the weights (buffers copied), with the usual warm-up of the decay."""
+    """Exponential moving average of the weights (integer buffers copied), with the usual warm-up of the decay."""
 
-    def __init__(self, model: nn.Module, decay: float):
+    def __init__(self, model: Student, decay: float, channels_last: bool = False):
         self.decay = decay
         self.steps = 0
-        self.module = Student(model.config)
+        self.module = Student(model.config).to(next(model.parameters()).device)
+        if channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
         self.module.load_state_dict(model.state_dict())
-        self.module.to(next(model.parameters()).device).eval()
+        self.module.eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        self._pairs(model)
+
+    def _pairs(self, model: nn.Module) -> None:
+        ema, own = self.module.state_dict(), model.state_dict()
+        self._float = ([ema[k] for k, v in own.items() if v.dtype.is_floating_point],
+                       [v for v in own.values() if v.dtype.is_floating_point])
+        self._other = ([ema[k] for k, v in own.items() if not v.dtype.is_floating_point],
+                       [v for v in own.values() if not v.dtype.is_floating_point])
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         self.steps += 1
         d = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        ema_state = self.module.state_dict()
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                ema_state[k].mul_(d).add_(v.detach(), alpha=1 - d)
-            else:
-                ema_state[k].copy_(v)
+        ema, own = self._float
+        torch._foreach_mul_(ema, d)
+        torch._foreach_add_(ema, own, alpha=1 - d)
+        for e, v in zip(*self._other):
+            e.copy_(v)
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "steps": self.steps}
@@ -204,6 +213,63 @@ def save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class Trainer:
+    """Model, optimizer, schedule and EMA of a run, and one training step on a batch of source crops."""
+
+    def __init__(self, cfg: TrainConfig, layout, device: torch.device, world: int = 1, total_steps: int = 1):
+        self.cfg = cfg
+        self.layout = layout
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.student_config = cfg.student_config()
+        self.input_size = self.student_config.input_size
+        self.codec = SimCCCodec(self.input_size, self.student_config.split_ratio)
+        self.augment = AugmentConfig() if cfg.augment else AugmentConfig.none()
+        model = Student(self.student_config).to(device)
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = cfg.bn_momentum
+        self.channels_last = self.cuda and cfg.channels_last
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.ema = EMA(model, cfg.ema_decay, self.channels_last) if cfg.ema else None
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(cfg.warmup_steps, total_steps, cfg.min_lr_ratio))
+        net: nn.Module = model
+        if world > 1:
+            net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if self.cuda else None)
+        self.net = torch.compile(net) if cfg.compile else net
+
+    def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Augmented images and SimCC targets of a batch already on the device."""
+        with torch.no_grad():
+            images, keypoints, weights = augment_batch(batch, self.layout, self.input_size, self.augment)
+            target_x, target_y, weights = self.codec.encode(keypoints, weights)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, target_x, target_y, weights
+
+    def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimisation step; returns the (detached) loss without synchronising the device."""
+        return self.optimise(*self.inputs(batch))
+
+    def optimise(self, images, target_x, target_y, weights) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda and self.cfg.amp):
+            simcc_x, simcc_y = self.net(images)
+        loss = self.codec.loss(simcc_x, simcc_y, target_x, target_y, weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.clip_grad > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return loss.detach()
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -249,27 +315,17 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise UserError(f"{cfg.train}: {len(table)} persons make no full batch of {cfg.batch_size} "
                         f"on {world} process(es); lower --batch-size")
     steps_per_epoch = len(sampler) if not cfg.max_steps_per_epoch else min(len(sampler), cfg.max_steps_per_epoch)
-    codec = SimCCCodec(student_cfg.input_size, student_cfg.split_ratio)
-    augment = AugmentConfig() if cfg.augment else AugmentConfig.none()
-
-    model = Student(student_cfg).to(device)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.momentum = cfg.bn_momentum
+    trainer = Trainer(cfg, layout, device, world, total_steps=steps_per_epoch * cfg.epochs)
+    model, ema, optimizer, scheduler = trainer.model, trainer.ema, trainer.optimizer, trainer.scheduler
     if cfg.init and resume_state is None:
         from labeltool.student.predict import load_checkpoint
 
         init = load_checkpoint(cfg.init)
         missing = _load_matching(model, init.get("ema") or init["model"])
+        if ema is not None:
+            ema.module.load_state_dict(model.state_dict())
         if main_process and missing:
             print(f"--init {cfg.init}: {missing} tensors did not fit this model and start fresh")
-    if cuda and cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    ema = EMA(model, cfg.ema_decay) if cfg.ema else None
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
-    total_steps = steps_per_epoch * cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, total_steps,
-                                                                       cfg.min_lr_ratio))
     start_epoch, history = 0, []
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
@@ -282,13 +338,6 @@ def train(cfg: TrainConfig) -> TrainResult:
         set_rng_state(resume_state["rng"][rank] if isinstance(resume_state["rng"], list) else resume_state["rng"])
         if main_process:
             print(f"resumed from {ckpt_path} after epoch {start_epoch}")
-
-    train_model: nn.Module = model
-    if world > 1:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    step_fn = train_model
-    if cfg.compile:
-        step_fn = torch.compile(train_model)
 
     loader = batch_loader(source, sampler, cfg.workers, pin_memory=cuda)
     out.mkdir(parents=True, exist_ok=True)
@@ -306,23 +355,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                 break
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             data_time += time.perf_counter() - t_data
-            with torch.no_grad():
-                images, keypoints, weights = augment_batch(batch, layout, student_cfg.input_size, augment)
-                target_x, target_y, weights = codec.encode(keypoints, weights)
-            if cuda and cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
-                simcc_x, simcc_y = step_fn(images)
-            loss = codec.loss(simcc_x, simcc_y, target_x, target_y, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
-            loss_sum += loss.detach()
+            loss = trainer.step(batch)
+            loss_sum += loss
             n_steps += 1
             # a sync per step on the CPU costs nothing; on CUDA check every log_every steps (the
             # checkpoint is only written after the epoch's final check, so it always stays good)
