@@ -242,3 +242,18 @@ def test_torchrun_world_size_one_trains_like_a_single_process(realdata, tmp_path
     b = torch.load(tmp_path / "single" / "last.pt", weights_only=False)["model"]
     diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
     assert diff < 1e-6, diff
+
+
+def test_training_from_the_crop_cache_equals_training_from_the_images(realdata, tmp_path):
+    """The cache holds exactly the crops the image path makes, so both runs end with the same weights."""
+    gt, images = _data(realdata)
+    args = ["train-student", "--train", gt, "--images", images, "--preset", "tiny", "--input-size", "64x64",
+            "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--seed", "5"]
+    plain = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "plain")])
+    cached = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "cached"), "--cache", str(tmp_path / "cache"),
+                                       "--build-cache", "--workers", "2"])
+    assert plain.exit_code == 0 and cached.exit_code == 0, plain.output + cached.output
+    assert (tmp_path / "cache" / "crops.u8").stat().st_size == 12 * 80 * 80 * 3
+    a = torch.load(tmp_path / "plain" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "cached" / "last.pt", weights_only=False)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -61,11 +61,17 @@ def lower_body_mask(layout: Layout) -> np.ndarray:
     return np.array([any(w in n for w in _LOWER_WORDS) for n in layout.names])
 
 
-def _truncnorm(n: int, device: torch.device) -> torch.Tensor:
+def _truncnorm(n: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal truncated to [-1, 1] (inverse CDF), as mmpose's ``_truncnorm``."""
     lo = 0.5 * (1 + math.erf(-1 / math.sqrt(2)))
-    u = lo + (1 - 2 * lo) * torch.rand(n, device=device)
+    u = lo + (1 - 2 * lo) * torch.rand(n, device=device, generator=generator)
     return math.sqrt(2) * torch.erfinv(2 * u - 1)
+
+
+def _laplace(shape: tuple[int, ...], scale: float, device: torch.device, generator: torch.Generator | None):
+    """Laplace(0, scale) samples by the inverse CDF."""
+    u = torch.rand(shape, device=device, generator=generator).clamp(1e-6, 1 - 1e-6) - 0.5
+    return -scale * torch.sign(u) * torch.log1p(-2 * u.abs())
 
 
 def _fit_aspect(size: torch.Tensor, aspect: float) -> torch.Tensor:
@@ -75,11 +81,12 @@ def _fit_aspect(size: torch.Tensor, aspect: float) -> torch.Tensor:
 
 
 def augment_batch(batch: dict[str, torch.Tensor], layout: Layout, input_size: tuple[int, int],
-                  config: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  config: AugmentConfig, generator: torch.Generator | None = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Augmented model inputs from a batch of source crops (see :class:`CropSource.read_batch`).
 
     Returns images (B, 3, H, W) float 0..255, keypoints (B, K, 2) and weights (B, K) in input pixels.
-    Random numbers come from torch's global generator of the batch's device.
+    Random numbers come from ``generator`` (on the batch's device), else torch's global one.
     """
     crops = batch["crops"]
     device = crops.device
@@ -91,7 +98,7 @@ def augment_batch(batch: dict[str, torch.Tensor], layout: Layout, input_size: tu
     aspect = w_in / h_in
 
     # flip (about the source crop's vertical mid-line)
-    flip = torch.rand(b, device=device) < config.flip_prob
+    flip = torch.rand(b, device=device, generator=generator) < config.flip_prob
     flip_index = torch.as_tensor(layout.flip_index, device=device)
     kp_flipped = kp[:, flip_index].clone()
     kp_flipped[..., 0] = (cw - 1) - kp_flipped[..., 0]
@@ -103,11 +110,10 @@ def augment_batch(batch: dict[str, torch.Tensor], layout: Layout, input_size: tu
     # box noise: every edge moves by a Laplace fraction of its side
     x0, y0 = boxes[:, 0], boxes[:, 1]
     x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
-    noisy = torch.rand(b, device=device) < config.box_noise_prob
+    noisy = torch.rand(b, device=device, generator=generator) < config.box_noise_prob
     if config.box_noise_prob > 0:
-        lap = torch.distributions.Laplace(torch.zeros((), device=device), torch.full((), config.box_noise_scale,
-                                                                                     device=device))
-        d = lap.sample((b, 4)).clamp(-config.box_noise_max, config.box_noise_max) * noisy[:, None]
+        d = _laplace((b, 4), config.box_noise_scale, device, generator)
+        d = d.clamp(-config.box_noise_max, config.box_noise_max) * noisy[:, None]
         bw, bh = x1 - x0, y1 - y0
         x0, x1 = x0 + d[:, 0] * bw, x1 + d[:, 1] * bw
         y0, y1 = y0 + d[:, 2] * bh, y1 + d[:, 3] * bh
@@ -117,13 +123,13 @@ def augment_batch(batch: dict[str, torch.Tensor], layout: Layout, input_size: tu
 
     # half body: the box of the upper or the lower body's labelled points
     if config.half_body_prob > 0:
-        center, size = _half_body(kp, weights, center, size, layout, aspect, config)
+        center, size = _half_body(kp, weights, center, size, layout, aspect, config, generator)
 
     # scale and rotation
     lo, hi = config.scale_range
-    size = size * ((hi + lo) / 2 + (hi - lo) / 2 * _truncnorm(b, device))[:, None]
-    rotate = torch.rand(b, device=device) < config.rotate_prob
-    theta = torch.where(rotate, _truncnorm(b, device) * config.rotate_max, 0.0) * (math.pi / 180)
+    size = size * ((hi + lo) / 2 + (hi - lo) / 2 * _truncnorm(b, device, generator))[:, None]
+    rotate = torch.rand(b, device=device, generator=generator) < config.rotate_prob
+    theta = torch.where(rotate, _truncnorm(b, device, generator) * config.rotate_max, 0.0) * (math.pi / 180)
 
     # crop -> input matrix: input = s * R * (x - center) + input centre, after the flip
     s = w_in / size[:, 0]
@@ -141,9 +147,9 @@ def augment_batch(batch: dict[str, torch.Tensor], layout: Layout, input_size: tu
     images = warp_batch(crops, m @ flip_m, (w_in, h_in))
 
     if config.colour_prob > 0:
-        images = _colour(images, config)
+        images = _colour(images, config, generator)
     if config.dropout_prob > 0:
-        images = _dropout(images, config)
+        images = _dropout(images, config, generator)
     return images, kp, weights
 
 
@@ -163,16 +169,16 @@ def warp_batch(crops: torch.Tensor, matrices: torch.Tensor, out_size: tuple[int,
     return F.grid_sample(images, src, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def _half_body(kp, weights, center, size, layout, aspect, config):
+def _half_body(kp, weights, center, size, layout, aspect, config, generator):
     b = kp.shape[0]
     device = kp.device
     lower = torch.as_tensor(lower_body_mask(layout), device=device)
     labelled = weights > 0
     n_upper = (labelled & ~lower).sum(1)
     n_lower = (labelled & lower).sum(1)
-    eligible = (labelled.sum(1) >= config.half_body_min_points) & (torch.rand(b, device=device)
+    eligible = (labelled.sum(1) >= config.half_body_min_points) & (torch.rand(b, device=device, generator=generator)
                                                                    < config.half_body_prob)
-    pick_upper = (torch.rand(b, device=device) < 0.5) & (n_upper >= 2)
+    pick_upper = (torch.rand(b, device=device, generator=generator) < 0.5) & (n_upper >= 2)
     pick_upper = pick_upper | (n_lower < 3)
     chosen = labelled & torch.where(pick_upper[:, None], ~lower, lower)
     eligible = eligible & (chosen.sum(1) >= 2)
@@ -186,13 +192,13 @@ def _half_body(kp, weights, center, size, layout, aspect, config):
     return center, size
 
 
-def _colour(images: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
+def _colour(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None) -> torch.Tensor:
     b = images.shape[0]
     device = images.device
 
     def factor(amount: float) -> torch.Tensor:
-        on = torch.rand(b, 1, 1, 1, device=device) < config.colour_prob
-        f = 1 + amount * (2 * torch.rand(b, 1, 1, 1, device=device) - 1)
+        on = torch.rand(b, 1, 1, 1, device=device, generator=generator) < config.colour_prob
+        f = 1 + amount * (2 * torch.rand(b, 1, 1, 1, device=device, generator=generator) - 1)
         return torch.where(on, f, torch.ones_like(f))
 
     images = images * factor(config.brightness)
@@ -204,15 +210,15 @@ def _colour(images: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
     return images.clamp(0, 255)
 
 
-def _dropout(images: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
+def _dropout(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None) -> torch.Tensor:
     b, _, h, w = images.shape
     device = images.device
     lo, hi = config.dropout_size
-    on = torch.rand(b, device=device) < config.dropout_prob
-    hw = lo + (hi - lo) * torch.rand(b, 2, device=device)
+    on = torch.rand(b, device=device, generator=generator) < config.dropout_prob
+    hw = lo + (hi - lo) * torch.rand(b, 2, device=device, generator=generator)
     hole_w, hole_h = hw[:, 0] * w, hw[:, 1] * h
-    x0 = torch.rand(b, device=device) * (w - hole_w)
-    y0 = torch.rand(b, device=device) * (h - hole_h)
+    x0 = torch.rand(b, device=device, generator=generator) * (w - hole_w)
+    y0 = torch.rand(b, device=device, generator=generator) * (h - hole_h)
     xs = torch.arange(w, device=device)[None, :]
     ys = torch.arange(h, device=device)[None, :]
     in_x = (xs >= x0[:, None]) & (xs < (x0 + hole_w)[:, None])

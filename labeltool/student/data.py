@@ -530,11 +530,47 @@ class BatchIndices(torch.utils.data.Sampler):
 
 
 def batch_loader(source: CropSource, sampler: BatchIndices, workers: int, pin_memory: bool = False):
-    """A DataLoader yielding whole batches read by ``source.read_batch`` (one call per batch)."""
+    """An iterable of whole batches read by ``source.read_batch``: from the crop cache by a pool of
+    ``workers`` threads (a memmap gather releases the GIL; no inter-process copies), from the images
+    by a DataLoader with ``workers`` processes (JPEG decoding needs them)."""
+    if isinstance(source, CachedCrops):
+        return ThreadedBatches(source, sampler, max(1, workers), pin_memory)
     return torch.utils.data.DataLoader(
         _BatchDataset(source), sampler=sampler, batch_size=None, num_workers=workers, pin_memory=pin_memory,
         persistent_workers=False, prefetch_factor=4 if workers > 0 else None,
     )
+
+
+class ThreadedBatches:
+    """Batches read ahead, in order, by a pool of threads."""
+
+    def __init__(self, source: CropSource, sampler, threads: int, pin_memory: bool = False):
+        self.source, self.sampler, self.threads, self.pin_memory = source, sampler, threads, pin_memory
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def _read(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        batch = self.source.read_batch(index)
+        return {k: v.pin_memory() for k, v in batch.items()} if self.pin_memory else batch
+
+    def __iter__(self):
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        indices = iter(self.sampler)
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="crop-cache") as pool:
+            pending = deque(pool.submit(self._read, idx) for _, idx in zip(range(2 * self.threads), indices))
+            try:
+                while pending:
+                    batch = pending.popleft().result()
+                    nxt = next(indices, None)
+                    if nxt is not None:
+                        pending.append(pool.submit(self._read, nxt))
+                    yield batch
+            finally:
+                for f in pending:
+                    f.cancel()
 
 
 class _BatchDataset(torch.utils.data.Dataset):

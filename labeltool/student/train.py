@@ -225,6 +225,12 @@ class Trainer:
         self.input_size = self.student_config.input_size
         self.codec = SimCCCodec(self.input_size, self.student_config.split_ratio)
         self.augment = AugmentConfig() if cfg.augment else AugmentConfig.none()
+        # the model's initial weights and the augmentation draw from the seed alone (data loading,
+        # cache building or a DataLoader's own seed draws cannot shift them)
+        rank = int(os.environ.get("RANK", 0))
+        torch.manual_seed(cfg.seed + rank)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(cfg.seed * 1000003 + rank)
         model = Student(self.student_config).to(device)
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -245,7 +251,8 @@ class Trainer:
     def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """Augmented images and SimCC targets of a batch already on the device."""
         with torch.no_grad():
-            images, keypoints, weights = augment_batch(batch, self.layout, self.input_size, self.augment)
+            images, keypoints, weights = augment_batch(batch, self.layout, self.input_size, self.augment,
+                                                       self.generator)
             target_x, target_y, weights = self.codec.encode(keypoints, weights)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -335,7 +342,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             ema.load_state_dict(resume_state["ema_state"])
         start_epoch = resume_state["epoch"]
         history = resume_state.get("history", [])
-        set_rng_state(resume_state["rng"][rank] if isinstance(resume_state["rng"], list) else resume_state["rng"])
+        rng = resume_state["rng"][rank] if isinstance(resume_state["rng"], list) else resume_state["rng"]
+        set_rng_state(rng)
+        trainer.generator.set_state(rng["augment"].to(trainer.generator.get_state().device))
         if main_process:
             print(f"resumed from {ckpt_path} after epoch {start_epoch}")
 
@@ -383,7 +392,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 "scheduler": scheduler.state_dict(),
                 "ema": ema.module.state_dict() if ema is not None else None,
                 "ema_state": ema.state_dict() if ema is not None else None,
-                "epoch": epoch + 1, "rng": _gather_rng(world), "args": _args_dict(cfg),
+                "epoch": epoch + 1, "rng": _gather_rng(world, trainer.generator), "args": _args_dict(cfg),
                 "config": student_cfg.to_dict(), "layout": layout.name, "history": history,
             }
             save_atomic(state, ckpt_path)
@@ -391,7 +400,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             if cfg.progress:
                 print(_epoch_line(record), flush=True)
         elif world > 1:
-            _gather_rng(world)
+            _gather_rng(world, trainer.generator)
     if world > 1:
         torch.distributed.barrier()
     return TrainResult(out, end_epoch, history)
@@ -404,13 +413,14 @@ def _diverged(loss: torch.Tensor, epoch: int, step: int, ckpt_path: Path, histor
                            f"stopped; {where}; lower --lr or check the labels")
 
 
-def _gather_rng(world: int):
+def _gather_rng(world: int, generator: torch.Generator):
+    own = {**rng_state(), "augment": generator.get_state().cpu()}
     if world == 1:
-        return rng_state()
+        return own
     import torch.distributed as dist
 
     states = [None] * world
-    dist.all_gather_object(states, rng_state())
+    dist.all_gather_object(states, own)
     return states
 
 
