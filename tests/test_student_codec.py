@@ -201,3 +201,16 @@ def test_parametric_nms_merges_duplicates_and_keeps_others():
     expected_x = (a[:, 0] * 0.9 + dup[:, 0] * 0.6) / 1.5
     assert np.allclose(merged[0, :, 0], expected_x)
     assert np.allclose(merged[1], b)
+
+
+def test_student_imports_without_mediapipe():
+    """The GPU machine has torch but not the teachers: every student module imports with mediapipe blocked."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['mediapipe'] = None\n"
+            "import labeltool.student.cli, labeltool.student.train, labeltool.student.predict, labeltool.student.nms\n"
+            "import labeltool.student.data, labeltool.student.augment, labeltool.student.model\n"
+            "assert sys.modules['mediapipe'] is None\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -257,3 +257,37 @@ def test_training_from_the_crop_cache_equals_training_from_the_images(realdata, 
     a = torch.load(tmp_path / "plain" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "cached" / "last.pt", weights_only=False)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.slow
+def test_distill_then_train_predict_eval_end_to_end(realdata, tmp_path):
+    """wbt distill (real teachers) -> labels.parquet -> wbt train-student (plus a face-only and a hand-only
+    source) -> wbt predict -> wbt eval against the real COCO-WholeBody GT."""
+    pytest.importorskip("mediapipe", reason="the distill teachers need mediapipe")
+    gt, images = _data(realdata)
+    runner = CliRunner()
+    run = runner.invoke(main, ["distill", "--ann", gt, "--images", images, "--out", str(tmp_path / "wb"),
+                               "--workers", "1"])
+    assert run.exit_code == 0, run.output
+    labels = tmp_path / "wb" / "labels.parquet"
+    run = runner.invoke(main, [
+        "train-student", "--train", str(labels), "--images", images,
+        "--extra-source", str(realdata / "face300w" / "test_300w.json"), str(realdata / "face300w"), "face",
+        "--extra-source", str(realdata / "hand_onehand10k" / "test_onehand10k.json"), str(realdata / "hand_onehand10k"),
+        "hand", "--out", str(tmp_path / "run"), "--preset", "tiny", "--input-size", "64x64", "--epochs", "2",
+        "--batch-size", "6", "--workers", "0", "--device", "cpu", "--val", gt, "--val-images", images,
+        "--val-every", "1"])
+    assert run.exit_code == 0, run.output
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert len(log) == 2 and "AP_wholebody" in log[-1]
+    # 12 distilled persons + 2 faces + 4 hands = 18 persons: 3 batches of 6 per epoch
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert ckpt["scheduler"]["last_epoch"] == 6
+    res = tmp_path / "results.json"
+    run = runner.invoke(main, ["predict", "--model", str(tmp_path / "run" / "last.pt"), "--images", images, "--gt",
+                               gt, "--out", str(res), "--workers", "0", "--device", "cpu"])
+    assert run.exit_code == 0, run.output
+    run = runner.invoke(main, ["eval", "--gt", gt, "--pred", str(res)])
+    assert run.exit_code == 0, run.output
+    for part in ("body", "foot", "face", "lefthand", "righthand", "wholebody"):
+        assert part in run.output

@@ -158,11 +158,14 @@ def warp_batch(crops: torch.Tensor, matrices: torch.Tensor, out_size: tuple[int,
     b, ch, cw = crops.shape[:3]
     w_out, h_out = out_size
     device = crops.device
-    inv = torch.linalg.inv(matrices)
+    a, b_, c, d = matrices[:, 0, 0], matrices[:, 0, 1], matrices[:, 1, 0], matrices[:, 1, 1]
+    det = a * d - b_ * c
+    lin = torch.stack([torch.stack([d, -b_], -1), torch.stack([-c, a], -1)], 1) / det[:, None, None]
+    inv = torch.cat([lin, -(lin @ matrices[:, :2, 2:])], dim=2)  # (B, 2, 3): output -> source
     ys, xs = torch.meshgrid(torch.arange(h_out, device=device, dtype=torch.float32),
                             torch.arange(w_out, device=device, dtype=torch.float32), indexing="ij")
     grid = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)  # (1, H*W, 3)
-    src = grid @ inv[:, :2].transpose(1, 2)  # (B, H*W, 2) in crop pixels
+    src = grid @ inv.transpose(1, 2)  # (B, H*W, 2) in crop pixels
     norm = torch.tensor([2 / (cw - 1), 2 / (ch - 1)], device=device)
     src = (src * norm - 1).reshape(b, h_out, w_out, 2)
     images = crops.permute(0, 3, 1, 2).float()
