@@ -13,7 +13,7 @@ Prints:
 - peak RAM at two dataset sizes (should stay flat);
 - the wall time extrapolated to COCO train2017 (~150k persons with keypoints, 57k images) on 16 cores.
 
-    .venv/bin/python benchmarks/distill_speed.py [--data ../shared/realdata] [--repeat 3] [--big 4]
+    .venv/bin/python benchmarks/distill_speed.py [--data ../shared/realdata] [--repeat 3] [--big 4] [--ray]
 """
 
 from __future__ import annotations
@@ -79,9 +79,10 @@ def peak_rss_of(proc: subprocess.Popen) -> list[int]:
     return peak
 
 
-def run(ann: Path, images: Path, out: Path, workers: int) -> dict:
+def run(ann: Path, images: Path, out: Path, workers: int, engine: str = "local") -> dict:
     cmd = [sys.executable, "-c", "from labeltool.cli import main; main()", "distill", "--ann", str(ann)]
     cmd += ["--images", str(images), "--out", str(out), "--workers", str(workers), "--no-progress", "--shard-size", "4"]
+    cmd += ["--engine", engine]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
     peak = peak_rss_of(proc)
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "realdata")
     parser.add_argument("--repeat", type=int, default=3, help="copies of the 4 real images for the speed runs")
     parser.add_argument("--big", type=int, default=4, help="the memory run's size, in multiples of --repeat")
+    parser.add_argument("--ray", action="store_true", help="also run the 2-worker case on a local Ray instance")
     args = parser.parse_args()
     if not (args.data / "coco_wholebody").is_dir():
         sys.exit(f"{args.data / 'coco_wholebody'}: real data not found (give --data)")
@@ -124,6 +126,7 @@ def main() -> None:
         big = make_input(args.data, args.repeat * args.big, tmp)
         results = {w: run(small, images, tmp / f"w{w}", w) for w in (1, 2)}
         big_run = run(big, images, tmp / "big", 2)
+        ray_run = run(small, images, tmp / "ray", 2, engine="ray") if args.ray else None
     load = os.getloadavg()[0]
 
     print(f"\ninput: {args.repeat} x 4 real COCO images; persons labelled per run: {results[1]['persons']['labelled']}")
@@ -133,6 +136,12 @@ def main() -> None:
         print(
             f"{w:>8} {r['persons_per_second']:>10.2f} {r['images_per_second']:>9.2f} {r['wall_seconds']:>8.1f} "
             f"{r['assemble_seconds']:>11.2f} {s['bench']['peak_rss'] / 2**20:>12.0f}"
+        )
+    if ray_run is not None:
+        r = ray_run["run"]
+        print(
+            f"{'2 (ray)':>8} {r['persons_per_second']:>10.2f} {r['images_per_second']:>9.2f} {r['wall_seconds']:>8.1f} "
+            f"{r['assemble_seconds']:>11.2f} {ray_run['bench']['peak_rss'] / 2**20:>12.0f}   (Ray start-up included)"
         )
     scaling = results[2]["run"]["persons_per_second"] / results[1]["run"]["persons_per_second"]
     print(f"scaling 1 -> 2 workers: {scaling:.2f}x (target >= 1.7x)")

@@ -71,6 +71,7 @@ def body_only(src: Path, dest: Path, extra_annotations=(), extra_images=()) -> P
         (["--sample", "--teachers", "face=magic"], "unknown face backend 'magic'"),
         (["--sample", "--ann", "{tmp}/bad.json"], "give only one of --coco, --ann, --sample"),
         ([], "no input"),
+        (["--images", "{tmp}/empty", "--address", "auto"], "--address goes with --engine ray"),
     ],
 )
 def test_bad_input_fails_at_once_with_one_line(tmp_path, args, message):
@@ -88,6 +89,25 @@ def test_bad_input_fails_at_once_with_one_line(tmp_path, args, message):
     assert len(lines) == 1 and lines[0].startswith("wbt: error: "), output
     assert message.replace("{tmp}", str(tmp_path)) in lines[0]
     assert not (tmp_path / "out" / "wholebody133.json").exists()
+
+
+def test_unreachable_ray_cluster_fails_at_once(tmp_path):
+    pytest.importorskip("ray.data", reason="the Ray engine is an optional extra: pip install 'ray[data]'")
+    (tmp_path / "empty").mkdir()
+    start = time.monotonic()
+    code, output = wbt(
+        "distill",
+        "--images",
+        tmp_path / "empty",
+        "--out",
+        tmp_path / "o",
+        "--engine",
+        "ray",
+        "--address",
+        "127.0.0.1:1",
+    )
+    assert code == 2 and "wbt: error: --address 127.0.0.1:1: no Ray cluster answers there" in output
+    assert time.monotonic() - start < 30
 
 
 def test_real_cli_prints_no_traceback(tmp_path):

@@ -39,7 +39,9 @@ from labeltool.errors import UserError
 )
 @click.option("--out", "out_dir", type=click.Path(), required=True, help="Output directory.")
 @click.option("--limit", type=int, help="Label only the first N images (by id) that have persons to label.")
-@click.option("--workers", type=int, help="Worker processes (default: all cores).")
+@click.option(
+    "--workers", type=int, help="Worker processes (default: all cores; with --engine ray: the cluster's CPUs)."
+)
 @click.option(
     "--layout",
     type=click.Choice(["133", "136", "both"]),
@@ -91,6 +93,13 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
         raise UserError(f"give only one of --coco, --ann, --sample (got {' and '.join(given)})")
     if boxes and (coco_split or ann or sample):
         raise UserError("--boxes goes with --images only (not with --coco, --ann or --sample)")
+    if root and not coco_split:
+        raise UserError("--root goes with --coco")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers}: must be at least 1")
+    if address and engine != "ray":
+        raise UserError("--address goes with --engine ray")
+    choice = TeacherChoice.parse(teachers)
     if coco_split:
         if images_dir:
             raise UserError("--coco takes the images from ROOT/SPLIT; do not give --images")
@@ -111,18 +120,13 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
         raise UserError(
             "no input: give --coco SPLIT, --ann FILE --images DIR, --images DIR [--boxes DETS.json] or --sample"
         )
-    if root and not coco_split:
-        raise UserError("--root goes with --coco")
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers {workers}: must be at least 1")
-    if address and engine != "ray":
-        raise UserError("--address goes with --engine ray")
-    config = DistillConfig(teachers=TeacherChoice.parse(teachers), body_from=inp.body_from)
+    config = DistillConfig(teachers=choice, body_from=inp.body_from)
     run_engine = run_local
     if engine == "ray":
         from labeltool.merge import ray_engine
 
-        ray_engine.import_ray()  # fail at once, before any work, when Ray is missing
+        ray_engine.connect(address)  # fail at once, before any work, when Ray is missing or unreachable
+        workers = workers or ray_engine.cluster_cpus()
         run_engine = functools.partial(ray_engine.run_ray, address=address)
     summary = distill(
         inp,

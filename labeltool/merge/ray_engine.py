@@ -53,6 +53,8 @@ def connect(address: str | None) -> None:
     ray = import_ray()
     if ray.is_initialized():
         return
+    if address and address != "auto":
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False)
@@ -60,6 +62,26 @@ def connect(address: str | None) -> None:
             ray.init(include_dashboard=False, log_to_driver=False)
     except ConnectionError as err:
         raise UserError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A one-line error at once for an address nobody listens on (ray.init would retry for minutes)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({err.strerror or err})") from None
+
+
+def cluster_cpus() -> int:
+    """CPUs of the connected cluster (the default number of actors)."""
+    ray = import_ray()
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def run_ray(
