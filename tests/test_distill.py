@@ -93,19 +93,13 @@ def test_bad_input_fails_at_once_with_one_line(tmp_path, args, message):
 
 def test_unreachable_ray_cluster_fails_at_once(tmp_path):
     pytest.importorskip("ray.data", reason="the Ray engine is an optional extra: pip install 'ray[data]'")
-    (tmp_path / "empty").mkdir()
+    import cv2
+
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
     start = time.monotonic()
-    code, output = wbt(
-        "distill",
-        "--images",
-        tmp_path / "empty",
-        "--out",
-        tmp_path / "o",
-        "--engine",
-        "ray",
-        "--address",
-        "127.0.0.1:1",
-    )
+    args = ["--images", tmp_path / "imgs", "--out", tmp_path / "o", "--engine", "ray", "--address", "127.0.0.1:1"]
+    code, output = wbt("distill", *args)
     assert code == 2 and "wbt: error: --address 127.0.0.1:1: no Ray cluster answers there" in output
     assert time.monotonic() - start < 30
 
