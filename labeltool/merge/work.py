@@ -250,7 +250,7 @@ class Distiller:
             boxes, ok = face_boxes_from_body(body)
             pts = np.zeros((num, 68, 3))
             if ok.any():
-                pts[ok] = self._timed(result, "face", self.face.predict, image, boxes[ok], body[ok])
+                pts[ok] = self._timed(result, "face", self.face.predict, image, boxes[ok], body=body[ok])
             parts["face"] = PartPrediction(self.codes["face"], pts, ok, boxes)
         if self.hand is not None:
             for side in ("left", "right"):
@@ -258,7 +258,9 @@ class Distiller:
                 pts = np.zeros((num, 21, 3))
                 mismatch = np.zeros(num, dtype=bool)
                 if ok.any():
-                    res = self._timed(result, "hand", self.hand.predict_hands, image, boxes[ok], side, body[ok])
+                    res = self._timed(
+                        result, "hand", self.hand.predict_hands, image, boxes[ok], sides=side, body=body[ok]
+                    )
                     pts[ok] = res.keypoints
                     mismatch[ok] = res.contradicts
                 parts[f"{side}hand"] = PartPrediction(self.codes["hand"], pts, ok, boxes, mismatch)
