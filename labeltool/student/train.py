@@ -342,7 +342,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             ema.load_state_dict(resume_state["ema_state"])
         start_epoch = resume_state["epoch"]
         history = resume_state.get("history", [])
-        rng = resume_state["rng"][rank] if isinstance(resume_state["rng"], list) else resume_state["rng"]
+        rng = resume_state["rng"]
+        if isinstance(rng, list):  # one state per rank; a resumed run with more ranks reuses rank 0's
+            rng = rng[rank] if rank < len(rng) else rng[0]
         set_rng_state(rng)
         trainer.generator.set_state(rng["augment"].to(trainer.generator.get_state().device))
         if main_process:
