@@ -6,7 +6,7 @@
   the two fits are averaged and their disagreement gives the per-point confidence.
 - :class:`DlibFaceTeacher`: dlib's 68-point shape predictor (optional extra ``wbt[dlib]``).
 - :class:`FanFaceTeacher`: FAN through ``face-alignment`` when its weights are already in
-  ``$TORCH_HOME/hub/checkpoints`` (optional extra ``wbt[fan]``; never downloads).
+  ``$TORCH_HOME/hub/checkpoints`` (install with ``./install.sh --fan``; never downloads).
 """
 
 from __future__ import annotations
@@ -320,7 +320,7 @@ class FanFaceTeacher:
             try:
                 from face_alignment.models import FAN
             except ImportError as err:
-                raise UserError(f"the fan face backend needs face-alignment (pip install 'wbt[fan]'): {err}") from None
+                raise UserError(f"the fan face backend needs face-alignment (./install.sh --fan): {err}") from None
             net = FAN(4)
             net.load_state_dict(torch.load(str(weights), map_location=device, weights_only=True))
             self._net = net.to(device).eval()
