@@ -73,7 +73,7 @@ def main() -> None:
         ("face dlib (2 fits)", lambda: make_face_teacher("dlib"), lambda t: t.predict(image, face_box, body)),
         ("hand ours (search 5-10 views + refine 5 views)", HandTeacher,
          lambda t: t.predict(image, hand_box, "right", body)),
-        ("hand single view", lambda: HandTeacher(search=False, refine=False),
+        ("hand single view", lambda: HandTeacher(recrop=False, search=False, refine=False),
          lambda t: t.predict(image, hand_box, "right", body)),
         ("foot (pose on the person crop, both feet)", FootTeacher, lambda t: t.predict(image, person_box, body=body)),
         ("body (pose on the person crop)", BodyTeacher, lambda t: t.predict(image, person_box)),

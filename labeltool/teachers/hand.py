@@ -9,16 +9,24 @@ In the spirit of Simon et al. (CVPR 2017, "Hand keypoint detection in single ima
 multiview bootstrapping"), each hand is seen through several synthetic views of the same
 image region and the views vote:
 
-1. search: the box is cropped at several rotations (around the forearm direction when the
-   body is given, the full circle otherwise), at the box scale and, unless
-   ``EARLY_STOP_SUPPORT`` views already agree, at a wider scale; every view is mapped back
-   to image coordinates. Views the model scores below ``PRESENCE_MIN``, or whose wrist is
-   far from the body's wrist, are dropped. The view agreeing (mean point distance <
-   ``AGREE_RADIUS`` x hand size) with the largest presence-weighted set of views wins; its
-   supporters are the inliers.
+1. find the hand.
+   - With the forearm (body elbow and wrist given), as MediaPipe Holistic does: its hand
+     re-crop model (``hand_recrop.tflite``, in the wheel) sees a loose region
+     (``RECROP_SCALE`` x the box, forearm up) and returns the hand ROI (centre, size,
+     rotation); the landmark model sees that ROI through ``RECROP_VIEWS``. The hand is found
+     when ``RECROP_MIN_SUPPORT`` good views agree. One re-crop run + 5 landmark runs.
+   - Without the forearm: a rotation search. The box is cropped at several rotations (the
+     full circle), at the box scale and, unless ``EARLY_STOP_SUPPORT`` views already agree,
+     at a wider scale.
+   Views the model scores below ``PRESENCE_MIN``, or whose wrist is far from the body's
+   wrist, are dropped. The view agreeing (mean point distance < ``AGREE_RADIUS`` x hand
+   size) with the largest presence-weighted set of views wins; its supporters are the
+   inliers. When the body's side is given, views whose handedness matches it are preferred
+   (a small hand's mirror-image fit has the same outline); if none matches, all compete.
 2. refine: a crop aligned like MediaPipe's own tracking ROI (wrist -> middle-finger base
    pointing up, side ``REFINE_SCALE`` x the hand's extent) is built from the inliers'
-   mean, and seen through ``REFINE_VIEWS`` (small rotations, a zoom, a mirror).
+   mean, and seen through ``REFINE_VIEWS`` (small rotations, a zoom, a mirror); refine views
+   that do not agree with the found hand are dropped.
 3. consensus per keypoint over the refine views: median, outliers beyond
    ``INLIER_RADIUS`` x hand size dropped, mean of the rest; confidence = (inlier views /
    views) x (mean presence score of the inliers).
@@ -54,6 +62,7 @@ from labeltool.teachers.crops import (
 NUM_HAND = 21
 SIDES = ("left", "right")
 INPUT_SIZE = 224
+RECROP_INPUT_SIZE = 256
 WRIST, MIDDLE_MCP = 0, 9
 
 
@@ -78,6 +87,17 @@ REFINE_VIEWS = (
     View(-15, 1.0, False),
     View(0, 1.2, False),
 )
+# Re-crop (MediaPipe Holistic): a loose region around the proposal -> the hand ROI, then views of that ROI.
+RECROP_SCALE = 2.0  # re-crop input side / proposal box side
+RECROP_SHIFT = 0.1  # MediaPipe moves the re-crop ROI this share of its side towards the fingers
+RECROP_VIEWS = (
+    View(0, 1.0, False),
+    View(0, 1.0, True),
+    View(20, 1.0, False),
+    View(-20, 1.0, False),
+    View(0, 1.3, False),
+)
+RECROP_MIN_SUPPORT = 2  # agreeing good views around the re-crop ROI that accept it
 CROP_SCALE = 1.0  # search crop side / hand box side (proposal boxes already hold the hand with margin)
 REFINE_SCALE = 1.6  # refine crop side / hand extent (wrist-up frame)
 PRESENCE_MIN = 0.5  # a view counts when the model's hand presence is at least this
@@ -100,13 +120,58 @@ class HandResult:
     views_found: np.ndarray  # (M,) refine views in which the model saw a hand
 
 
+def _bundled_model(relative: str, what: str) -> Path:
+    import_mediapipe()
+    path = Path(str(resources.files("mediapipe").joinpath(relative)))
+    if not path.is_file():
+        raise UserError(f"{path}: MediaPipe's {what} model is missing from the mediapipe package")
+    return path
+
+
 def hand_model_path() -> Path:
     """``hand_landmark_full.tflite`` inside the installed mediapipe wheel."""
-    import_mediapipe()
-    path = Path(str(resources.files("mediapipe").joinpath("modules/hand_landmark/hand_landmark_full.tflite")))
-    if not path.is_file():
-        raise UserError(f"{path}: MediaPipe's hand landmark model is missing from the mediapipe package")
-    return path
+    return _bundled_model("modules/hand_landmark/hand_landmark_full.tflite", "hand landmark")
+
+
+def recrop_model_path() -> Path:
+    """``hand_recrop.tflite`` (MediaPipe Holistic's hand ROI model) inside the installed mediapipe wheel."""
+    return _bundled_model("modules/holistic_landmark/hand_recrop.tflite", "hand re-crop")
+
+
+def _interpreter(path: Path, num_threads: int | None):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise UserError("the hand teacher needs ai-edge-litert (pip install 'ai-edge-litert>=1.2')") from None
+    return Interpreter(model_path=str(path), num_threads=num_threads)
+
+
+class HandRecropModel:
+    """MediaPipe Holistic's hand re-crop network run directly: RGB crops (B, 256, 256, 3) uint8 of a
+    loose region around a hand in, two points (B, 2, 2) in crop pixels out: the hand ROI's centre and
+    a point at half its side from the centre, towards the wrist."""
+
+    def __init__(self, num_threads: int | None = None):
+        self._interpreter = _interpreter(recrop_model_path(), num_threads)
+        self._batch = 0
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+
+    def run(self, crops: np.ndarray) -> np.ndarray:
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[1:] != (RECROP_INPUT_SIZE, RECROP_INPUT_SIZE, 3):
+            raise ValueError(f"crops must be (B, {RECROP_INPUT_SIZE}, {RECROP_INPUT_SIZE}, 3), got {crops.shape}")
+        b = len(crops)
+        if b != self._batch:
+            self._interpreter.resize_tensor_input(self._input, [b, RECROP_INPUT_SIZE, RECROP_INPUT_SIZE, 3])
+            self._interpreter.allocate_tensors()
+            self._batch = b
+        self._interpreter.set_tensor(self._input, crops.astype(np.float32) / 255.0)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output).reshape(b, 2, 2).astype(np.float64)
+
+    def close(self) -> None:
+        self._interpreter = None
 
 
 class HandLandmarkModel:
@@ -114,11 +179,7 @@ class HandLandmarkModel:
     points (B, 21, 2) in crop pixels, presence (B,) and P(right hand) (B,) out."""
 
     def __init__(self, num_threads: int | None = None):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise UserError("the hand teacher needs ai-edge-litert (pip install 'ai-edge-litert>=1.2')") from None
-        self._interpreter = Interpreter(model_path=str(hand_model_path()), num_threads=num_threads)
+        self._interpreter = _interpreter(hand_model_path(), num_threads)
         self._batch = 0
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._outputs = [d["index"] for d in self._interpreter.get_output_details()]
@@ -182,6 +243,16 @@ def best_supported_view(points: np.ndarray, scores: np.ndarray, radius: float = 
     return agree[int(np.argmax(support))]
 
 
+def roi_from_recrop(points: np.ndarray, shift: float = RECROP_SHIFT) -> tuple[np.ndarray, float, float]:
+    """Hand ROI (centre, side, angle) from the re-crop model's two points in image pixels, as MediaPipe does:
+    side = 2 x their distance, the second point (wrist side) straight down, moved ``shift`` x side up."""
+    center, toward_wrist = points[0], points[1]
+    side = 2.0 * float(np.linalg.norm(toward_wrist - center))
+    angle = angle_to_point_up(center - toward_wrist)
+    up = to_image(np.array([0.5, 0.5 - shift]), crop_matrix(center, side, 1, angle))
+    return up, side, angle
+
+
 def roi_from_points(points: np.ndarray, scale: float = REFINE_SCALE) -> tuple[np.ndarray, float, float]:
     """MediaPipe-style hand crop from 21 points: (centre, side, angle) with wrist -> middle base up."""
     angle = angle_to_point_up(points[MIDDLE_MCP] - points[WRIST])
@@ -199,19 +270,22 @@ class HandTeacher:
     ``predict(image, boxes, sides=None, body=None)`` -> (M, 21, 3); ``predict_hands`` returns the
     full :class:`HandResult` with handedness. ``sides`` is 'left' / 'right' (one for all) or a
     sequence of M of them (None for unknown). ``body`` (M, 17, 3) COCO-17 keypoints, when
-    given, centre the rotation search on the forearm direction (elbow -> wrist up).
-    ``refine=False, search=False`` gives the plain single-view baseline (one crop of the box).
+    given, turn the re-crop region forearm up (elbow -> wrist up); ``recrop=False`` uses the
+    rotation search around the forearm direction instead (the teacher before the re-crop model).
+    ``recrop=False, refine=False, search=False`` gives the plain single-view baseline (one crop of the box).
     """
 
     def __init__(
         self,
         search: bool = True,
         refine: bool = True,
+        recrop: bool = True,
         refine_views: tuple[View, ...] = REFINE_VIEWS,
         crop_scale: float = CROP_SCALE,
         num_threads: int | None = None,
     ):
         self.model = HandLandmarkModel(num_threads=num_threads)
+        self.recrop_model = HandRecropModel(num_threads=num_threads) if recrop else None
         self.search = search
         self.refine = refine
         self.refine_views = tuple(refine_views)
@@ -222,6 +296,9 @@ class HandTeacher:
         if self.model is not None:
             self.model.close()
             self.model = None
+        if self.recrop_model is not None:
+            self.recrop_model.close()
+            self.recrop_model = None
 
     def __enter__(self) -> HandTeacher:
         return self
@@ -264,7 +341,7 @@ class HandTeacher:
             if not box_sides[i] > 1:
                 continue
             found = self._predict_one(
-                image, centers[i], box_sides[i] * self.crop_scale, base_angles[i], has_arm[i], wrists[i]
+                image, centers[i], box_sides[i] * self.crop_scale, base_angles[i], has_arm[i], wrists[i], sides[i]
             )
             if found is None:
                 continue
@@ -275,7 +352,36 @@ class HandTeacher:
                 out.contradicts[i] = out.right_prob[i] > 0.5 + CONTRADICTION_MARGIN
         return out
 
-    def _search(self, image, center, side, base_angle, has_arm, wrist):
+    def _good_views(self, pts: np.ndarray, presence: np.ndarray, wrist: np.ndarray | None) -> np.ndarray:
+        """Views (V,) the model scores at least ``PRESENCE_MIN`` whose wrist (with a body) hangs on the body's."""
+        good = presence >= PRESENCE_MIN
+        if wrist is not None:
+            sizes = np.ptp(pts, axis=1).max(axis=1)
+            good &= np.linalg.norm(pts[:, WRIST] - wrist, axis=1) <= WRIST_RADIUS * sizes
+        return good
+
+    def _recrop_search(self, image, center, side, base_angle, wrist, hand_side=None):
+        """MediaPipe Holistic's way: the re-crop model turns a loose, forearm-up region around the box
+        into the hand ROI, seen through ``RECROP_VIEWS``.
+
+        Accepted when at least ``RECROP_MIN_SUPPORT`` good views agree; returns the inlier
+        views' points, presence, P(right) and the number of views run, or None.
+        """
+        mat = crop_matrix(center, side * RECROP_SCALE, RECROP_INPUT_SIZE, base_angle)
+        two = self.recrop_model.run(warp(image, mat, RECROP_INPUT_SIZE)[None])[0]
+        roi_center, roi_side, roi_angle = roi_from_recrop(to_image(two, mat))
+        if not roi_side > 1:
+            return None
+        pts, presence, right = self.run_views(image, roi_center, roi_side, roi_angle, RECROP_VIEWS)
+        good = self._good_views(pts, presence, wrist)
+        if good.sum() < RECROP_MIN_SUPPORT:
+            return None
+        found = _agreeing_views(pts[good], presence[good], right[good], hand_side)
+        if len(found[0]) < RECROP_MIN_SUPPORT:
+            return None
+        return (*found, len(RECROP_VIEWS))
+
+    def _search(self, image, center, side, base_angle, has_arm, wrist, hand_side=None):
         """Search views, scale by scale: stop once ``EARLY_STOP_SUPPORT`` good views agree.
 
         Returns the inlier views' points, presence, P(right) and the number of views run.
@@ -286,28 +392,27 @@ class HandTeacher:
             angles = (0.0,)
         kept_pts, kept_presence, kept_right = [], [], []
         num_views = 0
-        inliers = np.zeros(0, dtype=bool)
         for scale in scales:
             views = tuple(View(a, scale) for a in angles)
             pts, presence, right = self.run_views(image, center, side, base_angle, views)
             num_views += len(views)
-            good = presence >= PRESENCE_MIN
-            if wrist is not None:  # the hand hangs on the body's wrist
-                sizes = np.ptp(pts, axis=1).max(axis=1)
-                good &= np.linalg.norm(pts[:, WRIST] - wrist, axis=1) <= WRIST_RADIUS * sizes
+            good = self._good_views(pts, presence, wrist)
             kept_pts += list(pts[good])
             kept_presence += list(presence[good])
             kept_right += list(right[good])
             if kept_pts:
-                inliers = best_supported_view(np.stack(kept_pts), np.array(kept_presence))
-                if inliers.sum() >= EARLY_STOP_SUPPORT:
+                found = _agreeing_views(np.stack(kept_pts), np.array(kept_presence), np.array(kept_right), hand_side)
+                if len(found[0]) >= EARLY_STOP_SUPPORT:
                     break
         if not kept_pts:
             return None
-        return np.stack(kept_pts)[inliers], np.array(kept_presence)[inliers], np.array(kept_right)[inliers], num_views
+        return (*found, num_views)
 
-    def _predict_one(self, image, center, side, base_angle, has_arm, wrist):
-        found = self._search(image, center, side, base_angle, has_arm, wrist)
+    def _predict_one(self, image, center, side, base_angle, has_arm, wrist, hand_side=None):
+        if self.recrop_model is not None and has_arm:
+            found = self._recrop_search(image, center, side, base_angle, wrist, hand_side)
+        else:  # no forearm (or re-crop off): the rotation search
+            found = self._search(image, center, side, base_angle, has_arm, wrist, hand_side)
         if found is None:
             return None
         pts, presence, right, num_views = found
@@ -315,12 +420,33 @@ class HandTeacher:
             roi_center, roi_side, roi_angle = roi_from_points(pts.mean(axis=0))
             r_pts, r_presence, r_right = self.run_views(image, roi_center, roi_side, roi_angle, self.refine_views)
             good = r_presence >= PRESENCE_MIN
+            # A refine view must stay on the hand it refines (tiny hands drift to a mirror-image fit).
+            found_pts = pts.mean(axis=0)
+            size = max(float(np.ptp(found_pts, axis=0).max()), 1e-6)
+            good &= np.linalg.norm(r_pts - found_pts[None], axis=2).mean(axis=1) <= AGREE_RADIUS * size
             if good.any():
                 pts, presence, right = r_pts[good], r_presence[good], r_right[good]
                 num_views = len(self.refine_views)
         keypoints = consensus(pts, presence, num_views)
         right_prob = float(np.average(right, weights=presence))
         return keypoints, right_prob, len(pts)
+
+
+def _agreeing_views(
+    pts: np.ndarray, presence: np.ndarray, right: np.ndarray, hand_side: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The largest presence-weighted set of agreeing views (see :func:`best_supported_view`).
+
+    With a known side, views whose handedness vote matches it are preferred: a small hand's
+    mirror-image fit has the same outline, and the body's side resolves it. When no view
+    matches, all views compete (the result is then flagged as contradicting the side).
+    """
+    if hand_side is not None:
+        match = right >= 0.5 if hand_side == "right" else right <= 0.5
+        if match.any():
+            pts, presence, right = pts[match], presence[match], right[match]
+    inliers = best_supported_view(pts, presence)
+    return pts[inliers], presence[inliers], right[inliers]
 
 
 def _side_list(sides, m: int) -> list[str | None]:
