@@ -5,7 +5,10 @@
    map, with and without the mirrored second fit; dlib; FAN when its weights are cached).
 2. Hand PCK@0.2 (of the larger GT box side) and mean error on the Panoptic and OneHand10K
    crops, boxes 1.5x the tight GT box (the size of a proposal), single view vs ours.
-3. COCO-WholeBody: body from GT, face / hands / feet from the teachers on the crops proposed
+3. Small COCO hands: body from GT, hands from the teacher on the proposals: hands found,
+   PCK@0.2 (of the GT hand's extent; an unfound hand misses all its points), model runs per
+   hand, for the default teacher (re-crop ROI), the rotation search and a single view.
+4. COCO-WholeBody: body from GT, face / hands / feet from the teachers on the crops proposed
    from the GT body, evaluated per part with the official protocol (labeltool.eval.evaluate,
    the code behind `wbt eval`). The results file is written so `wbt eval` can re-check it.
 
@@ -116,6 +119,63 @@ def hand_table(data_dir: Path) -> list[tuple[str, str]]:
     return rows
 
 
+def _count_runs(teacher) -> list[int]:
+    """Wrap the teacher's models so every image they see is counted: [landmark runs, re-crop runs]."""
+    counts = [0, 0]
+    for k, model in enumerate((teacher.model, teacher.recrop_model)):
+        if model is None:
+            continue
+        run = model.run
+
+        def counted(crops, run=run, k=k):
+            counts[k] += len(crops)
+            return run(crops)
+
+        model.run = counted
+    return counts
+
+
+def coco_hand_table(data_dir: Path) -> list[tuple[str, str]]:
+    """Small COCO hands, body from GT: found count, PCK@0.2 and model runs per hand for each hand teacher."""
+    from labeltool.teachers.hand import HandTeacher
+
+    ds = load_pose_dataset(data_dir / "coco_wholebody" / "test_coco_wholebody.json")
+    parts, images = WHOLEBODY133.parts, ds.image_index()
+    cases = []
+    for i in range(len(ds.ann_ids)):
+        body = ds.keypoints[i : i + 1, parts["body"]]
+        for side in ("left", "right"):
+            gt = ds.keypoints[i, parts[f"{side}hand"]]
+            boxes, ok = hand_boxes_from_body(body, side)
+            if (gt[:, 2] > 0).any() and ok[0]:
+                image = load_rgb(data_dir / "coco_wholebody" / images[int(ds.image_ids[i])]["file_name"])
+                cases.append((image, boxes, side, body, gt))
+    teachers = {"ours (re-crop ROI + refine + consensus)": HandTeacher(),
+                "rotation search + refine (recrop=False)": HandTeacher(recrop=False),
+                "single view": HandTeacher(recrop=False, search=False, refine=False)}  # fmt: skip
+    rows = []
+    sizes = [float(np.ptp(gt[gt[:, 2] > 0, :2], axis=0).max()) for *_, gt in cases]
+    for name, teacher in teachers.items():
+        counts = _count_runs(teacher)
+        hits, found, per_hand = [], 0, []
+        for (image, boxes, side, body, gt), size in zip(cases, sizes):
+            pts = teacher.predict(image, boxes, side, body)[0]
+            ok = gt[:, 2] > 0
+            if (pts[:, 2] > 0).any():
+                found += 1
+                d = np.linalg.norm(pts[ok, :2] - gt[ok, :2], axis=1) <= 0.2 * size
+                per_hand.append(f"{d.mean():.2f}")
+                hits.extend(d)
+            else:
+                hits.extend([False] * int(ok.sum()))
+        teacher.close()
+        runs = f"{counts[0] / len(cases):.1f} landmark + {counts[1] / len(cases):.1f} re-crop runs/hand"
+        rows.append((name, f"found {found}/{len(cases)}  PCK@0.2 {np.mean(hits):.3f}  "
+                           f"(found hands: {' '.join(per_hand)})  {runs}"))  # fmt: skip
+    rows.append(("GT hand extent", f"{min(sizes):.0f}-{max(sizes):.0f} px"))
+    return rows
+
+
 def coco_pseudo_labels(data_dir: Path, out_path: Path) -> tuple[list[tuple[str, str]], Path]:
     """Body from GT, parts from the teachers on proposals; per-part AP with the official protocol."""
     from labeltool.eval import evaluate
@@ -182,7 +242,8 @@ def main() -> None:
         raise SystemExit(f"{args.data}: real labelled data not found (give --data)")
     start = time.perf_counter()
     sections = [("Face NME on 300W (GT box; lower is better)", face_nme_table(args.data)),
-                ("Hand PCK@0.2 (box 1.5x the tight GT box)", hand_table(args.data))]  # fmt: skip
+                ("Hand PCK@0.2 (box 1.5x the tight GT box)", hand_table(args.data)),
+                ("Small COCO hands, body from GT, proposals from the body", coco_hand_table(args.data))]  # fmt: skip
     coco_rows, out = coco_pseudo_labels(args.data, args.out)
     sections.append(("COCO-WholeBody pseudo-labels, body from GT, parts from teachers on proposals", coco_rows))
     for title, rows in sections:

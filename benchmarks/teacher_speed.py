@@ -71,7 +71,9 @@ def main() -> None:
         ("face facemesh, one fit", lambda: FaceMeshTeacher(mirror=False),
          lambda t: t.predict(image, face_box, body)),
         ("face dlib (2 fits)", lambda: make_face_teacher("dlib"), lambda t: t.predict(image, face_box, body)),
-        ("hand ours (search 5-10 views + refine 5 views)", HandTeacher,
+        ("hand ours (re-crop + 5 views + refine 5 views)", HandTeacher,
+         lambda t: t.predict(image, hand_box, "right", body)),
+        ("hand rotation search (recrop=False)", lambda: HandTeacher(recrop=False),
          lambda t: t.predict(image, hand_box, "right", body)),
         ("hand single view", lambda: HandTeacher(recrop=False, search=False, refine=False),
          lambda t: t.predict(image, hand_box, "right", body)),
@@ -89,13 +91,15 @@ def main() -> None:
     width = max(len(r[0]) for r in rows)
     for name, text in rows:
         print(f"  {name:<{width}}  {text}")
-    hand_ratio = ms["hand ours (search 5-10 views + refine 5 views)"] / ms["hand single view"]
+    hand_ratio = ms["hand ours (re-crop + 5 views + refine 5 views)"] / ms["hand single view"]
+    search_ratio = ms["hand rotation search (recrop=False)"] / ms["hand ours (re-crop + 5 views + refine 5 views)"]
     face_ratio = ms["face facemesh (2 fits: as is + mirrored)"] / ms["face facemesh, one fit"]
-    print(f"  ratios in this run: hand multi-view / single view {hand_ratio:.1f}x, face 2 fits / 1 fit {face_ratio:.1f}x")
+    print(f"  ratios in this run: hand multi-view / single view {hand_ratio:.1f}x, rotation search / re-crop "
+          f"{search_ratio:.2f}x, face 2 fits / 1 fit {face_ratio:.1f}x")  # fmt: skip
 
     # Per person over the whole sample: face + 2 hands + feet, as distill runs them.
     face = teachers["face facemesh (2 fits: as is + mirrored)"]
-    hand = teachers["hand ours (search 5-10 views + refine 5 views)"]
+    hand = teachers["hand ours (re-crop + 5 views + refine 5 views)"]
     foot = teachers["foot (pose on the person crop, both feet)"]
     body_teacher = teachers["body (pose on the person crop)"]
     counts = {"face": 0, "hand": 0, "foot": 0}
