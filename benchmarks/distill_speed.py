@@ -13,7 +13,7 @@ Prints:
 - peak RAM at two dataset sizes (should stay flat);
 - the wall time extrapolated to COCO train2017 (~150k persons with keypoints, 57k images) on 16 cores.
 
-    .venv/bin/python benchmarks/distill_speed.py [--data ../shared/realdata] [--repeat 3] [--big 4] [--ray]
+    .venv/bin/python benchmarks/distill_speed.py [--data ../shared/realdata] [--repeat 24] [--big 2] [--ray]
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ def startup_seconds() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "realdata")
-    parser.add_argument("--repeat", type=int, default=3, help="copies of the 4 real images for the speed runs")
-    parser.add_argument("--big", type=int, default=4, help="the memory run's size, in multiples of --repeat")
+    parser.add_argument("--repeat", type=int, default=24, help="copies of the 4 real images for the speed runs")
+    parser.add_argument("--big", type=int, default=2, help="the memory run's size, in multiples of --repeat")
     parser.add_argument("--ray", action="store_true", help="also run the 2-worker case on a local Ray instance")
     args = parser.parse_args()
     if not (args.data / "coco_wholebody").is_dir():

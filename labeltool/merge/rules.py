@@ -73,7 +73,10 @@ class MergeRules:
 
     body_min_conf: float = 0.5  # body teacher point (no annotation)
     face_min_score: float = 0.5  # mean confidence of the face points
-    hand_min_score: float = 0.5  # mean confidence of the hand points
+    # mean confidence of the hand points. The hand teacher's confidence is (agreeing views /
+    # views) x presence, so a small hand that 1-2 of its 5 refine views agree on scores
+    # ~0.2: keep it, with that low confidence as its loss weight and review priority.
+    hand_min_score: float = 0.15
     foot_min_conf: float = 0.2  # per foot point (the estimated small toe carries half the foot's confidence)
     face_min_points: int = 34  # of 68
     hand_min_points: int = 11  # of 21

@@ -149,7 +149,7 @@ def teacher_versions(choice: TeacherChoice, body_from: str) -> dict:
     if choice.face != NONE:
         models[f"face:{choice.face}"] = face[choice.face]
     if choice.hand != NONE:
-        models[f"hand:{choice.hand}"] = f"MediaPipe Hands, multi-view consensus (bundled hand_landmark_full), {mp}"
+        models[f"hand:{choice.hand}"] = f"MediaPipe hand re-crop + hand landmark (bundled hand_recrop, hand_landmark_full) via ai-edge-litert, multi-view consensus, {mp}"
     if choice.foot != NONE:
         models[f"foot:{choice.foot}"] = (
             f"MediaPipe Pose heel / foot_index on foot crops (bundled pose_landmark_full), {mp}"
