@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, read_json, write_json_atomic
+from labeltool.coco import PoseDataset, read_json, tight_box, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import HALPE136, WHOLEBODY133, Layout
 
@@ -220,20 +220,12 @@ class ImportReport:
         return text
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+def _box_iou(a: list[float], b: list[float]) -> float:
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
     inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0
-
-
-def _points_box(points: np.ndarray) -> np.ndarray:
-    lab = points[:, 2] > 0
-    if not lab.any():
-        return np.zeros(4)
-    lo, hi = points[lab, :2].min(axis=0), points[lab, :2].max(axis=0)
-    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
 
 
 def cvat_import(doc: dict, where: str, ref: PoseDataset | None = None) -> tuple[PoseDataset, ImportReport]:
@@ -360,11 +352,11 @@ def assemble_import(
             if p["ref"] is not None or p["wbt_id"] is not None:
                 continue
             best, best_iou = None, 0.5
-            box = _points_box(p["points"])
+            box = tight_box(p["points"])
             for r in by_image.get(p["image_id"], []):
                 if int(r) in used:
                     continue
-                iou = _box_iou(box, _points_box(ref.keypoints[r]))
+                iou = _box_iou(box, tight_box(ref.keypoints[r]))
                 if iou > best_iou:
                     best, best_iou = int(r), iou
             if best is not None:
