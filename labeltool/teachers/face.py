@@ -94,6 +94,43 @@ def agreement_confidence(a: np.ndarray, b: np.ndarray, size: float, scale: float
     return np.exp(-d / max(scale * size, 1e-9))
 
 
+def mirror_fits(image: np.ndarray, center: np.ndarray, crop_side: float, crop_size: int, angle: float,
+                mirror: bool, fit) -> list[np.ndarray]:
+    """68-point fits (68, 2) in image pixels of the crop and, with ``mirror``, of its mirror image.
+
+    ``fit(crop)`` returns the 68 points in crop pixels, or None when it finds no face (that
+    view is left out). A mirrored fit is mapped back and its points re-ordered by ``FACE_FLIP``.
+    """
+    fits = []
+    for flip in (False, True) if mirror else (False,):
+        m = crop_matrix(center, crop_side, crop_size, angle, flip)
+        pts = fit(warp(image, m, crop_size))
+        if pts is None:
+            continue
+        pts = to_image(pts, m)
+        fits.append(pts[FACE_FLIP] if flip else pts)
+    return fits
+
+
+def combine_fits(fits: list[np.ndarray], side: float, mirror: bool) -> np.ndarray:
+    """(68, 3) from :func:`mirror_fits`: the mean of two fits with their agreement as confidence.
+
+    A single fit gets 0.5 when its mirrored view could not confirm it, 1.0 when no mirror was
+    tried; no fit gives all zeros. Confidences are clipped to [1e-3, 1].
+    """
+    out = np.zeros((NUM_FACE, 3))
+    if not fits:
+        return out
+    if len(fits) == 2:
+        out[:, :2] = (fits[0] + fits[1]) / 2.0
+        out[:, 2] = agreement_confidence(fits[0], fits[1], side, AGREEMENT_SCALE)
+    else:
+        out[:, :2] = fits[0]
+        out[:, 2] = 0.5 if mirror else 1.0  # a fit the mirrored view could not confirm
+    out[:, 2] = np.clip(out[:, 2], 1e-3, 1.0)
+    return out
+
+
 class FaceMeshTeacher:
     """MediaPipe FaceMesh -> 68 iBUG points on roll-normalised face crops.
 
@@ -158,26 +195,13 @@ class FaceMeshTeacher:
             out[i] = self._predict_one(image, centers[i], sides[i], angles[i])
         return out
 
+    def _fit_ibug68(self, crop: np.ndarray) -> np.ndarray | None:
+        mesh = self.fit_crop(crop)
+        return None if mesh is None else mesh[self.vertex_map]
+
     def _predict_one(self, image: np.ndarray, center: np.ndarray, side: float, angle: float) -> np.ndarray:
-        fits = []
-        for mirror in (False, True) if self.mirror else (False,):
-            m = crop_matrix(center, side * self.crop_scale, self.crop_size, angle, mirror)
-            mesh = self.fit_crop(warp(image, m, self.crop_size))
-            if mesh is None:
-                continue
-            pts = to_image(mesh[self.vertex_map], m)
-            fits.append(pts[FACE_FLIP] if mirror else pts)
-        out = np.zeros((NUM_FACE, 3))
-        if not fits:
-            return out
-        if len(fits) == 2:
-            out[:, :2] = (fits[0] + fits[1]) / 2.0
-            out[:, 2] = agreement_confidence(fits[0], fits[1], side, AGREEMENT_SCALE)
-        else:
-            out[:, :2] = fits[0]
-            out[:, 2] = 0.5 if self.mirror else 1.0  # a fit the mirrored view could not confirm
-        out[:, 2] = np.clip(out[:, 2], 1e-3, 1.0)
-        return out
+        fits = mirror_fits(image, center, side * self.crop_scale, self.crop_size, angle, self.mirror, self._fit_ibug68)
+        return combine_fits(fits, side, self.mirror)
 
 
 def dlib_model_path() -> Path:
@@ -237,22 +261,16 @@ class DlibFaceTeacher:
         # The crop shows 2x the box; dlib gets the box itself as its face rectangle.
         margin = size // 4
         rect = self._dlib.rectangle(margin, margin, size - margin, size - margin)
+
+        def fit(crop: np.ndarray) -> np.ndarray:
+            return np.array([(p.x, p.y) for p in self._predictor(crop, rect).parts()], dtype=np.float64)
+
         for i in range(len(boxes)):
             if not sides[i] > 1:
                 continue
-            fits = []
-            for mirror in (False, True) if self.mirror else (False,):
-                m = crop_matrix(centers[i], sides[i] * 2.0, size, angles[i], mirror)
-                shape = self._predictor(warp(image, m, size), rect)
-                pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-                pts = to_image(pts, m)
-                fits.append(pts[FACE_FLIP] if mirror else pts)
-            if len(fits) == 2:
-                out[i, :, :2] = (fits[0] + fits[1]) / 2.0
-                out[i, :, 2] = np.clip(agreement_confidence(fits[0], fits[1], sides[i], AGREEMENT_SCALE), 1e-3, 1)
-            else:
-                out[i, :, :2] = fits[0]
-                out[i, :, 2] = 1.0
+            # dlib always fits: one fit only when no mirror was tried (confidence 1).
+            fits = mirror_fits(image, centers[i], sides[i] * 2.0, size, angles[i], self.mirror, fit)
+            out[i] = combine_fits(fits, sides[i], self.mirror)
         return out
 
 
