@@ -87,6 +87,16 @@ def check_boxes(boxes: np.ndarray) -> np.ndarray:
     return boxes
 
 
+def check_body(body: np.ndarray | None, num_boxes: int) -> np.ndarray | None:
+    """COCO-17 keypoints as float (M, 17, 3) for M = ``num_boxes`` boxes, None when not given, or ValueError."""
+    if body is None:
+        return None
+    body = np.asarray(body, dtype=np.float64)
+    if body.shape != (num_boxes, 17, 3):
+        raise ValueError(f"body must be (M, 17, 3) for M = {num_boxes} boxes, got {body.shape}")
+    return body
+
+
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as RGB uint8; a missing or unreadable file is a :class:`UserError`."""
     path = Path(path)

@@ -20,6 +20,7 @@ from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133
 from labeltool.teachers.crops import (
     box_center_side,
+    check_body,
     check_boxes,
     check_image,
     crop_matrix,
@@ -77,11 +78,9 @@ def roll_angle(left_eye: np.ndarray, right_eye: np.ndarray) -> float:
 
 def _roll_angles(boxes: np.ndarray, body: np.ndarray | None) -> np.ndarray:
     angles = np.zeros(len(boxes))
+    body = check_body(body, len(boxes))
     if body is None:
         return angles
-    body = np.asarray(body, dtype=np.float64)
-    if body.shape != (len(boxes), 17, 3):
-        raise ValueError(f"body must be (M, 17, 3) for M = {len(boxes)} boxes, got {body.shape}")
     for i in range(len(boxes)):
         if body[i, _L_EYE, 2] > 0 and body[i, _R_EYE, 2] > 0:
             angles[i] = roll_angle(body[i, _L_EYE, :2], body[i, _R_EYE, :2])

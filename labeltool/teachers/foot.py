@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from labeltool.proposals import L_ANKLE, L_KNEE, R_ANKLE, R_KNEE, person_boxes_from_body
-from labeltool.teachers.crops import check_boxes, check_image
+from labeltool.teachers.crops import check_body, check_boxes, check_image
 from labeltool.teachers.pose import (
     BP_LEFT_ANKLE,
     BP_LEFT_FOOT_INDEX,
@@ -152,10 +152,7 @@ class FootTeacher:
         image = check_image(image)
         boxes = check_boxes(boxes)
         m = len(boxes)
-        if body is not None:
-            body = np.asarray(body, dtype=np.float64)
-            if body.shape != (m, 17, 3):
-                raise ValueError(f"body must be (M, 17, 3) for M = {m} boxes, got {body.shape}")
+        body = check_body(body, m)
         if side is not None and side not in SIDE_SLICES:
             raise ValueError(f"side must be 'left', 'right' or None, got {side!r}")
         person = boxes

@@ -50,6 +50,7 @@ from labeltool.errors import UserError
 from labeltool.teachers.crops import (
     angle_to_point_up,
     box_center_side,
+    check_body,
     check_boxes,
     check_image,
     crop_matrix,
@@ -328,6 +329,7 @@ class HandTeacher:
         boxes = check_boxes(boxes)
         m = len(boxes)
         sides = _side_list(sides, m)
+        body = check_body(body, m)
         base_angles, has_arm = _forearm_angles(body, sides, m)
         wrists = _body_wrists(body, sides, m)
         centers, box_sides = box_center_side(boxes)
@@ -465,7 +467,6 @@ def _body_wrists(body: np.ndarray | None, sides: list[str | None], m: int) -> li
     """Per box: the body's wrist (x, y) on the box's side, or None."""
     if body is None:
         return [None] * m
-    body = np.asarray(body, dtype=np.float64)
     out: list[np.ndarray | None] = []
     for i, side in enumerate(sides):
         w = _ARM[side][1] if side is not None else None
@@ -479,9 +480,6 @@ def _forearm_angles(body: np.ndarray | None, sides: list[str | None], m: int) ->
     has_arm = np.zeros(m, dtype=bool)
     if body is None:
         return angles, has_arm
-    body = np.asarray(body, dtype=np.float64)
-    if body.shape != (m, 17, 3):
-        raise ValueError(f"body must be (M, 17, 3) for M = {m} boxes, got {body.shape}")
     for i, side in enumerate(sides):
         if side is None:
             continue
