@@ -131,11 +131,10 @@ def run_wbt(gt: str, pred: str, repeat: int) -> dict:
 
 def run_xtcocotools(gt: str, pred: str, repeat: int) -> dict:
     from xtcocotools.coco import COCO
-    from xtcocotools.cocoeval import COCOeval
+
+    from labeltool.eval.reference import xtcocotools_passes
 
     rss0 = _rss_mb()
-    sigmas = WHOLEBODY133.sigmas
-    part_idx = {**WHOLEBODY133.parts, "wholebody": np.arange(133)}
     runs = []
     for _ in range(repeat):
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -144,15 +143,8 @@ def run_xtcocotools(gt: str, pred: str, repeat: int) -> dict:
             coco = COCO(gt)
             det = coco.loadRes(pred)
             t1 = _clock()
-            stats = {}
-            for part in PARTS:
-                iou_type = "keypoints_body" if part == "body" else f"keypoints_{part}"
-                ev = COCOeval(coco, det, iou_type, sigmas[part_idx[part]], use_area=True)
-                ev.params.useSegm = None
-                ev.evaluate()
-                ev.accumulate()
-                ev.summarize()
-                stats[part] = np.asarray(ev.stats).tolist()
+            passes = xtcocotools_passes(coco, det, WHOLEBODY133, PARTS)
+            stats = {part: passes[part].tolist() for part in PARTS}
             t2 = _clock()
         runs.append((t0, t1, t2))
     return {**_best(runs), "peak_mb": _rss_mb(), "base_mb": rss0, "stats": stats}

@@ -57,6 +57,25 @@ def xtcocotools_stats(
     as float32 like mmpose; the default float64 matches the official COCO-WholeBody scripts.
     """
     from xtcocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coco = COCO()
+        coco.dataset = copy.deepcopy(gt_doc)
+        coco.createIndex()
+        coco_det = coco.loadRes(copy.deepcopy(results))
+    return xtcocotools_passes(coco, coco_det, layout, parts, sigmas_float32)
+
+
+def xtcocotools_passes(
+    coco,
+    coco_det,
+    layout: Layout,
+    parts: tuple[str, ...] | None = None,
+    sigmas_float32: bool = False,
+) -> dict[str, np.ndarray]:
+    """{part: the ten stats} from one xtcocotools COCOeval pass per part (``use_area=True``) on
+    loaded ``COCO`` ground truth and ``loadRes`` detections (split part keys)."""
     from xtcocotools.cocoeval import COCOeval
 
     part_idx = dict(layout.parts)
@@ -67,10 +86,6 @@ def xtcocotools_stats(
     out = {}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        coco = COCO()
-        coco.dataset = copy.deepcopy(gt_doc)
-        coco.createIndex()
-        coco_det = coco.loadRes(copy.deepcopy(results))
         for part in parts:
             iou_type = "keypoints_body" if part == "body" else f"keypoints_{part}"
             ev = COCOeval(coco, coco_det, iou_type, sigmas[part_idx[part]], use_area=True)
