@@ -429,16 +429,26 @@ def resolve_coco_split(split: str, root: str | os.PathLike | None = None) -> tup
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
     """Write json to a temp file beside ``path`` then rename, so no reader sees half a file."""
+    if orjson is not None:
+        data = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+    else:
+        data = json.dumps(obj).encode()
+    write_bytes_atomic(data, path)
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to a temp file beside ``path`` (parents created), fsync, then rename over ``path``.
+
+    No reader sees half a file and a failed write leaves no temp file; the file gets the
+    normal permissions of the umask.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "wb") as f:
-            if orjson is not None:
-                f.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
-            else:
-                f.write(json.dumps(obj).encode())
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -553,6 +563,7 @@ __all__ = [
     "read_json",
     "write_pose_dataset",
     "write_json_atomic",
+    "write_bytes_atomic",
     "wholebody_document",
     "flat_document",
     "resolve_coco_split",

@@ -12,11 +12,11 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from labeltool.coco import write_bytes_atomic
 from labeltool.eval.evaluator import AREA_RANGES, OKS_THRESHOLDS, RECALL_THRESHOLDS, STAT_NAMES, EvalReport
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -95,18 +95,8 @@ def _csv(reports: list[EvalReport]) -> str:
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write ``text`` to a temp file beside ``path``, then rename (no half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` (UTF-8) through a temp file beside ``path`` and a rename (no half-written file)."""
+    write_bytes_atomic(text.encode("utf-8"), path)
 
 
 def write_pr_curves(reports: list[EvalReport], out_dir: str | os.PathLike) -> list[Path]:
@@ -146,15 +136,12 @@ def write_pr_curves(reports: list[EvalReport], out_dir: str | os.PathLike) -> li
         if ax.lines:
             ax.legend(fontsize=8, loc="lower left")
         path = out_dir / f"pr_{part}.png"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=out_dir)
-        os.close(fd)
+        png = io.BytesIO()
         try:
-            fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
+            fig.savefig(png, format="png")
         finally:
             plt.close(fig)
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_bytes_atomic(png.getvalue(), path)
         written.append(path)
     return written
 

@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from labeltool import __version__
-from labeltool.coco import image_path
+from labeltool.coco import image_path, write_bytes_atomic
 from labeltool.errors import UserError
 from labeltool.merge.assemble import Outputs, assemble, part_summary
 from labeltool.merge.inputs import BODY_FROM_GT, BODY_FROM_IMAGE, DistillInput
@@ -290,7 +290,7 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
             "work_seconds_per_image": round(timing["work_seconds"] / timing["images"], 4) if timing["images"] else None,
         },
     }
-    _write_bytes(out_dir / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    write_bytes_atomic(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n", out_dir / "summary.json")
     return summary
 
 
@@ -304,14 +304,5 @@ def _small_toe_note(config: DistillConfig) -> str:
     return "no offline model predicts the small toe: left_small_toe / right_small_toe are left unlabelled"
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _write_errors(path: Path, errors: list[dict]) -> None:
-    _write_bytes(path, b"".join(orjson.dumps(e) + b"\n" for e in errors))
+    write_bytes_atomic(b"".join(orjson.dumps(e) + b"\n" for e in errors), path)

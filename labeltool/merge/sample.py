@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from labeltool.coco import write_bytes_atomic
+
 
 def _grace_hopper() -> np.ndarray:
     import matplotlib.cbook
@@ -67,7 +69,5 @@ def write_sample_images(dest: str | os.PathLike) -> Path:
         path = dest / name
         if path.is_file() and path.read_bytes() == data.tobytes():
             continue
-        tmp = dest / f".{name}.tmp"
-        tmp.write_bytes(data.tobytes())
-        os.replace(tmp, path)
+        write_bytes_atomic(data.tobytes(), path)
     return dest

@@ -11,8 +11,6 @@ shards were made from; a re-run with another input or other options is refused.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labeltool.coco import read_json, write_json_atomic
+from labeltool.coco import read_json, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.merge.rules import MERGED_PARTS, MergedPersons
 
@@ -152,18 +150,9 @@ def write_shard(shard_dir: Path, index: int, results: list[ImageResult]) -> Path
     meta = {b"wbt_images": json.dumps(images).encode(), b"wbt_timing": json.dumps(timing).encode()}
     table = table.replace_schema_metadata(meta)
     path = shard_path(shard_dir, index)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=shard_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_bytes_atomic(sink.getvalue().to_pybytes(), path)
     return path
 
 

@@ -23,7 +23,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, read_json, write_json_atomic
+from labeltool.coco import PoseDataset, read_json, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import HALPE136, WHOLEBODY133, Layout
 from labeltool.review.cvat import UNKNOWN_VISIBILITY, ImportReport, assemble_import
@@ -145,9 +145,7 @@ def export_labelstudio(
     config_path = out_dir / "labeling_config.xml"
     tasks_path = out_dir / "tasks.json"
     write_json_atomic(labelstudio_tasks(ds, order, confidence, suspicion, image_url), tasks_path)
-    tmp = config_path.with_name(f".{config_path.name}.tmp")
-    tmp.write_text(labelstudio_config(ds.layout))
-    os.replace(tmp, config_path)
+    write_bytes_atomic(labelstudio_config(ds.layout).encode("utf-8"), config_path)
     return [config_path, tasks_path]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from labeltool.coco import PoseDataset, image_path, tight_box
+from labeltool.coco import PoseDataset, image_path, tight_box, write_bytes_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY_BOX_KEYS, Layout
 
@@ -182,9 +182,7 @@ def write_png(rgb: np.ndarray, path: str | os.PathLike) -> None:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError(f"PNG encoding failed for {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(buf.tobytes(), path)
 
 
 def _drawn(ds: PoseDataset, i: int, min_score: float) -> bool:

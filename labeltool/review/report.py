@@ -12,14 +12,13 @@ import base64
 import html
 import io
 import os
-import tempfile
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, image_path
+from labeltool.coco import PoseDataset, image_path, write_bytes_atomic
 from labeltool.errors import UserError
 from labeltool.review.labels import ReviewLabels
 from labeltool.review.queue import QueueEntry, review_queue
@@ -240,16 +239,5 @@ def write_report(
     if not Path(images_dir).is_dir():
         raise UserError(f"{images_dir}: image directory not found")
     page, summary = build_report(labels, images_dir, gt_path, top)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(page.encode("utf-8"), out_path)
     return summary

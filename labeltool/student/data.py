@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from labeltool.coco import image_path, load_pose_dataset, read_json
+from labeltool.coco import image_path, load_pose_dataset, read_json, write_bytes_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import Layout
 
@@ -494,9 +494,7 @@ def build_crop_cache(table: PersonTable, geometry: CropGeometry, cache_dir: str 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    meta_tmp = cache_dir / ".meta.json.tmp"
-    meta_tmp.write_text(json.dumps(_cache_meta(table, geometry)))
-    os.replace(meta_tmp, cache_dir / "meta.json")
+    write_bytes_atomic(json.dumps(_cache_meta(table, geometry)).encode("utf-8"), cache_dir / "meta.json")
     return cache_dir
 
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from labeltool.coco import image_path, load_pose_dataset, read_json, write_json_atomic
+from labeltool.coco import image_path, load_pose_dataset, read_json, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_for
 from labeltool.student.codec import SimCCCodec, flip_simcc
@@ -284,9 +284,7 @@ def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = T
         torch.onnx.export(model, (example,), buffer, input_names=["images"], output_names=["simcc_x", "simcc_y"],
                           dynamic_axes={"images": {0: "batch"}, "simcc_x": {0: "batch"}, "simcc_y": {0: "batch"}},
                           opset_version=opset, dynamo=False)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, out_path)
+    write_bytes_atomic(buffer.getvalue(), out_path)
     if not check:
         return f"wrote {out_path} (not checked)"
     try:

@@ -13,6 +13,7 @@ evaluates with :func:`labeltool.eval.evaluate`; per-part AP goes to ``log.csv`` 
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labeltool.coco import write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import layout_for
 from labeltool.student.augment import AugmentConfig, augment_batch
@@ -480,14 +482,10 @@ class _Validation:
 
 
 def _write_logs(out: Path, history: list[dict], plot: bool = True) -> None:
-    from labeltool.coco import write_json_atomic
-
     write_json_atomic(history, out / "log.json")
     keys = list(dict.fromkeys(k for r in history for k in r))
     lines = [",".join(keys)] + [",".join("" if r.get(k) is None else f"{r[k]:.6g}" for k in keys) for r in history]
-    tmp = out / ".log.csv.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out / "log.csv")
+    write_bytes_atomic(("\n".join(lines) + "\n").encode("utf-8"), out / "log.csv")
     if plot:  # the PNG costs ~0.3 s: redrawn after validations, every 10 epochs and at the end
         plot_curves(history, out / "curves.png")
 
@@ -516,7 +514,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     else:
         ax_ap.text(0.5, 0.5, "no validation yet", ha="center", va="center", transform=ax_ap.transAxes)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
+    write_bytes_atomic(png.getvalue(), path)
