@@ -147,61 +147,63 @@ def _interpreter(path: Path, num_threads: int | None):
     return Interpreter(model_path=str(path), num_threads=num_threads)
 
 
-class HandRecropModel:
+class CropNetwork:
+    """A bundled .tflite network on square RGB uint8 crops (B, S, S, 3), fed as float 0..1.
+
+    The interpreter's batch follows the number of crops (re-allocated when it changes).
+    """
+
+    def __init__(self, path: Path, input_size: int, num_threads: int | None = None):
+        self.input_size = input_size
+        self._interpreter = _interpreter(path, num_threads)
+        self._batch = 0
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._outputs = [d["index"] for d in self._interpreter.get_output_details()]
+
+    def outputs(self, crops: np.ndarray) -> list[np.ndarray]:
+        """The network's output tensors for a batch of crops."""
+        s = self.input_size
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[1:] != (s, s, 3):
+            raise ValueError(f"crops must be (B, {s}, {s}, 3), got {crops.shape}")
+        b = len(crops)
+        if b != self._batch:
+            self._interpreter.resize_tensor_input(self._input, [b, s, s, 3])
+            self._interpreter.allocate_tensors()
+            self._batch = b
+        self._interpreter.set_tensor(self._input, crops.astype(np.float32) / 255.0)
+        self._interpreter.invoke()
+        return [self._interpreter.get_tensor(i) for i in self._outputs]
+
+    def close(self) -> None:
+        self._interpreter = None
+
+
+class HandRecropModel(CropNetwork):
     """MediaPipe Holistic's hand re-crop network run directly: RGB crops (B, 256, 256, 3) uint8 of a
     loose region around a hand in, two points (B, 2, 2) in crop pixels out: the hand ROI's centre and
     a point at half its side from the centre, towards the wrist."""
 
     def __init__(self, num_threads: int | None = None):
-        self._interpreter = _interpreter(recrop_model_path(), num_threads)
-        self._batch = 0
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        super().__init__(recrop_model_path(), RECROP_INPUT_SIZE, num_threads)
 
     def run(self, crops: np.ndarray) -> np.ndarray:
-        crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[1:] != (RECROP_INPUT_SIZE, RECROP_INPUT_SIZE, 3):
-            raise ValueError(f"crops must be (B, {RECROP_INPUT_SIZE}, {RECROP_INPUT_SIZE}, 3), got {crops.shape}")
-        b = len(crops)
-        if b != self._batch:
-            self._interpreter.resize_tensor_input(self._input, [b, RECROP_INPUT_SIZE, RECROP_INPUT_SIZE, 3])
-            self._interpreter.allocate_tensors()
-            self._batch = b
-        self._interpreter.set_tensor(self._input, crops.astype(np.float32) / 255.0)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output).reshape(b, 2, 2).astype(np.float64)
-
-    def close(self) -> None:
-        self._interpreter = None
+        out = self.outputs(crops)
+        return out[0].reshape(len(crops), 2, 2).astype(np.float64)
 
 
-class HandLandmarkModel:
+class HandLandmarkModel(CropNetwork):
     """MediaPipe's hand landmark network run directly: RGB crops (B, 224, 224, 3) uint8 in,
     points (B, 21, 2) in crop pixels, presence (B,) and P(right hand) (B,) out."""
 
     def __init__(self, num_threads: int | None = None):
-        self._interpreter = _interpreter(hand_model_path(), num_threads)
-        self._batch = 0
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._outputs = [d["index"] for d in self._interpreter.get_output_details()]
+        super().__init__(hand_model_path(), INPUT_SIZE, num_threads)
 
     def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-            raise ValueError(f"crops must be (B, {INPUT_SIZE}, {INPUT_SIZE}, 3), got {crops.shape}")
+        out = self.outputs(crops)
         b = len(crops)
-        if b != self._batch:
-            self._interpreter.resize_tensor_input(self._input, [b, INPUT_SIZE, INPUT_SIZE, 3])
-            self._interpreter.allocate_tensors()
-            self._batch = b
-        self._interpreter.set_tensor(self._input, crops.astype(np.float32) / 255.0)
-        self._interpreter.invoke()
-        out = [self._interpreter.get_tensor(i) for i in self._outputs]
         points = out[0].reshape(b, NUM_HAND, 3)[:, :, :2].astype(np.float64)
         return points, out[1].reshape(b).astype(np.float64), out[2].reshape(b).astype(np.float64)
-
-    def close(self) -> None:
-        self._interpreter = None
 
 
 def consensus(
