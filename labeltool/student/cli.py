@@ -5,6 +5,8 @@ torch is imported inside the commands, so ``wbt --help`` stays fast.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from labeltool.errors import UserError
@@ -47,7 +49,8 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--no-amp", is_flag=True, help="No bf16 autocast on CUDA.")
 @click.option("--no-channels-last", is_flag=True)
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
-@click.option("--workers", default=8, show_default=True, help="Data loader processes.")
+@click.option("--workers", default=min(8, os.cpu_count() or 1), show_default="min(8, cores)",
+              help="Data loader processes.")
 @click.option("--cache", type=click.Path(), default="", help="Crop cache directory (uint8 memmap of pre-cropped "
               "persons); build it with --build-cache.")
 @click.option("--build-cache", is_flag=True, help="(Re)build the crop cache in --cache before training.")
