@@ -339,7 +339,17 @@ def sample_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sample_run") / "out"
     result = run_cli("distill", "--sample", "--out", out, "--workers", 1, "--no-progress")
     assert result.returncode == 0, result.stderr
+    (out.parent / "stderr.txt").write_text(result.stderr)
     return out
+
+
+@pytest.mark.slow
+def test_model_library_messages_go_to_the_log_not_the_terminal(sample_run):
+    """TFLite / MediaPipe's native log lines land in teacher_messages.log; stderr keeps only wbt's own lines."""
+    stderr = (sample_run.parent / "stderr.txt").read_text()
+    log = (sample_run / "teacher_messages.log").read_text()
+    assert "XNNPACK" in log or "W0000" in log  # what these libraries print on every run
+    assert "XNNPACK" not in stderr and "W0000" not in stderr, stderr
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ order, so each shard is written as soon as its last image is done.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import time
@@ -28,6 +29,7 @@ from labeltool.merge.work import DistillConfig, Distiller, ImageTask, teacher_ve
 
 SHARD_DIR = "shards"
 OUTPUT_FILES = ("wholebody133.json", "halpe136.json", "labels.parquet", "errors.jsonl", "summary.json")
+NATIVE_LOG = "teacher_messages.log"  # what TFLite / MediaPipe print while the teachers run
 DEFAULT_SHARD_SIZE = 64
 
 
@@ -219,6 +221,8 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
         "wbt_version": __version__,
     }
     check_run(shard_dir, run, overwrite)
+    # The model libraries' own log lines go to a file, not over the progress bar.
+    config = dataclasses.replace(config, native_log=str((out_dir / NATIVE_LOG).resolve()))
     pending = [k for k in range(len(plan.chunks)) if not shard_path(shard_dir, k).exists()]
     pending_images = sum(len(plan.chunks[k]) for k in pending)
     start = time.perf_counter()
