@@ -9,7 +9,7 @@ started locally can be finished on Ray and the reverse). Ray restarts an actor w
 process dies and retries its task; an image's result depends only on the image, so a retry
 gives the same bytes.
 
-Ray is an optional extra (``pip install 'wbt[ray]'``), imported only here.
+Ray is an optional extra (``pip install -e '.[ray]'``), imported only here.
 """
 
 from __future__ import annotations

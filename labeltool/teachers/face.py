@@ -214,7 +214,7 @@ def dlib_model_path() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise UserError(
-            "the dlib face backend needs the optional extra: pip install 'wbt[dlib]' "
+            "the dlib face backend needs the optional extra: pip install -e '.[dlib]' in the wbt checkout "
             "(dlib-bin and face-recognition-models)"
         )
     path = Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
@@ -234,7 +234,7 @@ class DlibFaceTeacher:
         try:
             import dlib
         except ImportError:
-            raise UserError("the dlib face backend needs the optional extra: pip install 'wbt[dlib]'") from None
+            raise UserError("the dlib face backend needs the optional extra: pip install -e '.[dlib]' in the wbt checkout") from None
         self._dlib = dlib
         self._predictor = dlib.shape_predictor(str(dlib_model_path()))
         self.mirror = mirror
