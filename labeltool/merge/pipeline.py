@@ -8,11 +8,12 @@ order, so each shard is written as soon as its last image is done.
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,17 +222,16 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
         "wbt_version": __version__,
     }
     check_run(shard_dir, run, overwrite)
-    # The model libraries' own log lines go to a file, not over the progress bar.
-    config = dataclasses.replace(config, native_log=str((out_dir / NATIVE_LOG).resolve()))
     pending = [k for k in range(len(plan.chunks)) if not shard_path(shard_dir, k).exists()]
     pending_images = sum(len(plan.chunks[k]) for k in pending)
     start = time.perf_counter()
-    bar = Progress(pending_images, progress)
-    try:
-        tasks = (task for k in pending for task in plan.tasks_of(plan.chunks[k]))
-        write_shards(plan, pending, engine(tasks, config, workers), shard_dir, bar)
-    finally:
-        bar.close()
+    with native_stderr_to(out_dir / NATIVE_LOG):
+        bar = Progress(pending_images, progress)
+        try:
+            tasks = (task for k in pending for task in plan.tasks_of(plan.chunks[k]))
+            write_shards(plan, pending, engine(tasks, config, workers), shard_dir, bar)
+        finally:
+            bar.close()
     wall = time.perf_counter() - start
 
     outputs = Outputs(out_dir, wholebody=layout in ("133", "both"), halpe=layout in ("136", "both"))
@@ -296,6 +296,39 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
     }
     write_bytes_atomic(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n", out_dir / "summary.json")
     return summary
+
+
+@contextmanager
+def native_stderr_to(path: Path) -> Iterator[None]:
+    """While labelling, file descriptor 2 goes to ``path``; Python's own stderr stays on the terminal.
+
+    The model libraries (TFLite, MediaPipe's C++ logging) write to fd 2 from their own threads,
+    at any moment; redirecting the descriptor for the whole phase (worker processes inherit it)
+    keeps their lines off the progress bar, where a per-call redirect would race them.
+    """
+    python_stderr = sys.stderr
+    python_stderr.flush()
+    saved = os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    if _writes_to_fd2(python_stderr):  # else (a test runner's capture, a notebook) it is not affected
+        sys.stderr = open(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace")
+    os.dup2(log, 2)
+    os.close(log)
+    try:
+        yield
+    finally:
+        if sys.stderr is not python_stderr:
+            sys.stderr.close()
+            sys.stderr = python_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _writes_to_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _small_toe_note(config: DistillConfig) -> str:

@@ -14,7 +14,6 @@ Ray is an optional extra (``pip install -e '.[ray]'``), imported only here.
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 from collections.abc import Iterable, Iterator
 
@@ -42,9 +41,7 @@ class RayLabeler:
         import cv2
 
         cv2.setNumThreads(1)
-        # Ray already keeps a worker's stderr in its own logs (log_to_driver=False), and the
-        # driver's --out may not exist on this node: no native log file here.
-        self.distiller = Distiller(dataclasses.replace(config, native_log=""))
+        self.distiller = Distiller(config)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = [pickle.dumps(self.distiller.label_image(pickle.loads(t))) for t in batch["task"]]

@@ -9,10 +9,7 @@ writer; the result of an image depends on nothing but the image and the task.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -95,9 +92,6 @@ class DistillConfig:
     teachers: TeacherChoice = field(default_factory=TeacherChoice)
     rules: MergeRules = field(default_factory=MergeRules)
     body_from: str = BODY_FROM_GT
-    # File that receives what the native model libraries (TFLite, MediaPipe's C++ logging)
-    # write to stderr while teachers are built and run; "" leaves it on stderr.
-    native_log: str = ""
 
 
 @dataclass
@@ -175,38 +169,16 @@ class Distiller:
         names = choice.sources()
         self.codes = {part: names.index(f"{part}:{getattr(choice, part)}") for part in ("body", "face", "hand", "foot")}
         self.codes["small_toe"] = names.index(f"foot:{choice.foot}:small_toe_estimated")
-        self._log_fd = os.open(config.native_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if config.native_log else -1
-        with self._native_output():
-            self.face = face_mod.make_face_teacher(choice.face) if choice.face != NONE else None
-            self.hand = hand_mod.HandTeacher(num_threads=1) if choice.hand != NONE else None
-            self.foot = _make_foot_teacher(choice.small_toe == "estimate") if choice.foot != NONE else None
-            self.body = _make_body_teacher() if config.body_from != BODY_FROM_GT else None
+        self.face = face_mod.make_face_teacher(choice.face) if choice.face != NONE else None
+        self.hand = hand_mod.HandTeacher(num_threads=1) if choice.hand != NONE else None
+        self.foot = _make_foot_teacher(choice.small_toe == "estimate") if choice.foot != NONE else None
+        self.body = _make_body_teacher() if config.body_from != BODY_FROM_GT else None
 
     def close(self) -> None:
         """Free the models."""
-        with self._native_output():
-            for teacher in (self.face, self.hand, self.foot, self.body):
-                if teacher is not None:
-                    teacher.close()
-        if self._log_fd >= 0:
-            os.close(self._log_fd)
-            self._log_fd = -1
-
-    @contextmanager
-    def _native_output(self):
-        """While the block runs, file descriptor 2 (where native libraries log) goes to ``config.native_log``."""
-        if self._log_fd < 0:
-            yield
-            return
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(self._log_fd, 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+        for teacher in (self.face, self.hand, self.foot, self.body):
+            if teacher is not None:
+                teacher.close()
 
     def __enter__(self) -> Distiller:
         return self
@@ -237,8 +209,7 @@ class Distiller:
     def _timed(self, result: ImageResult, part: str, fn, *args, **kwargs):
         t = time.perf_counter()
         try:
-            with self._native_output():
-                return fn(*args, **kwargs)
+            return fn(*args, **kwargs)
         finally:
             seconds = time.perf_counter() - t
             result.teacher_seconds += seconds
