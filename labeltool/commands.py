@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 
 from labeltool import files_cli
+from labeltool.distill import cli as distill_cli
 from labeltool.eval import cli as eval_cli
-from labeltool.merge import cli as merge_cli
 from labeltool.review import cli as review_cli
 from labeltool.student import cli as student_cli
 from labeltool.teachers import cli as teachers_cli
 
 COMMANDS: list[click.Command] = [
-    *merge_cli.COMMANDS,
+    *distill_cli.COMMANDS,
     *teachers_cli.COMMANDS,
     *student_cli.COMMANDS,
     *eval_cli.COMMANDS,

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labeltool.coco import PoseDataset, flat_document, wholebody_document
+from labeltool.distill.shards import read_shard, shard_path
 from labeltool.layouts import HALPE136, WHOLEBODY133, WHOLEBODY_BOX_KEYS
 from labeltool.merge.rules import (
     ACCEPTED,
@@ -32,7 +33,6 @@ from labeltool.merge.rules import (
     SOURCE_NONE,
     to_halpe136,
 )
-from labeltool.merge.shards import read_shard, shard_path
 
 FLUSH_PERSONS = 2000  # persons per write batch (and per parquet row group)
 

@@ -1,6 +1,6 @@
 """Read the distill table ``labels.parquet`` (one row per person) into :class:`ReviewLabels`.
 
-Columns written by ``wbt distill`` (labeltool/merge/assemble.py): ann_id, image_id, file_name,
+Columns written by ``wbt distill`` (labeltool/merge/assemble.py, run by labeltool/distill): ann_id, image_id, file_name,
 category_id, iscrowd, bbox (4), area, keypoints (133 x 3 flattened), confidence (133),
 source (133, codes into the schema metadata ``wbt_sources``), ``<part>_valid``, the part
 boxes and ``<part>_status`` for foot, face, lefthand and righthand.

@@ -4,7 +4,7 @@ The images to label become a Ray dataset of pickled :class:`ImageTask` records; 
 actors (one CPU each) builds the teachers once per actor and runs
 :meth:`Distiller.label_image`, exactly the function the local engine runs. Results stream
 back to this process, which writes the shards as they complete, so ``--resume`` and the
-final assembly are the engine-independent code of :mod:`labeltool.merge.pipeline` (a run
+final assembly are the engine-independent code of :mod:`labeltool.distill.pipeline` (a run
 started locally can be finished on Ray and the reverse). Ray restarts an actor whose
 process dies and retries its task; an image's result depends only on the image, so a retry
 gives the same bytes.
@@ -19,9 +19,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from labeltool.distill.shards import ImageResult
+from labeltool.distill.work import DistillConfig, Distiller, ImageTask
 from labeltool.errors import UserError
-from labeltool.merge.shards import ImageResult
-from labeltool.merge.work import DistillConfig, Distiller, ImageTask
 
 
 def import_ray():

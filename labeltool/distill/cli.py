@@ -83,10 +83,10 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
     A killed run started again with the same command resumes from its shards
     (also with another --engine or --workers).
     """
-    from labeltool.merge import inputs
-    from labeltool.merge.pipeline import default_workers, distill, run_local
-    from labeltool.merge.sample import write_sample_images
-    from labeltool.merge.work import DistillConfig, TeacherChoice
+    from labeltool.distill import inputs
+    from labeltool.distill.pipeline import default_workers, distill, run_local
+    from labeltool.distill.sample import write_sample_images
+    from labeltool.distill.work import DistillConfig, TeacherChoice
 
     given = [name for name, on in (("--coco", coco_split), ("--ann", ann), ("--sample", sample)) if on]
     if len(given) > 1:
@@ -123,7 +123,7 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
     config = DistillConfig(teachers=choice, body_from=inp.body_from)
     run_engine = run_local
     if engine == "ray":
-        from labeltool.merge import ray_engine
+        from labeltool.distill import ray_engine
 
         ray_engine.connect(address)  # fail at once, before any work, when Ray is missing or unreachable
         workers = workers or ray_engine.cluster_cpus()

@@ -22,11 +22,11 @@ import orjson
 
 from labeltool import __version__
 from labeltool.coco import image_path, write_bytes_atomic
+from labeltool.distill.inputs import BODY_FROM_GT, BODY_FROM_IMAGE, DistillInput
+from labeltool.distill.shards import ImageResult, RunLock, check_run, chunk, read_shard, shard_path, write_shard
+from labeltool.distill.work import DistillConfig, Distiller, ImageTask, teacher_versions
 from labeltool.errors import UserError
 from labeltool.merge.assemble import Outputs, assemble, part_summary
-from labeltool.merge.inputs import BODY_FROM_GT, BODY_FROM_IMAGE, DistillInput
-from labeltool.merge.shards import ImageResult, RunLock, check_run, chunk, read_shard, shard_path, write_shard
-from labeltool.merge.work import DistillConfig, Distiller, ImageTask, teacher_versions
 
 SHARD_DIR = "shards"
 OUTPUT_FILES = ("wholebody133.json", "halpe136.json", "labels.parquet", "errors.jsonl", "summary.json")

@@ -15,8 +15,9 @@ from importlib import metadata
 
 import numpy as np
 
+from labeltool.distill.inputs import BODY_FROM_GT, BODY_FROM_IMAGE
+from labeltool.distill.shards import ImageResult
 from labeltool.errors import UserError
-from labeltool.merge.inputs import BODY_FROM_GT, BODY_FROM_IMAGE
 from labeltool.merge.rules import (
     FIXED_SOURCES,
     SOURCE_GT,
@@ -26,7 +27,6 @@ from labeltool.merge.rules import (
     body_from_teacher,
     merge_persons,
 )
-from labeltool.merge.shards import ImageResult
 from labeltool.proposals import (
     face_boxes_from_body,
     foot_boxes_from_body,

@@ -7,7 +7,7 @@ Four ways in, one result (:class:`DistillInput`):
 - ``--images DIR --boxes DETS.json``: person boxes, body from the body teacher.
 - ``--images DIR`` alone: the body teacher on each whole image (one person per image).
 - ``--sample``: photos of people shipped with installed packages, written as JPEGs
-  (see :mod:`labeltool.merge.sample`), then as ``--images DIR``.
+  (see :mod:`labeltool.distill.sample`), then as ``--images DIR``.
 
 Every check that can fail on the user's input happens here, at once, as a one-line
 :class:`UserError`; a missing or unreadable single image is only found (and logged) later.

@@ -1,0 +1,13 @@
+"""`wbt distill`: the pipeline that turns body-only people into whole-body pseudo-labels.
+
+- :mod:`labeltool.distill.inputs`: what a run reads (``--coco``, ``--ann``, ``--images [--boxes]``, ``--sample``).
+- :mod:`labeltool.distill.work`: ``Distiller.label_image``, the per-image work every engine runs.
+- :mod:`labeltool.distill.shards`: atomic parquet shards and the run record for resuming.
+- :mod:`labeltool.distill.pipeline`: planning, the local process-pool engine, the summary.
+- :mod:`labeltool.distill.ray_engine`: the same work on Ray Data (optional extra).
+- :mod:`labeltool.distill.sample`: the built-in sample photos.
+- :mod:`labeltool.distill.cli`: the ``wbt distill`` command.
+
+Merging (the rules that turn teacher outputs into one 133-point record, and the assembly of
+the output files) lives in :mod:`labeltool.merge`.
+"""
