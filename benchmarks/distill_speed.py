@@ -98,10 +98,11 @@ def run(ann: Path, images: Path, out: Path, workers: int, engine: str = "local")
 def startup_seconds() -> float:
     """Building the teachers once (what each worker pays at start)."""
     sys.path.insert(0, str(REPO))
+    from labeltool.distill.body import AnnotatedBody
     from labeltool.distill.work import DistillConfig, Distiller
 
     start = time.perf_counter()
-    Distiller(DistillConfig()).close()
+    Distiller(DistillConfig(), AnnotatedBody()).close()
     return time.perf_counter() - start
 
 

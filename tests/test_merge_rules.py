@@ -21,11 +21,12 @@ from labeltool.merge.rules import (
     SOURCE_NONE,
     TOO_FEW_POINTS,
     MergeRules,
-    PartPrediction,
+    PartCandidate,
     body_from_teacher,
     merge_persons,
     to_halpe136,
 )
+from labeltool.teachers.base import HANDEDNESS_CONTRADICTS
 
 FACE, LHAND, RHAND, FOOT = 4, 5, 6, 7  # source codes used in these tests
 PARTS = WHOLEBODY133.parts
@@ -47,22 +48,22 @@ def standing_body() -> np.ndarray:
     return body
 
 
-def face_prediction(conf: float = 0.9, shift=(0.0, 0.0), proposed: bool = True) -> PartPrediction:
+def face_prediction(conf: float = 0.9, shift=(0.0, 0.0), proposed: bool = True) -> PartCandidate:
     pts = np.zeros((1, 68, 3))
     angle = np.linspace(0, 2 * np.pi, 68, endpoint=False)
     pts[0, :, 0] = 320 + 15 * np.cos(angle) + shift[0]
     pts[0, :, 1] = 105 + 18 * np.sin(angle) + shift[1]
     pts[0, :, 2] = conf
-    return PartPrediction(FACE, pts, np.array([proposed]), np.array([[295.0, 80.0, 345.0, 130.0]]))
+    return PartCandidate(FACE, pts, np.array([proposed]), np.array([[295.0, 80.0, 345.0, 130.0]]))
 
 
-def hand_prediction(root, conf: float = 0.8, mismatch: bool = False, source: int = LHAND) -> PartPrediction:
+def hand_prediction(root, conf: float = 0.8, mismatch: bool = False, source: int = LHAND) -> PartCandidate:
     pts = np.zeros((1, 21, 3))
     pts[0, :, 0] = root[0] + np.linspace(0, 12, 21)
     pts[0, :, 1] = root[1] + np.linspace(0, 20, 21)
     pts[0, :, 2] = conf
     box = np.array([[root[0] - 20, root[1] - 10, root[0] + 30, root[1] + 40]])
-    return PartPrediction(source, pts, np.array([True]), box, np.array([mismatch]))
+    return PartCandidate(source, pts, np.array([True]), box, {HANDEDNESS_CONTRADICTS: np.array([mismatch])})
 
 
 def merge(parts, body=None, rules=None):
@@ -155,13 +156,13 @@ def test_both_hands_land_in_their_own_slots():
     assert (out.source[0, PARTS["righthand"]] == RHAND).all()
 
 
-def foot_prediction(body: np.ndarray, conf) -> PartPrediction:
+def foot_prediction(body: np.ndarray, conf) -> PartCandidate:
     """Toes 20 px in front of each ankle, heel 8 px behind (L big, L small, L heel, R big, R small, R heel)."""
     la, ra = body[0, 15, :2], body[0, 16, :2]
     pts = np.zeros((1, 6, 3))
     pts[0, :, :2] = [la + [8, 15], la + [15, 12], la + [-6, 5], ra + [-8, 15], ra + [-15, 12], ra + [6, 5]]
     pts[0, :, 2] = conf
-    return PartPrediction(FOOT, pts, np.array([True]), np.array([[250.0, 400.0, 390.0, 470.0]]))
+    return PartCandidate(FOOT, pts, np.array([True]), np.array([[250.0, 400.0, 390.0, 470.0]]))
 
 
 def test_foot_points_are_accepted_one_by_one():

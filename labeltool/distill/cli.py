@@ -86,7 +86,8 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
     from labeltool.distill import inputs
     from labeltool.distill.pipeline import default_workers, distill, run_local
     from labeltool.distill.sample import write_sample_images
-    from labeltool.distill.work import DistillConfig, TeacherChoice
+    from labeltool.distill.work import DistillConfig
+    from labeltool.teachers.registry import TeacherChoice
 
     given = [name for name, on in (("--coco", coco_split), ("--ann", ann), ("--sample", sample)) if on]
     if len(given) > 1:
@@ -120,7 +121,7 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
         raise UserError(
             "no input: give --coco SPLIT, --ann FILE --images DIR, --images DIR [--boxes DETS.json] or --sample"
         )
-    config = DistillConfig(teachers=choice, body_from=inp.body_from)
+    config = DistillConfig(teachers=choice)
     run_engine = run_local
     if engine == "ray":
         from labeltool.distill import ray_engine

@@ -22,32 +22,24 @@ from pathlib import Path
 import numpy as np
 
 from labeltool.coco import PoseDataset, load_pose_dataset, read_json, resolve_coco_split
+from labeltool.distill.body import AnnotatedBody, BodySource, DetectedBody, WholeImageBody
 from labeltool.errors import UserError
 from labeltool.layouts import COCO17, WHOLEBODY_BOX_KEYS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
-BODY_FROM_GT = "gt"  # annotation body keypoints
-BODY_FROM_BOXES = "boxes"  # body teacher on given person boxes
-BODY_FROM_IMAGE = "image"  # body teacher on the whole image (one person)
-
-
 @dataclass
 class DistillInput:
-    """Persons to label (COCO-17 body; zeros when the body teacher provides it) and their images."""
+    """Persons to label (COCO-17 body; zeros when the body teacher provides it), their images, their body source."""
 
     dataset: PoseDataset
     images_dir: Path
-    body_from: str
+    body: BodySource  # where the body points come from (annotations, or the body teacher on boxes / images)
     identity: dict  # what makes two runs the same input (paths, sizes, times): checked on resume
 
     def persons_to_label(self) -> np.ndarray:
-        """(N,) bool: persons the teachers run on (not crowd; body keypoints present when from GT)."""
-        ds = self.dataset
-        ok = ds.iscrowd == 0
-        if self.body_from == BODY_FROM_GT:
-            ok &= (ds.keypoints[:, :, 2] > 0).any(axis=1)
-        return ok
+        """(N,) bool: persons the teachers run on."""
+        return self.body.persons_to_label(self.dataset)
 
 
 def _file_identity(path: Path) -> dict:
@@ -89,7 +81,7 @@ def from_annotations(ann_path: str | os.PathLike, images_dir: str | os.PathLike)
     )
     _check_references(body_only, ann_path)
     identity = {"mode": "annotations", "ann": _file_identity(ann_path), "images": str(images_dir.resolve())}
-    return DistillInput(body_only, images_dir, BODY_FROM_GT, identity)
+    return DistillInput(body_only, images_dir, AnnotatedBody(), identity)
 
 
 def from_coco(split: str, root: str | os.PathLike | None) -> DistillInput:
@@ -154,7 +146,7 @@ def from_images(images_dir: str | os.PathLike) -> DistillInput:
     images_dir = _check_images_dir(images_dir)
     images = list_images(images_dir)
     identity = {"mode": "images", "images": str(images_dir.resolve()), "files": [im["file_name"] for im in images]}
-    return DistillInput(_empty_dataset(images, str(images_dir)), images_dir, BODY_FROM_IMAGE, identity)
+    return DistillInput(_empty_dataset(images, str(images_dir)), images_dir, WholeImageBody(), identity)
 
 
 def from_boxes(images_dir: str | os.PathLike, boxes_path: str | os.PathLike, min_score: float) -> DistillInput:
@@ -221,4 +213,4 @@ def from_boxes(images_dir: str | os.PathLike, boxes_path: str | os.PathLike, min
         "images": str(images_dir.resolve()),
         "min_score": min_score,
     }
-    return DistillInput(ds, images_dir, BODY_FROM_BOXES, identity)
+    return DistillInput(ds, images_dir, DetectedBody(), identity)

@@ -8,43 +8,35 @@ order, so each shard is written as soon as its last image is done.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import orjson
 
 from labeltool import __version__
-from labeltool.coco import image_path, write_bytes_atomic
-from labeltool.distill.inputs import BODY_FROM_GT, BODY_FROM_IMAGE, DistillInput
-from labeltool.distill.shards import ImageResult, RunLock, check_run, chunk, read_shard, shard_path, write_shard
-from labeltool.distill.work import DistillConfig, Distiller, ImageTask, teacher_versions
+from labeltool.coco import write_bytes_atomic
+from labeltool.distill.body import BodySource, ImageTask
+from labeltool.distill.inputs import DistillInput
+from labeltool.distill.plan import Plan, make_plan
+from labeltool.distill.shards import ImageResult, RunLock, check_run, read_shard, shard_path, write_shard
+from labeltool.distill.work import DistillConfig, Distiller
 from labeltool.errors import UserError
 from labeltool.merge.assemble import Outputs, assemble, part_summary
+from labeltool.teachers.base import Teacher
 
 SHARD_DIR = "shards"
 OUTPUT_FILES = ("wholebody133.json", "halpe136.json", "labels.parquet", "errors.jsonl", "summary.json")
 NATIVE_LOG = "teacher_messages.log"  # what TFLite / MediaPipe print while the teachers run
 DEFAULT_SHARD_SIZE = 64
 
-
-@dataclass
-class Plan:
-    """The images to label (sorted ids) cut into shards, and the images the output keeps."""
-
-    chunks: list[list[int]]
-    keep_image_ids: set[int]
-    tasks_of: Callable[[list[int]], Iterator[ImageTask]]
-
-    @property
-    def num_images(self) -> int:
-        return sum(len(c) for c in self.chunks)
+# An engine runs the per-image work: (tasks, config, body source, workers) -> results, in any order.
+Engine = Callable[[Iterable[ImageTask], DistillConfig, BodySource, int], Iterator[ImageResult]]
 
 
 def default_workers() -> int:
@@ -54,64 +46,44 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def make_plan(inp: DistillInput, limit: int | None, shard_size: int) -> Plan:
-    """Images with persons to label (every image without annotations), sorted by id, first ``limit``."""
-    ds = inp.dataset
-    if inp.body_from == BODY_FROM_IMAGE:
-        work_ids = sorted(int(im["id"]) for im in ds.images)
-    else:
-        work_ids = sorted(set(ds.image_ids[inp.persons_to_label()].tolist()))
-    if limit is not None:
-        work_ids = work_ids[:limit]
-        keep = set(work_ids)
-    else:
-        keep = {int(im["id"]) for im in ds.images}
-    index = ds.image_index()
-    persons = ds.persons_by_image()
-    to_label = inp.persons_to_label()
-
-    def tasks_of(image_ids: list[int]) -> Iterator[ImageTask]:
-        for image_id in image_ids:
-            path = str(image_path(inp.images_dir, index[image_id]))
-            if inp.body_from == BODY_FROM_IMAGE:
-                yield ImageTask(
-                    image_id, path, np.array([image_id]), np.zeros((1, 17, 3)), np.zeros((1, 4)), np.zeros(1)
-                )
-                continue
-            sel = persons.get(image_id, np.zeros(0, dtype=np.int64))
-            sel = sel[to_label[sel]]
-            yield ImageTask(image_id, path, ds.ann_ids[sel], ds.keypoints[sel], ds.bboxes[sel], ds.areas[sel])
-
-    return Plan(chunk(work_ids, shard_size), keep, tasks_of)
-
-
 # ------------------------------------------------------------------ local engine
 
 _WORKER: Distiller | None = None
 
 
-def _init_worker(config: DistillConfig) -> None:
+def _init_worker(config: DistillConfig, body: BodySource) -> None:
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import cv2
 
     cv2.setNumThreads(1)
-    _WORKER = Distiller(config)
+    _WORKER = Distiller(config, body)
 
 
 def _work(task: ImageTask) -> ImageResult:
     return _WORKER.label_image(task)
 
 
-def run_local(tasks: Iterable[ImageTask], config: DistillConfig, workers: int) -> Iterator[ImageResult]:
-    """Results of ``tasks`` in order: in this process for one worker, else a spawn pool (teachers built once per worker)."""
-    if workers <= 1:
-        with Distiller(config) as distiller:
+def run_local(
+    tasks: Iterable[ImageTask],
+    config: DistillConfig,
+    body: BodySource,
+    workers: int,
+    teachers: Sequence[Teacher] | None = None,
+) -> Iterator[ImageResult]:
+    """Results of ``tasks`` in order: in this process for one worker, else a spawn pool (teachers built once per worker).
+
+    ``teachers``: built teachers to run in this process (one worker only).
+    """
+    if workers <= 1 or teachers is not None:
+        if workers > 1:
+            raise ValueError("built teachers run in this process: workers must be 1")
+        with Distiller(config, body, teachers) as distiller:
             for task in tasks:
                 yield distiller.label_image(task)
         return
     ctx = mp.get_context("spawn")
-    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(config,))
+    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(config, body))
     try:
         yield from pool.imap(_work, tasks, chunksize=1)
         pool.close()
@@ -186,15 +158,22 @@ def distill(
     layout: str = "both",
     overwrite: bool = False,
     progress: bool = True,
-    engine: Callable[[Iterable[ImageTask], DistillConfig, int], Iterator[ImageResult]] = run_local,
+    engine: Engine = run_local,
+    teachers: Sequence[Teacher] | None = None,
 ) -> dict:
-    """Label ``inp`` into ``out_dir``; resumes from the shards a previous run left. Returns the summary."""
+    """Label ``inp`` into ``out_dir``; resumes from the shards a previous run left. Returns the summary.
+
+    ``teachers``: already built teachers (named by ``config.teachers``) to run in this
+    process with the local engine and one worker; by default each worker builds its own.
+    """
     if limit is not None and limit < 1:
         raise UserError(f"--limit {limit}: must be at least 1")
     if shard_size < 1:
         raise UserError(f"--shard-size {shard_size}: must be at least 1")
-    if config.body_from != inp.body_from:
-        raise ValueError("config.body_from must match the input")
+    if teachers is not None:
+        if workers != 1 or engine is not run_local:
+            raise ValueError("built teachers run in this process: the local engine with workers=1")
+        engine = functools.partial(run_local, teachers=teachers)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: --out exists and is not a directory")
@@ -229,7 +208,7 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
         bar = Progress(pending_images, progress)
         try:
             tasks = (task for k in pending for task in plan.tasks_of(plan.chunks[k]))
-            write_shards(plan, pending, engine(tasks, config, workers), shard_dir, bar)
+            write_shards(plan, pending, engine(tasks, config, inp.body, workers), shard_dir, bar)
         finally:
             bar.close()
     wall = time.perf_counter() - start
@@ -269,8 +248,8 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
         "parts": part_summary(counts),
         "points_by_source": {sources[k]: v for k, v in sorted(counts.sources.items())},
         "sources": sources,
-        "models": teacher_versions(config.teachers, inp.body_from),
-        "body_from": "input annotations (never altered)" if inp.body_from == BODY_FROM_GT else "body teacher",
+        "models": config.teachers.describe(body=inp.body.needs_teacher),
+        "body_from": inp.body.description,
         "small_toe": _small_toe_note(config),
         "halpe_head": "no offline teacher predicts the top of the head: Halpe 'head' stays unlabelled",
         "rules": config.rules.as_dict(),
@@ -332,11 +311,11 @@ def _writes_to_fd2(stream) -> bool:
 
 
 def _small_toe_note(config: DistillConfig) -> str:
-    t = config.teachers
-    if t.foot != "none" and t.small_toe == "estimate":
+    foot = config.teachers.spec("foot")
+    if foot.backend != "none" and config.teachers.small_toe == "estimate":
         return (
             "no offline model predicts the small toe: it is ESTIMATED from the foot's 3D pose and foot proportions "
-            f"(source 'foot:{t.foot}:small_toe_estimated', half the foot's confidence)"
+            f"(source '{foot.source}:small_toe_estimated', half the foot's confidence)"
         )
     return "no offline model predicts the small toe: left_small_toe / right_small_toe are left unlabelled"
 

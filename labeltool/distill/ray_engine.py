@@ -19,8 +19,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.shards import ImageResult
-from labeltool.distill.work import DistillConfig, Distiller, ImageTask
+from labeltool.distill.work import DistillConfig, Distiller
 from labeltool.errors import UserError
 
 
@@ -37,11 +38,11 @@ def import_ray():
 class RayLabeler:
     """A Ray Data actor: teachers built once in ``__init__``, one batch of pickled tasks per call."""
 
-    def __init__(self, config: DistillConfig):
+    def __init__(self, config: DistillConfig, body: BodySource):
         import cv2
 
         cv2.setNumThreads(1)
-        self.distiller = Distiller(config)
+        self.distiller = Distiller(config, body)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = [pickle.dumps(self.distiller.label_image(pickle.loads(t))) for t in batch["task"]]
@@ -85,7 +86,7 @@ def cluster_cpus() -> int:
 
 
 def run_ray(
-    tasks: Iterable[ImageTask], config: DistillConfig, workers: int, address: str | None = None
+    tasks: Iterable[ImageTask], config: DistillConfig, body: BodySource, workers: int, address: str | None = None
 ) -> Iterator[ImageResult]:
     """Results of ``tasks`` (in completion order) from ``workers`` Ray actors; the engine argument of distill()."""
     ray = import_ray()
@@ -100,7 +101,7 @@ def run_ray(
     # restarted and its image retried.
     labelled = ds.map_batches(
         RayLabeler,
-        fn_constructor_args=(config,),
+        fn_constructor_args=(config, body),
         batch_size=1,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from labeltool.layouts import HALPE136, WHOLEBODY133, halpe136_to_coco133_index
+from labeltool.teachers.base import HANDEDNESS_CONTRADICTS
 
 TEACHER_VISIBILITY = 2.0  # visibility written for an accepted teacher point (COCO: labelled)
 
@@ -89,21 +90,34 @@ class MergeRules:
 
 
 @dataclass
-class PartPrediction:
-    """One teacher's output for one part of every person of an image.
+class PartCandidate:
+    """One teacher's points for one part of every person of an image, and the proposal they came from.
 
     ``source``: the source code of every point, or (K,) codes when points differ (the
     estimated small toe); ``points`` (P, K, 3): x, y in image pixels and confidence (0 = no prediction);
     ``proposed`` (P,): whether a crop was proposed (and the teacher run) for the person;
-    ``boxes`` (P, 4): the proposal boxes [x0, y0, x1, y1]; ``mismatch`` (P,): hands only,
-    the model's handedness contradicts the body side.
+    ``boxes`` (P, 4): the proposal boxes [x0, y0, x1, y1]; ``flags``: the teacher's per-person
+    flags (:class:`labeltool.teachers.base.PartPrediction`), e.g. ``handedness_contradicts``.
     """
 
     source: int | np.ndarray
     points: np.ndarray
     proposed: np.ndarray
     boxes: np.ndarray
-    mismatch: np.ndarray | None = None
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def combine_candidates(candidates: list[PartCandidate]) -> PartCandidate:
+    """The one candidate the rules judge for a part, from every teacher that filled it.
+
+    Extension point for ensembles: today a run has one teacher per part
+    (:meth:`labeltool.teachers.registry.TeacherChoice.check` refuses more), so this returns
+    it. Combining several (per-point confidence-weighted fusion, or picking the teacher the
+    rules accept) goes here; the rest of the merge is unchanged by it.
+    """
+    if len(candidates) != 1:
+        raise NotImplementedError(f"{len(candidates)} teachers for one part: combining teachers is not implemented")
+    return candidates[0]
 
 
 @dataclass
@@ -148,13 +162,13 @@ def merge_persons(
     body: np.ndarray,
     body_conf: np.ndarray,
     body_source: np.ndarray,
-    parts: dict[str, PartPrediction],
+    parts: dict[str, PartCandidate],
     image_size: tuple[int, int],
     rules: MergeRules,
 ) -> MergedPersons:
     """Merge body keypoints (P, 17, 3) with the part predictions of an image of ``image_size`` (height, width).
 
-    ``parts`` maps 'foot', 'face', 'lefthand', 'righthand' to a :class:`PartPrediction`;
+    ``parts`` maps 'foot', 'face', 'lefthand', 'righthand' to a :class:`PartCandidate`;
     a missing key leaves that part unlabelled (status ``not_run``).
     """
     body = np.asarray(body, dtype=np.float64)
@@ -195,7 +209,7 @@ def _inside(points: np.ndarray, width: int, height: int) -> np.ndarray:
     return (x >= 0) & (y >= 0) & (x <= width - 1) & (y <= height - 1)
 
 
-def _common(pred: PartPrediction, p: int, min_score: float) -> tuple[str | None, np.ndarray]:
+def _common(pred: PartCandidate, p: int, min_score: float) -> tuple[str | None, np.ndarray]:
     """Status when the part fails the shared checks (proposal, detection, confidence), else None."""
     conf = pred.points[p, :, 2]
     predicted = conf > 0
@@ -208,7 +222,7 @@ def _common(pred: PartPrediction, p: int, min_score: float) -> tuple[str | None,
     return None, predicted
 
 
-def _face(pred: PartPrediction, p: int, rules: MergeRules) -> tuple[str, np.ndarray | None]:
+def _face(pred: PartCandidate, p: int, rules: MergeRules) -> tuple[str, np.ndarray | None]:
     status, predicted = _common(pred, p, rules.face_min_score)
     if status is not None:
         return status, None
@@ -220,12 +234,13 @@ def _face(pred: PartPrediction, p: int, rules: MergeRules) -> tuple[str, np.ndar
 
 
 def _hand(
-    body: np.ndarray, pred: PartPrediction, p: int, part: str, rules: MergeRules
+    body: np.ndarray, pred: PartCandidate, p: int, part: str, rules: MergeRules
 ) -> tuple[str, np.ndarray | None]:
     status, predicted = _common(pred, p, rules.hand_min_score)
     if status is not None:
         return status, None
-    if rules.reject_handedness_mismatch and pred.mismatch is not None and pred.mismatch[p]:
+    contradicts = pred.flags.get(HANDEDNESS_CONTRADICTS)
+    if rules.reject_handedness_mismatch and contradicts is not None and contradicts[p]:
         return HANDEDNESS_MISMATCH, None
     wrist = body[WRIST[part]]
     pts = pred.points[p]
@@ -237,7 +252,7 @@ def _hand(
     return ACCEPTED, predicted.copy()
 
 
-def _foot(body: np.ndarray, pred: PartPrediction, p: int, rules: MergeRules) -> tuple[str, np.ndarray | None]:
+def _foot(body: np.ndarray, pred: PartCandidate, p: int, rules: MergeRules) -> tuple[str, np.ndarray | None]:
     if not pred.proposed[p]:
         return NO_PROPOSAL, None
     conf = pred.points[p, :, 2]

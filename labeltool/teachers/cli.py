@@ -9,9 +9,11 @@ import click
 import numpy as np
 
 from labeltool.errors import UserError
+from labeltool.teachers.base import CROP_HAND, Teacher
+from labeltool.teachers.registry import DEFAULT_BACKENDS, NONE, backends_of, build_teacher, lookup_spec
+from labeltool.teachers.registry import parts as registered_parts
 
-PARTS = ("face", "hand", "foot", "body")
-NUM_POINTS = {"face": 68, "hand": 21, "foot": 6, "body": 17}
+PARTS = tuple(registered_parts())  # the parts with a registered teacher
 
 
 @dataclass
@@ -99,6 +101,11 @@ def _find_image(images_dir: Path, image_id: int, file_name: str | None, boxes_pa
     )
 
 
+def _backend_and_arg(text: str) -> tuple[str, str | None]:
+    name, colon, arg = text.partition(":")
+    return name, (arg if colon else None)
+
+
 def scale_boxes(boxes: np.ndarray, factor: float) -> np.ndarray:
     """Grow [x0, y0, x1, y1] boxes about their centres by ``factor``."""
     center = (boxes[:, :2] + boxes[:, 2:]) / 2.0
@@ -106,52 +113,15 @@ def scale_boxes(boxes: np.ndarray, factor: float) -> np.ndarray:
     return np.concatenate([center - half, center + half], axis=1)
 
 
-def make_teacher(part: str, backend: str):
-    """The teacher for ``part`` (face backend: facemesh / dlib / fan)."""
-    if part == "face":
-        from labeltool.teachers.face import make_face_teacher
-
-        return make_face_teacher(backend)
-    if backend != "facemesh":
-        raise UserError(f"--backend {backend} applies to --part face only")
-    if part == "hand":
-        from labeltool.teachers.hand import HandTeacher
-
-        return HandTeacher()
-    if part == "foot":
-        from labeltool.teachers.foot import FootTeacher
-
-        return FootTeacher()
-    from labeltool.teachers.body import BodyTeacher
-
-    return BodyTeacher()
-
-
-def run_teacher(part: str, teacher, image: np.ndarray, entries: list[BoxEntry], box_scale: float) -> list[dict]:
-    """Predict ``part`` for the entries of one image; one result dict per entry."""
+def run_teacher(teacher: Teacher, image: np.ndarray, entries: list[BoxEntry], box_scale: float) -> list[dict]:
+    """Predict on the entries of one image; one result dict per entry."""
     boxes = scale_boxes(np.stack([e.box for e in entries]), box_scale)
     have_body = all(e.body is not None for e in entries)
     body = np.stack([e.body for e in entries]) if have_body else None
-    extra: list[dict] = [{} for _ in entries]
-    if part == "face":
-        pts = teacher.predict(image, boxes, body)
-    elif part == "hand":
-        res = teacher.predict_hands(image, boxes, [e.side for e in entries], body)
-        pts = res.keypoints
-        for i in range(len(entries)):
-            rp = res.right_prob[i]
-            extra[i] = {
-                "side": entries[i].side,
-                "right_prob": None if np.isnan(rp) else round(float(rp), 4),
-                "handedness_contradicts": bool(res.contradicts[i]),
-            }
-    elif part == "foot":
-        pts = teacher.predict(image, boxes, None, body)
-    else:
-        pts = teacher.predict(image, boxes)
+    pred = teacher.predict(image, boxes, body, [e.side for e in entries])
     results = []
     for i, e in enumerate(entries):
-        p = pts[i]
+        p = pred.points[i]
         conf = p[:, 2]
         found = conf > 0
         box = e.box
@@ -164,7 +134,12 @@ def run_teacher(part: str, teacher, image: np.ndarray, entries: list[BoxEntry], 
         }
         if e.source_id is not None:
             r["source_id"] = e.source_id
-        r.update(extra[i])
+        if teacher.crop == CROP_HAND:
+            r["side"] = e.side
+        for name, values in pred.values.items():
+            r[name] = None if np.isnan(values[i]) else round(float(values[i]), 4)
+        for name, flags in pred.flags.items():
+            r[name] = bool(flags[i])
         results.append(r)
     return results
 
@@ -180,8 +155,8 @@ def run_teacher(part: str, teacher, image: np.ndarray, entries: list[BoxEntry], 
     help="COCO-style json: a dataset (images + annotations) or a list of {image_id, bbox[, side, file_name]}.",
 )
 @click.option("--out", "out_path", type=click.Path(), required=True, help="Output json (COCO keypoint results).")
-@click.option("--backend", type=click.Choice(("facemesh", "dlib", "fan")), default="facemesh", show_default=True,
-              help="Face model.")  # fmt: skip
+@click.option("--backend", metavar="BACKEND[:ARG]",
+              help="The part's teacher backend (default: the part's default; face: facemesh, dlib or fan).")  # fmt: skip
 @click.option("--side", type=click.Choice(("left", "right")), default=None,
               help="Hands: the person's side of every box (a box's own 'side' field wins).")  # fmt: skip
 @click.option("--box-scale", type=float, default=1.0, show_default=True,
@@ -209,6 +184,12 @@ def teach_command(part, images_dir, boxes_path, out_path, backend, side, box_sca
         raise UserError(f"{images_dir}: image directory not found")
     if not box_scale > 0:
         raise UserError(f"--box-scale must be positive, got {box_scale}")
+    backend = backend or DEFAULT_BACKENDS.get(part)
+    if backend is None:
+        raise UserError(f"--part {part} needs --backend (choose from {', '.join(backends_of(part))})")
+    spec = lookup_spec(part, *_backend_and_arg(backend), option="--backend")
+    if spec.backend == NONE:
+        raise UserError("--backend none: give the teacher to run")
     files, entries = read_boxes(Path(boxes_path), images_dir)
     for e in entries:
         if e.side is None:
@@ -217,11 +198,11 @@ def teach_command(part, images_dir, boxes_path, out_path, backend, side, box_sca
     for i, e in enumerate(entries):
         by_image.setdefault(e.image_id, []).append(i)
     results: list[dict | None] = [None] * len(entries)
-    teacher = make_teacher(part, backend)
+    teacher = build_teacher(spec)
     try:
         for image_id, idx in by_image.items():
             image = load_rgb(files[image_id])
-            for i, r in zip(idx, run_teacher(part, teacher, image, [entries[i] for i in idx], box_scale)):
+            for i, r in zip(idx, run_teacher(teacher, image, [entries[i] for i in idx], box_scale)):
                 results[i] = r
     finally:
         teacher.close()

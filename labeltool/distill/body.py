@@ -1,0 +1,145 @@
+"""Where each person's body keypoints come from: one :class:`BodySource` per kind of input.
+
+The input reader (:mod:`labeltool.distill.inputs`) picks the source; the plan asks it which
+persons and images to label and what each :class:`ImageTask` holds, and the per-image work
+asks it for the body points and the output boxes. Nothing else branches on the input kind.
+
+- :class:`AnnotatedBody` (``--coco``, ``--ann``): the annotation's 17 body points, never altered.
+- :class:`DetectedBody` (``--images --boxes``): the body teacher on each given person box.
+- :class:`WholeImageBody` (``--images``, ``--sample``): the body teacher on the whole image,
+  one person per image; its box is the labelled points' extent.
+
+A new input kind whose body comes another way (a body model's results file, say) is one more
+class here with these five methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labeltool.coco import PoseDataset
+from labeltool.merge.rules import SOURCE_GT, MergedPersons, MergeRules, body_from_teacher
+from labeltool.proposals import xywh_to_xyxy
+from labeltool.teachers.base import Teacher
+
+PERSON_BOX_MARGIN = 0.1  # whole-image mode: person bbox = labelled points' extent grown by this share per side
+
+
+@dataclass
+class ImageTask:
+    """One image to label and its persons (body from the input; zeros when the body teacher gives it)."""
+
+    image_id: int
+    path: str
+    ann_ids: np.ndarray  # (P,)
+    body: np.ndarray  # (P, 17, 3)
+    bboxes: np.ndarray  # (P, 4) x y w h
+    areas: np.ndarray  # (P,)
+
+
+BodyPoints = tuple[np.ndarray, np.ndarray, np.ndarray]  # keypoints (P, 17, 3), confidence (P, 17), source codes (P, 17)
+
+
+class BodySource:
+    """Base: persons from the input's annotations; subclasses say where the body points come from."""
+
+    description: str = ""  # summary.json 'body_from'
+    needs_teacher: bool = False  # the run builds the body teacher
+
+    def persons_to_label(self, ds: PoseDataset) -> np.ndarray:
+        """(N,) bool: persons the teachers run on (never crowd regions)."""
+        return ds.iscrowd == 0
+
+    def image_ids_to_label(self, ds: PoseDataset) -> list[int]:
+        """Sorted ids of the images with persons to label."""
+        return sorted(set(ds.image_ids[self.persons_to_label(ds)].tolist()))
+
+    def task(self, ds: PoseDataset, image_id: int, path: str, persons: np.ndarray) -> ImageTask:
+        """The task of one image; ``persons``: indices into ``ds`` of its persons to label."""
+        sel = persons
+        return ImageTask(image_id, path, ds.ann_ids[sel], ds.keypoints[sel], ds.bboxes[sel], ds.areas[sel])
+
+    def body(self, image: np.ndarray, task: ImageTask, teacher: Teacher | None, code: int, rules: MergeRules) -> BodyPoints | None:
+        """The body points of ``task``'s persons (``code``: the body teacher's source code); None: nobody to label."""
+        raise NotImplementedError
+
+    def person_boxes(self, task: ImageTask, labels: MergedPersons, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """Output bbox (P, 4) x y w h and area (P,) of the labelled persons: the input's."""
+        return np.asarray(task.bboxes, dtype=np.float64).reshape(-1, 4), np.asarray(task.areas, dtype=np.float64)
+
+
+class AnnotatedBody(BodySource):
+    """Body points from the input annotations (source ``gt``), never altered."""
+
+    description = "input annotations (never altered)"
+
+    def persons_to_label(self, ds: PoseDataset) -> np.ndarray:
+        """Not crowd, and at least one body point labelled."""
+        return (ds.iscrowd == 0) & (ds.keypoints[:, :, 2] > 0).any(axis=1)
+
+    def body(self, image, task, teacher, code, rules) -> BodyPoints:
+        body = np.asarray(task.body, dtype=np.float64)
+        return body, np.where(body[:, :, 2] > 0, 1.0, 0.0), np.full(body.shape[:2], SOURCE_GT, dtype=np.int8)
+
+
+class DetectedBody(BodySource):
+    """Body points from the body teacher on the input's person boxes."""
+
+    description = "body teacher"
+    needs_teacher = True
+
+    def body(self, image, task, teacher, code, rules) -> BodyPoints:
+        raw = teacher.predict(image, xywh_to_xyxy(task.bboxes)).points
+        return body_from_teacher(raw, code, image.shape[:2], rules)
+
+
+class WholeImageBody(BodySource):
+    """One person per image: the body teacher on the whole image; the person box follows from the labels."""
+
+    description = "body teacher"
+    needs_teacher = True
+
+    def image_ids_to_label(self, ds: PoseDataset) -> list[int]:
+        """Every image (there are no annotations)."""
+        return sorted(int(im["id"]) for im in ds.images)
+
+    def task(self, ds: PoseDataset, image_id: int, path: str, persons: np.ndarray) -> ImageTask:
+        """One person whose id is the image's; body and box still unknown."""
+        return ImageTask(image_id, path, np.array([image_id]), np.zeros((1, 17, 3)), np.zeros((1, 4)), np.zeros(1))
+
+    def body(self, image, task, teacher, code, rules) -> BodyPoints | None:
+        height, width = image.shape[:2]
+        raw = teacher.predict(image, whole_image_box(width, height)).points
+        body, conf, src = body_from_teacher(raw, code, (height, width), rules)
+        if (body[0, :, 2] > 0).sum() < 2:
+            return None  # no person found: nothing to label
+        return body, conf, src
+
+    def person_boxes(self, task, labels, width, height) -> tuple[np.ndarray, np.ndarray]:
+        bboxes = person_box(labels.keypoints[0], PERSON_BOX_MARGIN, width, height)[None]
+        return bboxes, bboxes[:, 2] * bboxes[:, 3]
+
+
+def person_box(points: np.ndarray, margin: float, width: int, height: int) -> np.ndarray:
+    """[x, y, w, h] around the labelled points (K, 3), grown by ``margin`` of their extent per side, inside the image."""
+    xy = points[points[:, 2] > 0, :2]
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    pad = margin * (hi - lo)
+    lo = np.maximum(lo - pad, 0.0)
+    hi = np.minimum(hi + pad, [width, height])
+    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
+
+
+def whole_image_box(width: int, height: int) -> np.ndarray:
+    """The person box whose pose crop is the whole image (the body teacher crops PERSON_CROP_SCALE x the box).
+
+    Padding the whole image further with black makes BlazePose's detector miss people who
+    fill the frame (the cameraman sample), so the crop is the image itself.
+    """
+    from labeltool.teachers.pose import PERSON_CROP_SCALE
+
+    side = max(width, height) / PERSON_CROP_SCALE
+    cx, cy = width / 2.0, height / 2.0
+    return np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]])

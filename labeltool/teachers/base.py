@@ -1,0 +1,130 @@
+"""What a teacher is: the :class:`Teacher` protocol every backend implements, and its output.
+
+A teacher is built once per process from a :class:`TeacherSpec` (``face=dlib``,
+``hand=mediapipe``, later ``wholebody=onnx:FILE``) by :mod:`labeltool.teachers.registry`, the
+one place ``--teachers``, ``wbt teach`` and distill look backends up. Every teacher is called
+the same way::
+
+    prediction = teacher.predict(image, boxes, body, sides)   # -> PartPrediction(points, flags, values)
+
+so the callers (the distill worker, ``wbt teach``) hold no per-part code paths: what differs
+between parts is data on the teacher (:attr:`Teacher.fills`, :attr:`Teacher.crop`,
+:attr:`Teacher.point_sources`).
+
+Parts are the COCO-WholeBody-133 part names of :data:`labeltool.layouts.WHOLEBODY133`
+('body', 'foot', 'face', 'lefthand', 'righthand').
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from labeltool.layouts import WHOLEBODY133
+
+Sides = str | Sequence[str | None] | None  # 'left' / 'right' for every box, or one per box
+
+# The crops a teacher can ask for (``Teacher.crop``); the distill worker builds them from the
+# body keypoints (labeltool.proposals) and calls the teacher once per request:
+CROP_PERSON = "person"  # person boxes; one call per image predicts every part of ``fills``
+CROP_FACE = "face"  # face boxes from the body's head points
+CROP_HAND = "hand"  # one call per side, hand boxes from the forearm, ``sides`` set
+CROP_FEET = "feet"  # the person box grown to hold both foot boxes, one call for both feet
+CROPS = (CROP_PERSON, CROP_FACE, CROP_HAND, CROP_FEET)
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One ``PART=BACKEND[:ARG]`` item: the registry key (part, backend) and the backend's argument.
+
+    ``arg`` is everything after the first ':' of the backend (a model file for
+    ``wholebody=onnx:FILE``), handed unchanged to the backend's factory; None when absent.
+    """
+
+    part: str
+    backend: str
+    arg: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.part}={self.backend}" + (f":{self.arg}" if self.arg is not None else "")
+
+    @property
+    def source(self) -> str:
+        """The source name of this teacher's points in the outputs ('face:dlib')."""
+        return f"{self.part}:{self.backend}"
+
+
+@dataclass
+class PartPrediction:
+    """A teacher's output for M boxes.
+
+    ``points`` (M, K, 3): x, y in image pixels and the per-point confidence in [0, 1]
+    (0 = no prediction, x = y = 0 then). K covers the parts the call was for: one part for
+    a part crop (68 face, 21 for one hand, 6 feet, 17 body), every part of ``fills`` in
+    that order for a person crop (:func:`split_parts` cuts them apart).
+    ``flags``: per-box booleans the merge reads by name (:data:`HANDEDNESS_CONTRADICTS`).
+    ``values``: per-box numbers for reports and ``wbt teach`` (a hand's ``right_prob``, ...).
+    """
+
+    points: np.ndarray
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def split_parts(points: np.ndarray, parts: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """(M, K, 3) points of ``parts`` concatenated in that order -> {part: (M, k, 3)}."""
+    out, start = {}, 0
+    for p in parts:
+        size = len(WHOLEBODY133.parts[p])
+        out[p] = points[:, start : start + size]
+        start += size
+    if start != points.shape[1]:
+        raise ValueError(f"{points.shape[1]} points do not split into the parts {parts} ({start} points)")
+    return out
+
+
+HANDEDNESS_CONTRADICTS = "handedness_contradicts"  # flag: the model's handedness contradicts the given side
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """A model that predicts some whole-body parts on crops of an image.
+
+    Attributes (class-level data, read by the callers instead of branching on the part):
+
+    - ``spec``: the :class:`TeacherSpec` it was built from (workers rebuild it from this).
+    - ``fills``: the 133-layout parts its points go to, e.g. ``('face',)``,
+      ``('lefthand', 'righthand')``, ``('body',)``; a whole-body model fills
+      ``('foot', 'face', 'lefthand', 'righthand')``.
+    - ``crop``: which boxes it wants (one of :data:`CROPS`).
+    - ``point_sources``: points of its output that get their own source name
+      ``'<part>:<backend>:<name>'`` (the foot teacher's estimated small toes), ``{name: indices}``.
+    """
+
+    spec: TeacherSpec
+    fills: tuple[str, ...]
+    crop: str
+    point_sources: dict[str, tuple[int, ...]]
+
+    def predict(
+        self, image: np.ndarray, boxes: np.ndarray, body: np.ndarray | None = None, sides: Sides = None
+    ) -> PartPrediction:
+        """Predict on ``boxes`` (M, 4) ``[x0, y0, x1, y1]`` of an RGB uint8 image (H, W, 3).
+
+        ``body`` (M, 17, 3): COCO-17 keypoints of each box's person when known (they level
+        crops, anchor hands at the wrist, check feet against the ankles). ``sides``:
+        for a sided crop (hands), the person's side of the boxes: 'left' / 'right' for
+        all, or one per box (None: unknown); other teachers ignore it.
+        """
+        ...
+
+    def describe(self) -> dict:
+        """The model behind the points, for summary.json: model, version, files with their sha256."""
+        ...
+
+    def close(self) -> None:
+        """Free the model."""
+        ...
