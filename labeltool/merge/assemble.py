@@ -21,7 +21,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labeltool.coco import PoseDataset, flat_document, wholebody_document
+from labeltool.coco import KEYPOINT_KEYS, PoseDataset, flat_document, wholebody_document
+from labeltool.halpe import to_halpe136
 from labeltool.layouts import HALPE136, WHOLEBODY133, WHOLEBODY_BOX_KEYS
 from labeltool.merge.rules import (
     ACCEPTED,
@@ -30,7 +31,6 @@ from labeltool.merge.rules import (
     NOT_RUN,
     SOURCE_GT,
     SOURCE_NONE,
-    to_halpe136,
 )
 from labeltool.merge.shards import read_shard, shard_path
 
@@ -335,8 +335,12 @@ def _write_batch(
         if kind == "wholebody":
             writer.write(wb_anns)
         else:
-            halpe_kpts, _, _ = to_halpe136(kpts, conf, src)
-            halpe = PoseDataset(**{**sub.__dict__, "layout": HALPE136, "keypoints": halpe_kpts})
+            # the same document as `wbt convert wholebody133.json --to 136`: the 133 annotation
+            # (part boxes included) without its split keypoint keys, then the 136 points
+            halpe = PoseDataset(
+                **{**sub.__dict__, "layout": HALPE136, "keypoints": to_halpe136(kpts)[0],
+                   "annotations": [{k: v for k, v in a.items() if k not in KEYPOINT_KEYS} for a in wb_anns]}
+            )  # fmt: skip
             writer.write(flat_document(halpe)["annotations"])
 
     def fixed(values, width, dtype):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from labeltool.coco import image_path, load_pose_dataset, read_json, write_bytes_atomic
+from labeltool.convert import convert_keypoints, convert_points
 from labeltool.errors import UserError
 from labeltool.layouts import Layout
 
@@ -98,15 +99,6 @@ def concat_tables(tables: list[PersonTable]) -> PersonTable:
 # --------------------------------------------------------------------------- layouts
 
 
-def layout_map(src: Layout, dst: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """(src_idx, dst_idx) of the points the two layouts share, matched by name."""
-    pairs = [(i, dst.names.index(n)) for i, n in enumerate(src.names) if n in dst.names]
-    if not pairs:
-        raise ValueError(f"layouts {src.name} and {dst.name} share no keypoint")
-    a, b = np.asarray(pairs, dtype=np.int64).T
-    return a, b
-
-
 def label_weights(labelled: np.ndarray, confidence: np.ndarray | None, layout: Layout,
                   face_weight: float = FACE_WEIGHT) -> np.ndarray:
     """(N, K) loss weights: 1 where a point is labelled (json: v > 0; COCO-WholeBody's float
@@ -138,9 +130,7 @@ def load_json_source(path: str | os.PathLike, images_dir: str | os.PathLike, lay
     path = Path(path)
     if part == "wholebody":
         ds = load_pose_dataset(path)
-        src_idx, dst_idx = layout_map(ds.layout, layout)
-        points = np.zeros((len(ds), layout.num_keypoints, 3), dtype=np.float32)
-        points[:, dst_idx] = ds.keypoints[:, src_idx]
+        points = convert_keypoints(ds.keypoints, ds.layout, layout).astype(np.float32)
         bboxes, iscrowd, ann_ids, img_ids = ds.bboxes, ds.iscrowd, ds.ann_ids, ds.image_ids
         images = ds.images
     elif part in PART_SOURCES:
@@ -220,11 +210,8 @@ def load_parquet_source(path: str | os.PathLike, images_dir: str | os.PathLike, 
     if conf.shape[1] != k:
         raise UserError(f"{path}: 'confidence' has {conf.shape[1]} values per row, 'keypoints' {k} points")
     src = kp.reshape(n, k, 3)
-    src_idx, dst_idx = layout_map(src_layout, layout)
-    points = np.zeros((n, layout.num_keypoints, 3), dtype=np.float32)
-    points[:, dst_idx] = src[:, src_idx]
-    confidence = np.zeros((n, layout.num_keypoints), dtype=np.float32)
-    confidence[:, dst_idx] = conf[:, src_idx]
+    points, confidence = convert_points(src, conf, src_layout, layout)
+    points = points.astype(np.float32)
     bboxes = _fixed_list(table, "bbox", path, n).astype(np.float64)
     weights = label_weights(points[..., 2] > 0, confidence, layout, face_weight)
     files = table.column("file_name").to_numpy(zero_copy_only=False).astype(str)
