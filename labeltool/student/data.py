@@ -178,74 +178,24 @@ def _load_part_json(path: Path, layout: Layout, part: str):
 
 def load_parquet_source(path: str | os.PathLike, images_dir: str | os.PathLike, layout: Layout,
                         face_weight: float = FACE_WEIGHT) -> PersonTable:
-    """Persons of a ``labels.parquet`` written by ``wbt distill``.
+    """Persons of a ``labels.parquet`` written by ``wbt distill`` (read by :mod:`labeltool.labels_table`).
 
-    Columns used: ``image_id``, ``ann_id``, ``file_name``, ``bbox`` (x y w h), ``keypoints``
-    (K x 3, x y v) and ``confidence`` (K, the teacher's confidence; 0 = no prediction) in the
-    file's layout (133 or 136 points); a point's weight is its confidence (face x ``face_weight``).
+    Its 133 points go to ``layout`` by the one conversion (:func:`labeltool.convert.convert_points`);
+    a point's weight is its teacher confidence (0 = no prediction; face x ``face_weight``).
     """
-    import pyarrow.parquet as pq
+    from labeltool.labels_table import read_labels
+    from labeltool.layouts import WHOLEBODY133
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    try:
-        table = pq.read_table(path)
-    except Exception as err:  # pyarrow raises several types for a bad file
-        raise UserError(f"{path}: not a readable parquet file ({err})") from None
-    need = ("image_id", "ann_id", "file_name", "bbox", "keypoints", "confidence")
-    missing = [c for c in need if c not in table.column_names]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (expected a labels.parquet from wbt distill)")
-    n = table.num_rows
-    kp = _fixed_list(table, "keypoints", path, n)
-    k = kp.shape[1] // 3
-    from labeltool.layouts import layout_for
-
-    try:
-        src_layout = layout_for(k)
-    except ValueError as err:
-        raise UserError(f"{path}: {err}") from None
-    conf = _fixed_list(table, "confidence", path, n)
-    if conf.shape[1] != k:
-        raise UserError(f"{path}: 'confidence' has {conf.shape[1]} values per row, 'keypoints' {k} points")
-    src = kp.reshape(n, k, 3)
-    points, confidence = convert_points(src, conf, src_layout, layout)
+    table = read_labels(path)
+    points, confidence = convert_points(table.keypoints, table.confidence, WHOLEBODY133, layout)
     points = points.astype(np.float32)
-    bboxes = _fixed_list(table, "bbox", path, n).astype(np.float64)
     weights = label_weights(points[..., 2] > 0, confidence, layout, face_weight)
-    files = table.column("file_name").to_numpy(zero_copy_only=False).astype(str)
-    image_ids = table.column("image_id").to_numpy().astype(np.int64)
-    uniq, first = np.unique(image_ids, return_index=True)
-    images = [{"id": int(i), "file_name": str(files[j])} for i, j in zip(uniq, first)]
-    iscrowd = (table.column("iscrowd").to_numpy().astype(np.int64) if "iscrowd" in table.column_names
-               else np.zeros(n, dtype=np.int64))
-    keep = _usable(bboxes, weights, iscrowd)
-    ann_ids = table.column("ann_id").to_numpy().astype(np.int64)
-    return _table(layout, points[keep], weights[keep], bboxes[keep], ann_ids[keep], image_ids[keep], images,
-                  images_dir, f"{path.name}", path)
-
-
-def _fixed_list(table, column: str, path: Path, n: int) -> np.ndarray:
-    """A list<float> column as an (N, L) float32 array, without a Python object per value."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    col = table.column(column).combine_chunks()
-    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
-        while pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(
-                col.type):
-            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-            if n and (lengths != lengths[0]).any():
-                raise UserError(f"{path}: column '{column}' has rows of different lengths")
-            inner = col.flatten()
-            if pa.types.is_list(inner.type) or pa.types.is_large_list(inner.type) or pa.types.is_fixed_size_list(
-                    inner.type):
-                col = inner
-                continue
-            values = inner.to_numpy(zero_copy_only=False).astype(np.float32)
-            return values.reshape(n, -1) if n else values.reshape(0, 0)
-    raise UserError(f"{path}: column '{column}' must be a list of numbers per row")
+    uniq, first = np.unique(table.image_ids, return_index=True)
+    images = [{"id": int(i), "file_name": table.file_names[j]} for i, j in zip(uniq, first)]
+    keep = _usable(table.bboxes, weights, table.iscrowd.astype(np.int64))
+    return _table(layout, points[keep], weights[keep], table.bboxes[keep], table.ann_ids[keep],
+                  table.image_ids[keep], images, images_dir, f"{path.name}", path)
 
 
 def _table(layout, points, weights, bboxes, ann_ids, img_ids, images, images_dir, name, path) -> PersonTable:
