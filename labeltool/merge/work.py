@@ -16,6 +16,7 @@ from importlib import metadata
 import numpy as np
 
 from labeltool.errors import UserError
+from labeltool.images import ImageReadError, read_rgb
 from labeltool.merge.inputs import BODY_FROM_GT, BODY_FROM_IMAGE
 from labeltool.merge.rules import (
     FIXED_SOURCES,
@@ -106,22 +107,6 @@ class ImageTask:
     areas: np.ndarray  # (P,)
 
 
-def decode_image(path: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3); raises ``OSError`` with the reason for a missing or unreadable file."""
-    import cv2
-
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise OSError("image file not found") from None
-    except OSError as err:
-        raise OSError(f"cannot read the image file: {err.strerror or err}") from None
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise OSError("not a decodable image (empty, truncated or not an image)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def teacher_versions(choice: TeacherChoice, body_from: str) -> dict:
     """The model behind each source of a run, with the package version that ships it."""
 
@@ -191,9 +176,9 @@ class Distiller:
         start = time.perf_counter()
         result = ImageResult(image_id=task.image_id)
         try:
-            image = decode_image(task.path)
-        except OSError as err:
-            result.error = f"{task.path}: {err}"
+            image = read_rgb(task.path)
+        except ImageReadError as err:
+            result.error = f"{task.path}: {err.reason}"
             result.seconds = time.perf_counter() - start
             return result
         result.height, result.width = image.shape[:2]

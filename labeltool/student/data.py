@@ -34,6 +34,7 @@ import torch
 from labeltool.coco import image_path, load_pose_dataset, read_json, write_bytes_atomic
 from labeltool.convert import convert_keypoints, convert_points
 from labeltool.errors import UserError
+from labeltool.images import read_rgb
 from labeltool.layouts import Layout
 
 BOX_PADDING = 1.25  # the nominal crop is the person box grown by this factor (mmpose, RTMPose)
@@ -272,14 +273,6 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     full[:, :2] = m
     full[:, 2, 2] = 1
     return np.linalg.inv(full)[:, :2]
-
-
-def read_rgb(path: str) -> np.ndarray:
-    """An image file as RGB uint8; an unreadable file is a one-line :class:`UserError`."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{path}: cannot read image (missing or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 # --------------------------------------------------------------------------- crop sources
