@@ -26,9 +26,9 @@ import numpy as np
 
 from labeltool.coco import load_pose_dataset, write_json_atomic
 from labeltool.errors import UserError
+from labeltool.images import read_rgb
 from labeltool.layouts import WHOLEBODY133
 from labeltool.proposals import face_boxes_from_body, hand_boxes_from_body, xywh_to_xyxy
-from labeltool.teachers.crops import load_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 FACE_FLOOR = 0.08
@@ -47,7 +47,7 @@ def face_nme_table(data_dir: Path) -> list[tuple[str, str]]:
     cases = []
     for ann in data["annotations"]:
         gt = np.asarray(ann["keypoints"], dtype=np.float64).reshape(68, 3)
-        cases.append((load_rgb(files[ann["image_id"]]), xywh_to_xyxy([ann["bbox"]]), gt))
+        cases.append((read_rgb(files[ann["image_id"]]), xywh_to_xyxy([ann["bbox"]]), gt))
 
     def make(name):
         if name == "facemesh, common map, one fit":
@@ -99,7 +99,7 @@ def hand_table(data_dir: Path) -> list[tuple[str, str]]:
                 s = 1.5 * size
                 box = np.array([[x + w / 2 - s / 2, y + h / 2 - s / 2, x + w / 2 + s / 2, y + h / 2 + s / 2]])
                 gt = np.asarray(ann["keypoints"], dtype=np.float64).reshape(21, 3)
-                pts = teacher.predict(load_rgb(files[ann["image_id"]]), box)[0]
+                pts = teacher.predict(read_rgb(files[ann["image_id"]]), box)[0]
                 ok = gt[:, 2] > 0
                 if (pts[:, 2] > 0).any():
                     found += 1
@@ -148,7 +148,7 @@ def coco_hand_table(data_dir: Path) -> list[tuple[str, str]]:
             gt = ds.keypoints[i, parts[f"{side}hand"]]
             boxes, ok = hand_boxes_from_body(body, side)
             if (gt[:, 2] > 0).any() and ok[0]:
-                image = load_rgb(data_dir / "coco_wholebody" / images[int(ds.image_ids[i])]["file_name"])
+                image = read_rgb(data_dir / "coco_wholebody" / images[int(ds.image_ids[i])]["file_name"])
                 cases.append((image, boxes, side, body, gt))
     teachers = {"ours (re-crop ROI + refine + consensus)": HandTeacher(),
                 "rotation search + refine (recrop=False)": HandTeacher(recrop=False),
@@ -191,7 +191,7 @@ def coco_pseudo_labels(data_dir: Path, out_path: Path) -> tuple[list[tuple[str, 
     errors: dict[str, list[float]] = {"face": [], "lefthand": [], "righthand": [], "foot": []}
     with FaceMeshTeacher() as face, HandTeacher() as hand, FootTeacher() as foot:
         for image_id, idx in ds.persons_by_image().items():
-            image = load_rgb(data_dir / "coco_wholebody" / images[image_id]["file_name"])
+            image = read_rgb(data_dir / "coco_wholebody" / images[image_id]["file_name"])
             body = ds.keypoints[idx][:, parts["body"]]
             pred = np.zeros((len(idx), 133, 3))
             pred[:, parts["body"], :2] = body[:, :, :2]

@@ -19,8 +19,8 @@ import numpy as np
 
 from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
+from labeltool.images import read_rgb
 from labeltool.proposals import face_boxes_from_body, hand_boxes_from_body, xywh_to_xyxy
-from labeltool.teachers.crops import load_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def main() -> None:
     from labeltool.teachers.hand import HandTeacher
 
     gt = load_pose_dataset(args.data / "coco_wholebody" / "test_coco_wholebody.json")
-    images = {i: load_rgb(args.data / "coco_wholebody" / im["file_name"]) for i, im in gt.image_index().items()}
+    images = {i: read_rgb(args.data / "coco_wholebody" / im["file_name"]) for i, im in gt.image_index().items()}
     # The person with face, both hands and feet labelled (image 197388): a typical crop set.
     i = int(np.nonzero(gt.ann_ids == 437295)[0][0])
     image = images[int(gt.image_ids[i])]

@@ -529,11 +529,14 @@ def wholebody_document(ds: PoseDataset) -> dict:
     return _document(ds, anns, WHOLEBODY133)
 
 
-def flat_document(ds: PoseDataset, part_boxes: bool = False) -> dict:
+def flat_document(ds: PoseDataset) -> dict:
     """The json with one flat ``keypoints`` list per person (COCO-17, Halpe-26/136, or flat 133).
 
-    ``part_boxes=True`` keeps the persons' face / hand boxes (``face_box``, ...) when they have them.
+    A layout with a face and hands (136) keeps the persons' ``face_box`` / ``lefthand_box`` /
+    ``righthand_box`` when they have them, so that 133 -> 136 -> 133 loses nothing; layouts
+    without those parts (17, 26) drop them.
     """
+    part_boxes = all(part in ds.layout.parts for part in WHOLEBODY_BOX_KEYS)
     anns = []
     for i in range(len(ds)):
         ann = _base_annotation(ds, i)
@@ -546,10 +549,14 @@ def flat_document(ds: PoseDataset, part_boxes: bool = False) -> dict:
     return _document(ds, anns, ds.layout)
 
 
+def pose_document(ds: PoseDataset) -> dict:
+    """The json of ``ds`` in its layout's native format: COCO-WholeBody keys for 133, one flat list otherwise."""
+    return wholebody_document(ds) if ds.layout is WHOLEBODY133 else flat_document(ds)
+
+
 def write_pose_dataset(ds: PoseDataset, path: str | os.PathLike) -> None:
     """Write ``ds`` in its layout's native format (COCO-WholeBody keys for 133), atomically."""
-    doc = wholebody_document(ds) if ds.layout is WHOLEBODY133 else flat_document(ds)
-    write_json_atomic(doc, path)
+    write_json_atomic(pose_document(ds), path)
 
 
 __all__ = [
@@ -566,6 +573,7 @@ __all__ = [
     "write_bytes_atomic",
     "wholebody_document",
     "flat_document",
+    "pose_document",
     "resolve_coco_split",
     "check_images_exist",
     "image_path",

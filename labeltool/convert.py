@@ -2,12 +2,8 @@
 
 Every conversion goes through the two whole-body layouts:
 
-- COCO-WholeBody-133 <-> Halpe-136 copy the 133 shared points with the index map of
-  :func:`labeltool.layouts.halpe136_to_coco133_index` (Halpe interleaves the feet by side:
-  20 L big toe, 21 R big toe, 22 L small toe, 23 R small toe, 24 L heel, 25 R heel; 133 has
-  17-22 L big toe, L small toe, L heel, R big toe, R small toe, R heel).
-- Going to 136, the three Halpe-only points are derived when their sources are labelled
-  (see :func:`derive_halpe_extras`); going back they are dropped.
+- COCO-WholeBody-133 <-> Halpe-136 is :mod:`labeltool.halpe` (the one conversion: shared
+  points by index map, neck and hip derived, head top unlabelled; dropped going back).
 - COCO-17 is the first 17 points of 133, Halpe-26 the first 26 of 136: padding with
   unlabelled points, or taking the prefix.
 
@@ -22,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, flat_document, wholebody_document, write_json_atomic
+from labeltool.coco import PoseDataset, write_json_atomic
 from labeltool.errors import UserError
+from labeltool.halpe import to_halpe136, to_wholebody133
 from labeltool.layouts import (
     COCO17,
     HALPE26,
     HALPE136,
     WHOLEBODY133,
     Layout,
-    halpe136_to_coco133_index,
 )
 
 # OpenPose BODY_25 order, as our keypoint names ("hip" is Halpe's mid hip, OpenPose's MidHip).
@@ -66,107 +62,52 @@ BODY25_FROM_HALPE136 = np.array([HALPE136.index(name) for name in BODY25_NAMES],
 # iBUG-68 eye contours, in face-part indices: the person's right eye is 36-41, the left 42-47.
 RIGHT_EYE_CONTOUR = np.arange(36, 42)
 LEFT_EYE_CONTOUR = np.arange(42, 48)
-CHIN = 8  # iBUG-68 menton
 
 TARGETS = {"17": COCO17, "26": HALPE26, "halpe26": HALPE26, "133": WHOLEBODY133, "136": HALPE136}
 
 
-def _midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 3) midpoints of two (N, 3) point sets; labelled only where both are, v = min of the two."""
-    out = np.zeros_like(a, dtype=np.float64)
-    both = (a[:, 2] > 0) & (b[:, 2] > 0)
-    out[both, :2] = (a[both, :2] + b[both, :2]) / 2
-    out[both, 2] = np.minimum(a[both, 2], b[both, 2])
-    return out
-
-
-def derive_halpe_extras(kpts133: np.ndarray) -> np.ndarray:
-    """Halpe's head (top), neck and (mid) hip from 133-point labels: (N, 3, 3).
-
-    - neck = midpoint of the two shoulders;
-    - hip = midpoint of the two hips;
-    - head top = eye centre + (eye centre - chin), where the eye centre is the midpoint of the
-      two body eye points and the chin is face point 8 (menton): the classic proportion that
-      the eyes sit halfway between the chin and the top of the head, extrapolated along the
-      head's own chin-to-eyes axis. Needs the face labelled; without a chin the head top is
-      left unlabelled (no nose-based fallback: on the real faces here the chin/nose distance
-      ratio from the eyes ranges 2.3-4.6, too unstable to extrapolate from).
-
-    Each derived point is labelled only when all its sources are; its visibility is the
-    minimum of theirs. Unlabelled points are (0, 0, 0).
-    """
-    kpts133 = np.asarray(kpts133, dtype=np.float64)
-    n = len(kpts133)
-    idx = WHOLEBODY133.index
-    out = np.zeros((n, 3, 3), dtype=np.float64)
-    out[:, 1] = _midpoint(kpts133[:, idx("left_shoulder")], kpts133[:, idx("right_shoulder")])
-    out[:, 2] = _midpoint(kpts133[:, idx("left_hip")], kpts133[:, idx("right_hip")])
-    eyes = _midpoint(kpts133[:, idx("left_eye")], kpts133[:, idx("right_eye")])
-    chin = kpts133[:, WHOLEBODY133.parts["face"][CHIN]]
-    ok = (eyes[:, 2] > 0) & (chin[:, 2] > 0)
-    out[ok, 0, :2] = 2 * eyes[ok, :2] - chin[ok, :2]
-    out[ok, 0, 2] = np.minimum(eyes[ok, 2], chin[ok, 2])
-    return out
-
-
-def keypoints_133_to_136(kpts133: np.ndarray) -> np.ndarray:
-    """(N, 133, 3) COCO-WholeBody -> (N, 136, 3) Halpe: shared points copied, head/neck/hip derived."""
-    kpts133 = np.asarray(kpts133, dtype=np.float64)
-    halpe, coco = halpe136_to_coco133_index()
-    out = np.zeros((len(kpts133), HALPE136.num_keypoints, 3), dtype=np.float64)
-    out[:, halpe] = kpts133[:, coco]
-    out[:, [HALPE136.index("head"), HALPE136.index("neck"), HALPE136.index("hip")]] = derive_halpe_extras(kpts133)
-    return out
-
-
-def keypoints_136_to_133(kpts136: np.ndarray) -> np.ndarray:
-    """(N, 136, 3) Halpe -> (N, 133, 3) COCO-WholeBody: shared points copied, head/neck/hip dropped."""
-    kpts136 = np.asarray(kpts136, dtype=np.float64)
-    halpe, coco = halpe136_to_coco133_index()
-    out = np.zeros((len(kpts136), WHOLEBODY133.num_keypoints, 3), dtype=np.float64)
-    out[:, coco] = kpts136[:, halpe]
-    return out
-
-
-def _pad(kpts: np.ndarray, num: int) -> np.ndarray:
-    out = np.zeros((len(kpts), num, 3), dtype=np.float64)
-    out[:, : kpts.shape[1]] = kpts
+def _pad(values: np.ndarray, num: int) -> np.ndarray:
+    """(N, K, ...) per-point values padded with zeros (unlabelled) to (N, num, ...)."""
+    out = np.zeros((len(values), num, *values.shape[2:]), dtype=values.dtype)
+    out[:, : values.shape[1]] = values
     return out
 
 
 def convert_keypoints(kpts: np.ndarray, src: Layout, dst: Layout) -> np.ndarray:
     """(N, K_src, 3) keypoints in layout ``src`` -> (N, K_dst, 3) in ``dst`` (17, 26, 133 or 136 points)."""
+    return convert_points(kpts, None, src, dst)[0]
+
+
+def convert_points(
+    kpts: np.ndarray, confidence: np.ndarray | None, src: Layout, dst: Layout
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`convert_keypoints` that also carries (N, K_src) per-point confidences (None: none).
+
+    A derived point's confidence is the lower of its sources'; a point the source lacks gets 0.
+    """
     kpts = np.asarray(kpts, dtype=np.float64)
     if kpts.ndim != 3 or kpts.shape[1:] != (src.num_keypoints, 3):
         raise ValueError(f"expected (N, {src.num_keypoints}, 3) keypoints for {src.name}, got {kpts.shape}")
+    if confidence is not None:
+        confidence = np.asarray(confidence, dtype=np.float32)
     if src is dst:
-        return kpts.copy()
+        return kpts.copy(), None if confidence is None else confidence.copy()
     # Bring the source into one of the two whole-body layouts.
-    if src is COCO17:
-        kpts, src = _pad(kpts, WHOLEBODY133.num_keypoints), WHOLEBODY133
-    elif src is HALPE26:
-        kpts, src = _pad(kpts, HALPE136.num_keypoints), HALPE136
+    if src in (COCO17, HALPE26):
+        src = WHOLEBODY133 if src is COCO17 else HALPE136
+        kpts = _pad(kpts, src.num_keypoints)
+        confidence = None if confidence is None else _pad(confidence, src.num_keypoints)
     # Then into the whole-body layout the target is a prefix of.
     wide = WHOLEBODY133 if dst in (COCO17, WHOLEBODY133) else HALPE136
     if src is not wide:
-        kpts = keypoints_133_to_136(kpts) if wide is HALPE136 else keypoints_136_to_133(kpts)
-    return kpts[:, : dst.num_keypoints].copy()
+        kpts, confidence = (to_halpe136 if wide is HALPE136 else to_wholebody133)(kpts, confidence)
+    n = dst.num_keypoints
+    return kpts[:, :n].copy(), None if confidence is None else confidence[:, :n].astype(np.float32)
 
 
 def convert_dataset(ds: PoseDataset, dst: Layout) -> PoseDataset:
     """``ds`` with its keypoints converted to layout ``dst``; ids, boxes and other fields kept."""
     return replace(ds, layout=dst, keypoints=convert_keypoints(ds.keypoints, ds.layout, dst))
-
-
-def converted_document(ds: PoseDataset) -> dict:
-    """The json of ``ds`` in its layout's format: COCO-WholeBody keys for 133, one flat list otherwise.
-
-    Part boxes (face_box, lefthand_box, righthand_box) are kept in 136-point files so that a
-    133 -> 136 -> 133 round trip loses nothing; layouts without face and hands drop them.
-    """
-    if ds.layout is WHOLEBODY133:
-        return wholebody_document(ds)
-    return flat_document(ds, part_boxes=ds.layout is HALPE136)
 
 
 # --------------------------------------------------------------------------- OpenPose

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from labeltool.coco import load_pose_dataset, load_results, read_json, write_json_atomic
+from labeltool.coco import load_pose_dataset, load_results, read_json, write_pose_dataset
 from labeltool.errors import UserError
 
 
@@ -30,7 +30,7 @@ def convert_command(src: Path, dst: Path, target: str) -> None:
       wbt convert val136.json val133.json --to 133
       wbt convert val133.json openpose_val/ --to openpose
     """
-    from labeltool.convert import TARGETS, convert_dataset, converted_document, write_openpose
+    from labeltool.convert import TARGETS, convert_dataset, write_openpose
     from labeltool.layouts import HALPE136
 
     ds = load_pose_dataset(src)
@@ -41,11 +41,11 @@ def convert_command(src: Path, dst: Path, target: str) -> None:
     if dst.is_dir():
         raise UserError(f"{dst}: is a directory, expected an output json file name")
     out = convert_dataset(ds, TARGETS[target])
-    write_json_atomic(converted_document(out), dst)
+    write_pose_dataset(out, dst)
     derived = ""
     if out.layout is HALPE136 and ds.layout is not HALPE136:
-        counts = (out.keypoints[:, 17:20, 2] > 0).sum(axis=0)
-        derived = f"; derived head {counts[0]}, neck {counts[1]}, hip {counts[2]}"
+        counts = (out.keypoints[:, [HALPE136.index("neck"), HALPE136.index("hip")], 2] > 0).sum(axis=0)
+        derived = f"; derived neck {counts[0]}, hip {counts[1]} (head top unlabelled)"
     click.echo(f"wrote {dst}: {len(out)} persons, {ds.layout.name} -> {out.layout.name}{derived}")
 
 

@@ -7,22 +7,30 @@ import re
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from labeltool.coco import load_pose_dataset
+from labeltool.cli import main as cli
+from labeltool.coco import load_pose_dataset, pose_document
 from labeltool.convert import (
     BODY25_NAMES,
     convert_dataset,
     convert_keypoints,
-    converted_document,
-    derive_halpe_extras,
-    keypoints_133_to_136,
-    keypoints_136_to_133,
+    convert_points,
     openpose_documents,
     openpose_person,
     write_openpose,
 )
 from labeltool.errors import UserError
+from labeltool.halpe import to_halpe136, to_wholebody133
 from labeltool.layouts import COCO17, HALPE26, HALPE136, WHOLEBODY133
+
+
+def keypoints_133_to_136(kpts: np.ndarray) -> np.ndarray:
+    return to_halpe136(kpts)[0]
+
+
+def keypoints_136_to_133(kpts: np.ndarray) -> np.ndarray:
+    return to_wholebody133(kpts)[0]
 
 # OpenPose's own BODY_25 names (poseParameters.cpp), in output order.
 OPENPOSE_BODY25 = [
@@ -52,11 +60,11 @@ def test_133_136_133_is_exact_on_the_real_file(real):
     np.testing.assert_array_equal(back, real.keypoints)
     # through the datasets and json documents: part boxes, flags and every other field kept
     there = convert_dataset(real, HALPE136)
-    doc136 = converted_document(there)
+    doc136 = pose_document(there)
     assert all("face_box" in a and len(a["keypoints"]) == 136 * 3 for a in doc136["annotations"])
     again = convert_dataset(there, WHOLEBODY133)
     original = json.loads(open(real.path).read())
-    assert converted_document(again) == original
+    assert pose_document(again) == original
 
 
 def test_halpe_feet_are_reordered(real):
@@ -86,33 +94,50 @@ def test_shared_points_by_name_for_every_pair(real):
 def test_derived_points_known_answers():
     k = np.zeros((3, 133, 3))
     idx = WHOLEBODY133.index
-    # person 0: everything needed, mixed visibilities
+    # person 0: everything labelled, face included, mixed visibilities
     k[0, idx("left_shoulder")] = [30, 50, 2]
     k[0, idx("right_shoulder")] = [10, 54, 1]
     k[0, idx("left_hip")] = [28, 100, 2]
     k[0, idx("right_hip")] = [12, 100, 2]
     k[0, idx("left_eye")] = [24, 20, 2]
     k[0, idx("right_eye")] = [16, 22, 0.5]
-    k[0, WHOLEBODY133.parts["face"][8]] = [20, 35, 1.0]  # chin
-    # person 1: one shoulder and no chin -> neck and head unlabelled, hip derived
+    k[0, WHOLEBODY133.parts["face"]] = [20, 35, 1.0]
+    # person 1: one shoulder -> neck unlabelled, hip derived
     k[1, idx("left_shoulder")] = [30, 50, 2]
     k[1, idx("left_hip")] = [28, 100, 2]
     k[1, idx("right_hip")] = [12, 90, 1]
-    k[1, idx("left_eye")] = [24, 20, 2]
-    k[1, idx("right_eye")] = [16, 22, 2]
-    head, neck, hip = derive_halpe_extras(k).transpose(1, 0, 2)
+    conf = np.zeros((3, 133), dtype=np.float32)
+    conf[0, [idx("left_shoulder"), idx("right_shoulder")]] = [0.5, 0.25]
+    conf[1, [idx("left_hip"), idx("right_hip")]] = [1.0, 0.75]
+    k136, c136 = to_halpe136(k, conf)
+    head, neck, hip = (k136[:, HALPE136.index(name)] for name in ("head", "neck", "hip"))
     np.testing.assert_allclose(neck[0], [20, 52, 1])
     np.testing.assert_allclose(hip[0], [20, 100, 2])
-    # eye centre (20, 21), chin (20, 35): head top (20, 7); v = min(2, 0.5, 1.0)
-    np.testing.assert_allclose(head[0], [20, 7, 0.5])
+    np.testing.assert_array_equal(head, np.zeros((3, 3)))  # the top of the head is never guessed
     np.testing.assert_array_equal(neck[1], [0, 0, 0])
-    np.testing.assert_array_equal(head[1], [0, 0, 0])
     np.testing.assert_allclose(hip[1], [20, 95, 1])
-    np.testing.assert_array_equal(derive_halpe_extras(k)[2], np.zeros((3, 3)))
-    k136 = keypoints_133_to_136(k)
-    np.testing.assert_allclose(k136[0, HALPE136.index("head")], [20, 7, 0.5])
+    assert not k136[2].any()
+    # confidences: copied by the index map, a derived point gets the lower of its sources'
+    np.testing.assert_array_equal(c136[0, HALPE136.index("neck")], 0.25)
+    np.testing.assert_array_equal(c136[1, HALPE136.index("hip")], 0.75)
+    assert c136[1, HALPE136.index("neck")] == 0 and c136.dtype == np.float32
     # dropped going back
-    assert keypoints_136_to_133(k136).shape == (3, 133, 3)
+    back, back_conf = to_wholebody133(k136, c136)
+    np.testing.assert_array_equal(back, k)
+    np.testing.assert_array_equal(back_conf, conf)
+
+
+def test_convert_points_carries_confidence_through_every_pair(real):
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.1, 1, (len(real), 133)).astype(np.float32)
+    k136, c136 = convert_points(real.keypoints, conf, WHOLEBODY133, HALPE136)
+    np.testing.assert_array_equal(k136, keypoints_133_to_136(real.keypoints))
+    np.testing.assert_array_equal(c136, to_halpe136(real.keypoints, conf)[1])
+    k17, c17 = convert_points(real.keypoints, conf, WHOLEBODY133, COCO17)
+    np.testing.assert_array_equal(c17, conf[:, :17])
+    k26, c26 = convert_points(k17, c17, COCO17, HALPE26)
+    np.testing.assert_array_equal(c26[:, 18], c136[:, 18])  # neck from the shoulders, both ways
+    assert convert_points(real.keypoints, None, WHOLEBODY133, HALPE136)[1] is None
 
 
 def test_derived_counts_on_the_real_file(real):
@@ -121,15 +146,18 @@ def test_derived_counts_on_the_real_file(real):
     both_shoulders = v[:, 5] & v[:, 6]
     np.testing.assert_array_equal(k136[:, HALPE136.index("neck"), 2] > 0, both_shoulders)
     np.testing.assert_array_equal(k136[:, HALPE136.index("hip"), 2] > 0, v[:, 11] & v[:, 12])
-    head = k136[:, HALPE136.index("head")]
-    has_head = head[:, 2] > 0
-    assert has_head.sum() == 4  # the four labelled faces
-    # the head top lies above the eyes, inside the person's box grown by half its height upwards
-    eyes_y = (real.keypoints[has_head, 1, 1] + real.keypoints[has_head, 2, 1]) / 2
-    assert (head[has_head, 1] < eyes_y).all()
-    box = real.bboxes[has_head]
-    assert (head[has_head, 1] > box[:, 1] - box[:, 3] / 2).all()
-    assert ((head[has_head, 0] > box[:, 0]) & (head[has_head, 0] < box[:, 0] + box[:, 2])).all()
+    assert both_shoulders.sum() == 12 and not k136[:, HALPE136.index("head")].any()
+
+
+def test_convert_cli_to_136_leaves_the_head_top_unlabelled(realdata, tmp_path):
+    out = tmp_path / "val136.json"
+    result = CliRunner().invoke(cli, ["convert", str(realdata / "coco_wholebody" / "test_coco_wholebody.json"),
+                                      str(out), "--to", "136"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "derived neck 12, hip 12 (head top unlabelled)" in result.output
+    anns = json.loads(out.read_text())["annotations"]
+    assert all(a["keypoints"][17 * 3 : 18 * 3] == [0, 0, 0] for a in anns)
+    assert all("face_box" in a for a in anns)
 
 
 def test_136_points_are_kept_from_a_halpe_source():

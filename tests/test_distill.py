@@ -307,6 +307,17 @@ def test_realdata_pseudo_labels_against_the_real_gt(realdata_run):
 
 
 @pytest.mark.slow
+def test_halpe136_is_the_conversion_of_wholebody133(realdata_run, tmp_path):
+    """distill's halpe136.json is `wbt convert wholebody133.json --to 136` of its own output (one 133 -> 136)."""
+    out = realdata_run[0]
+    converted = tmp_path / "converted136.json"
+    result = run_cli("convert", out / "wholebody133.json", converted, "--to", "136")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(converted.read_text()) == json.loads((out / "halpe136.json").read_text())
+    assert converted.read_bytes() == (out / "halpe136.json").read_bytes()
+
+
+@pytest.mark.slow
 def test_kill_and_resume_gives_identical_output(realdata_run, tmp_path):
     """kill -9 the whole process group after the first shard, re-run the same command: same bytes as uninterrupted."""
     reference, _, args = realdata_run

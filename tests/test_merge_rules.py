@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labeltool.layouts import HALPE136, WHOLEBODY133
+from labeltool.layouts import WHOLEBODY133
 from labeltool.merge.rules import (
     ACCEPTED,
     FAR_FROM_ANKLE,
@@ -16,7 +16,6 @@ from labeltool.merge.rules import (
     NO_PROPOSAL,
     NOT_RUN,
     OUTSIDE_PROPOSAL,
-    SOURCE_DERIVED,
     SOURCE_GT,
     SOURCE_NONE,
     TOO_FEW_POINTS,
@@ -24,7 +23,6 @@ from labeltool.merge.rules import (
     PartCandidate,
     body_from_teacher,
     merge_persons,
-    to_halpe136,
 )
 from labeltool.teachers.base import HANDEDNESS_CONTRADICTS
 
@@ -208,25 +206,3 @@ def test_body_from_teacher_keeps_confident_points_only():
     assert (kpts[0, keep, 2] == 2).all() and not kpts[0, ~keep].any()
     np.testing.assert_array_equal(src[0], np.where(keep, 3, 0))
     np.testing.assert_allclose(conf[0], np.where(keep, raw[0, :, 2], 0), rtol=1e-6)
-
-
-def test_halpe136_maps_feet_by_name_and_derives_neck_and_hip():
-    rng = np.random.default_rng(0)
-    kpts = np.zeros((2, 133, 3))
-    kpts[:, :, :2] = rng.uniform(0, 500, (2, 133, 2))
-    kpts[:, :, 2] = 2
-    kpts[1, 6, 2] = 0  # person 1: right shoulder unlabelled -> no neck
-    conf = rng.uniform(0.1, 1, (2, 133)).astype(np.float32)
-    src = np.full((2, 133), 5, dtype=np.int8)
-    h_kpts, h_conf, h_src = to_halpe136(kpts, conf, src)
-    for name in WHOLEBODY133.names:
-        if name in HALPE136.names:
-            np.testing.assert_array_equal(h_kpts[:, HALPE136.index(name)], kpts[:, WHOLEBODY133.index(name)])
-    # Halpe interleaves the feet: 20 L big toe, 21 R big toe ... 133 keeps them per side (17 L big toe, 20 R big toe)
-    np.testing.assert_array_equal(h_kpts[:, 21], kpts[:, 20])
-    neck, hip, head = HALPE136.index("neck"), HALPE136.index("hip"), HALPE136.index("head")
-    np.testing.assert_allclose(h_kpts[0, neck, :2], (kpts[0, 5, :2] + kpts[0, 6, :2]) / 2)
-    np.testing.assert_allclose(h_kpts[0, hip, :2], (kpts[0, 11, :2] + kpts[0, 12, :2]) / 2)
-    assert h_src[0, neck] == SOURCE_DERIVED and h_conf[0, neck] == min(conf[0, 5], conf[0, 6])
-    assert not h_kpts[1, neck].any() and h_src[1, neck] == SOURCE_NONE
-    assert not h_kpts[:, head].any()

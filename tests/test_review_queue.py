@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from labeltool.cli import main
 from labeltool.coco import load_pose_dataset, write_pose_dataset
+from labeltool.labels_table import write_labels
 from labeltool.layouts import WHOLEBODY133
 from labeltool.review.labels import ReviewLabels, load_labels
 from labeltool.review.queue import QueueRules, person_suspicion, review_queue
@@ -70,35 +69,15 @@ def test_low_confidence_needs_teacher_points(gt):
     assert person_suspicion(labels).tolist() == [0.0] * len(gt)
 
 
-def test_parquet_and_cli(gt, tmp_path):
+def test_parquet_and_cli(gt, tmp_path, labels_table_of):
     """A table with the columns of wbt distill's labels.parquet, read back and queued from the command line."""
-    n = len(gt)
     conf = np.where(gt.keypoints[:, :, 2] > 0, 0.9, 0.0).astype(np.float32)
     src = np.where(gt.keypoints[:, :, 2] > 0, 3, 0).astype(np.int8)
     e = _index(gt, 531914)
     conf[e, RH] = np.where(gt.keypoints[e, RH, 2] > 0, 0.2, 0.0)
 
-    def fixed(values, width, dtype):
-        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(values).reshape(-1), type=dtype), width)
-
-    names = {im["id"]: im["file_name"] for im in gt.images}
-    table = pa.table(
-        {
-            "ann_id": pa.array(gt.ann_ids),
-            "image_id": pa.array(gt.image_ids),
-            "file_name": pa.array([names[int(i)] for i in gt.image_ids]),
-            "category_id": pa.array(gt.category_ids),
-            "iscrowd": pa.array(gt.iscrowd.astype(np.int8)),
-            "bbox": fixed(gt.bboxes, 4, pa.float64()),
-            "area": pa.array(gt.areas),
-            "keypoints": fixed(gt.keypoints.reshape(n, -1), 399, pa.float64()),
-            "confidence": fixed(conf, 133, pa.float32()),
-            "source": fixed(src, 133, pa.int8()),
-            "face_status": pa.array(["accepted"] * n),
-        }
-    ).replace_schema_metadata({b"wbt_sources": b'["none", "gt", "derived", "hand"]'})
     path = tmp_path / "labels.parquet"
-    pq.write_table(table, path)
+    write_labels(labels_table_of(gt, conf, src, ("none", "gt", "derived", "hand")), path)
     labels = load_labels(path)
     np.testing.assert_array_equal(labels.dataset.keypoints, gt.keypoints)
     np.testing.assert_array_equal(labels.dataset.bboxes, gt.bboxes)

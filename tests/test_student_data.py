@@ -52,8 +52,11 @@ def test_wholebody_labels_into_the_halpe_layout(realdata):
         a, b = WHOLEBODY133.index(name), HALPE136.index(name)
         assert np.array_equal(t133.keypoints[:, a], t136.keypoints[:, b])
         assert np.array_equal(t133.weights[:, a], t136.weights[:, b])
-    for name in ("head", "neck", "hip"):  # COCO-WholeBody has no such points: never trained
-        assert (t136.weights[:, HALPE136.index(name)] == 0).all()
+    # the one 133 -> 136 conversion (labeltool/halpe.py): neck and hip derived, the head top never
+    assert (t136.weights[:, HALPE136.index("head")] == 0).all()
+    shoulders = (t133.weights[:, [5, 6]] > 0).all(axis=1)
+    assert shoulders.sum() == 12 and (t136.weights[:, HALPE136.index("neck")] == shoulders).all()
+    np.testing.assert_allclose(t136.keypoints[:, HALPE136.index("neck")], t133.keypoints[:, [5, 6]].mean(axis=1))
 
 
 def test_part_only_sources(realdata):
@@ -76,32 +79,20 @@ def test_part_source_with_wrong_point_count_is_one_clear_error(realdata):
                          WHOLEBODY133, "face")
 
 
-def test_parquet_source_equals_json(realdata, wholebody, tmp_path):
-    """A labels.parquet as wbt distill writes it (fixed-size list columns) loads to the same arrays."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def test_parquet_source_equals_json(realdata, wholebody, tmp_path, labels_table_of):
+    """A labels.parquet as wbt distill writes it loads to the same arrays as the json; weights = confidence."""
+    from labeltool.labels_table import write_labels
 
     d = realdata / "coco_wholebody"
     ds = load_pose_dataset(d / "test_coco_wholebody.json")
-    names = {im["id"]: im["file_name"] for im in ds.images}
     conf = (ds.keypoints[..., 2] > 0).astype(np.float32) * 0.8
-
-    def fixed(values, width, dtype):
-        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(values).reshape(-1), type=dtype), width)
-
-    table = pa.table({
-        "ann_id": pa.array(ds.ann_ids), "image_id": pa.array(ds.image_ids),
-        "file_name": pa.array([names[i] for i in ds.image_ids]), "iscrowd": pa.array(ds.iscrowd.astype(np.int8)),
-        "bbox": fixed(ds.bboxes, 4, pa.float64()), "keypoints": fixed(ds.keypoints, 399, pa.float64()),
-        "confidence": fixed(conf, 133, pa.float32()),
-    })
-    pq.write_table(table, tmp_path / "labels.parquet")
+    write_labels(labels_table_of(ds, conf), tmp_path / "labels.parquet")
     t = load_parquet_source(tmp_path / "labels.parquet", d, WHOLEBODY133)
     assert np.array_equal(t.ann_ids, wholebody.ann_ids)
     assert np.allclose(t.keypoints, wholebody.keypoints)
     assert np.allclose(t.weights, wholebody.weights * 0.8)
-    pq.write_table(table.drop(["confidence"]), tmp_path / "bad.parquet")
-    with pytest.raises(UserError, match="missing column.*confidence"):
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(UserError, match="bad.parquet: not a readable parquet file"):
         load_parquet_source(tmp_path / "bad.parquet", d, WHOLEBODY133)
 
 

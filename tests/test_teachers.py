@@ -168,15 +168,15 @@ def test_no_face_gives_zero_confidence(face_teacher, astronaut):
 
 @pytest.mark.slow
 def test_face_nme_on_real_300w(face_teacher, realdata):
+    from labeltool.images import read_rgb
     from labeltool.proposals import xywh_to_xyxy
-    from labeltool.teachers.crops import load_rgb
 
     data = json.loads((realdata / "face300w" / "test_300w.json").read_text())
     files = {im["id"]: im["file_name"] for im in data["images"]}
     nmes = []
     for ann in data["annotations"]:
         gt = np.asarray(ann["keypoints"], dtype=float).reshape(68, 3)
-        image = load_rgb(realdata / "face300w" / files[ann["image_id"]])
+        image = read_rgb(realdata / "face300w" / files[ann["image_id"]])
         pts = face_teacher.predict(image, xywh_to_xyxy([ann["bbox"]]))[0]
         nmes.append(np.linalg.norm(pts[:, :2] - gt[:, :2], axis=1).mean() / np.linalg.norm(gt[36, :2] - gt[45, :2]))
     assert max(nmes) <= 0.08, nmes  # measured 0.050 and 0.060
@@ -191,7 +191,7 @@ def test_no_hand_where_there_is_none(hand_teacher, astronaut):
 
 
 def _hand_cases(realdata):
-    from labeltool.teachers.crops import load_rgb
+    from labeltool.images import read_rgb
 
     for folder, name in (("hand_panoptic", "test_panoptic.json"), ("hand_onehand10k", "test_onehand10k.json")):
         data = json.loads((realdata / folder / name).read_text())
@@ -202,7 +202,7 @@ def _hand_cases(realdata):
             cx, cy = x + w / 2, y + h / 2
             box = np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]])
             gt = np.asarray(ann["keypoints"], dtype=float).reshape(21, 3)
-            yield folder, files[ann["image_id"]], load_rgb(realdata / folder / files[ann["image_id"]]), box, gt, max(w, h)
+            yield folder, files[ann["image_id"]], read_rgb(realdata / folder / files[ann["image_id"]]), box, gt, max(w, h)
 
 
 def _pck(pts, gt, size):
@@ -232,9 +232,9 @@ def test_hand_pck_on_real_hands_and_consensus_beats_single_view(hand_teacher, re
 def test_recrop_finds_more_small_coco_hands(hand_teacher, realdata):
     """Body from GT, hands 11-24 px: the re-crop path finds more of them, correctly fitted, than the rotation search."""
     from labeltool.coco import load_pose_dataset
+    from labeltool.images import read_rgb
     from labeltool.layouts import WHOLEBODY133
     from labeltool.proposals import hand_boxes_from_body
-    from labeltool.teachers.crops import load_rgb
     from labeltool.teachers.hand import HandTeacher
 
     ds = load_pose_dataset(realdata / "coco_wholebody" / "test_coco_wholebody.json")
@@ -243,7 +243,7 @@ def test_recrop_finds_more_small_coco_hands(hand_teacher, realdata):
     with HandTeacher(recrop=False) as search:
         for i in range(len(ds.ann_ids)):
             body = ds.keypoints[i : i + 1, parts["body"]]
-            image = load_rgb(realdata / "coco_wholebody" / images[int(ds.image_ids[i])]["file_name"])
+            image = read_rgb(realdata / "coco_wholebody" / images[int(ds.image_ids[i])]["file_name"])
             for side in ("left", "right"):
                 gt = ds.keypoints[i, parts[f"{side}hand"]]
                 if not (gt[:, 2] > 0).any():
@@ -263,11 +263,11 @@ def test_recrop_finds_more_small_coco_hands(hand_teacher, realdata):
 
 @pytest.mark.slow
 def test_handedness_contradiction_is_flagged_and_mirror_flips_it(hand_teacher, realdata):
-    from labeltool.teachers.crops import load_rgb
+    from labeltool.images import read_rgb
 
     data = json.loads((realdata / "hand_panoptic" / "test_panoptic.json").read_text())
     ann = next(a for a in data["annotations"] if a["image_id"] == 100587)  # 005880453_01_r.jpg: a right hand
-    image = load_rgb(realdata / "hand_panoptic" / "005880453_01_r.jpg")
+    image = read_rgb(realdata / "hand_panoptic" / "005880453_01_r.jpg")
     x, y, w, h = ann["bbox"]
     s = 1.5 * max(w, h)
     box = np.array([[x + w / 2 - s / 2, y + h / 2 - s / 2, x + w / 2 + s / 2, y + h / 2 + s / 2]])
@@ -303,9 +303,9 @@ def test_body_teacher_on_a_photo(body_teacher, astronaut):
 @pytest.mark.slow
 def test_foot_and_body_on_real_coco(body_teacher, realdata):
     from labeltool.coco import load_pose_dataset
+    from labeltool.images import read_rgb
     from labeltool.layouts import WHOLEBODY133
     from labeltool.proposals import xywh_to_xyxy
-    from labeltool.teachers.crops import load_rgb
     from labeltool.teachers.foot import FootTeacher
 
     ds = load_pose_dataset(realdata / "coco_wholebody" / "test_coco_wholebody.json")
@@ -317,7 +317,7 @@ def test_foot_and_body_on_real_coco(body_teacher, realdata):
             gt_foot = ds.keypoints[i, WHOLEBODY133.parts["foot"]]
             if not (gt_foot[:, 2] > 0).any():
                 continue
-            image = load_rgb(realdata / "coco_wholebody" / images[int(ds.image_ids[i])]["file_name"])
+            image = read_rgb(realdata / "coco_wholebody" / images[int(ds.image_ids[i])]["file_name"])
             box = xywh_to_xyxy(ds.bboxes[i : i + 1])
             pred = foot_teacher.predict(image, box, body=gt_body[None])[0]
             for sl, knee, ankle in ((slice(0, 3), 13, 15), (slice(3, 6), 14, 16)):
@@ -348,8 +348,8 @@ def test_foot_and_body_on_real_coco(body_teacher, realdata):
 @pytest.mark.slow
 def test_dlib_face_backend_on_real_300w(realdata):
     pytest.importorskip("dlib", reason="the dlib backend is an optional extra (wbt[dlib])")
+    from labeltool.images import read_rgb
     from labeltool.proposals import xywh_to_xyxy
-    from labeltool.teachers.crops import load_rgb
     from labeltool.teachers.face import DlibFaceTeacher
 
     data = json.loads((realdata / "face300w" / "test_300w.json").read_text())
@@ -357,7 +357,7 @@ def test_dlib_face_backend_on_real_300w(realdata):
     with DlibFaceTeacher() as teacher:
         for ann in data["annotations"]:
             gt = np.asarray(ann["keypoints"], dtype=float).reshape(68, 3)
-            pts = teacher.predict(load_rgb(realdata / "face300w" / files[ann["image_id"]]), xywh_to_xyxy([ann["bbox"]]))
+            pts = teacher.predict(read_rgb(realdata / "face300w" / files[ann["image_id"]]), xywh_to_xyxy([ann["bbox"]]))
             nme = np.linalg.norm(pts[0, :, :2] - gt[:, :2], axis=1).mean() / np.linalg.norm(gt[36, :2] - gt[45, :2])
             assert nme <= 0.08 and (pts[0, :, 2] > 0).all(), nme  # measured 0.034 and 0.056
 

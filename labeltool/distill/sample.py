@@ -15,14 +15,14 @@ import cv2
 import numpy as np
 
 from labeltool.coco import write_bytes_atomic
+from labeltool.images import decode_rgb
 
 
 def _grace_hopper() -> np.ndarray:
     import matplotlib.cbook
 
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        data = np.frombuffer(f.read(), dtype=np.uint8)
-    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        return decode_rgb(f.read(), "matplotlib's grace_hopper.jpg")
 
 
 def _skimage(name: str):

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from labeltool.coco import read_json, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
+from labeltool.labels_table import column_array, fixed_list_array
 from labeltool.merge.rules import MERGED_PARTS, MergedPersons
 
 RUN_FILE = "run.json"
@@ -103,11 +104,6 @@ class RunLock:
         self.file.close()
 
 
-def _fixed_list(values: np.ndarray, width: int, dtype: pa.DataType) -> pa.Array:
-    flat = pa.array(np.ascontiguousarray(values).reshape(-1), type=dtype)
-    return pa.FixedSizeListArray.from_arrays(flat, width)
-
-
 def results_table(results: list[ImageResult]) -> pa.Table:
     """One row per labelled person of ``results`` (the shard's table)."""
     rows = [r for r in results if r.num_persons]
@@ -120,11 +116,11 @@ def results_table(results: list[ImageResult]) -> pa.Table:
     columns = {
         "ann_id": pa.array(cat(lambda r: r.ann_ids, (), np.int64), type=pa.int64()),
         "image_id": pa.array(np.asarray(image_ids, dtype=np.int64), type=pa.int64()),
-        "bbox": _fixed_list(cat(lambda r: r.bboxes, (4,), np.float64), 4, pa.float64()),
+        "bbox": fixed_list_array(cat(lambda r: r.bboxes, (4,), np.float64), 4, pa.float64()),
         "area": pa.array(cat(lambda r: r.areas, (), np.float64), type=pa.float64()),
-        "keypoints": _fixed_list(cat(lambda r: r.labels.keypoints, (133, 3), np.float64), 399, pa.float64()),
-        "confidence": _fixed_list(cat(lambda r: r.labels.confidence, (133,), np.float32), 133, pa.float32()),
-        "source": _fixed_list(cat(lambda r: r.labels.source, (133,), np.int8), 133, pa.int8()),
+        "keypoints": fixed_list_array(cat(lambda r: r.labels.keypoints, (133, 3), np.float64), 399, pa.float64()),
+        "confidence": fixed_list_array(cat(lambda r: r.labels.confidence, (133,), np.float32), 133, pa.float32()),
+        "source": fixed_list_array(cat(lambda r: r.labels.source, (133,), np.int8), 133, pa.int8()),
     }
     for part in MERGED_PARTS:
         status = [s for r in rows for s in r.labels.status[part]]
@@ -172,25 +168,18 @@ class Shard:
     timing: dict
 
 
-def _column(table: pa.Table, name: str, shape: tuple, dtype) -> np.ndarray:
-    col = table.column(name).combine_chunks()
-    if shape:
-        col = col.flatten()
-    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype).reshape(-1, *shape)
-
-
 def read_shard(path: Path) -> Shard:
     """Read a shard written by :func:`write_shard`."""
     table = pq.read_table(path)
     meta = table.schema.metadata or {}
     return Shard(
-        ann_ids=_column(table, "ann_id", (), np.int64),
-        image_ids=_column(table, "image_id", (), np.int64),
-        bboxes=_column(table, "bbox", (4,), np.float64),
-        areas=_column(table, "area", (), np.float64),
-        keypoints=_column(table, "keypoints", (133, 3), np.float64),
-        confidence=_column(table, "confidence", (133,), np.float32),
-        source=_column(table, "source", (133,), np.int8),
+        ann_ids=column_array(table, "ann_id", (), np.int64),
+        image_ids=column_array(table, "image_id", (), np.int64),
+        bboxes=column_array(table, "bbox", (4,), np.float64),
+        areas=column_array(table, "area", (), np.float64),
+        keypoints=column_array(table, "keypoints", (133, 3), np.float64),
+        confidence=column_array(table, "confidence", (133,), np.float32),
+        source=column_array(table, "source", (133,), np.int8),
         status={p: np.asarray(table.column(f"{p}_status").to_pylist(), dtype=object) for p in MERGED_PARTS},
         images=json.loads(meta[b"wbt_images"]),
         timing=json.loads(meta[b"wbt_timing"]),

@@ -19,13 +19,14 @@ import numpy as np
 
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.shards import ImageResult
+from labeltool.images import ImageReadError, read_rgb
 from labeltool.layouts import WHOLEBODY133
 from labeltool.merge.rules import MergedPersons, MergeRules, PartCandidate, combine_candidates, merge_persons
 from labeltool.proposals import face_boxes_from_body, foot_boxes_from_body, hand_boxes_from_body, person_boxes_from_body
 from labeltool.teachers.base import CROP_FACE, CROP_FEET, CROP_HAND, CROP_PERSON, Teacher, split_parts
 from labeltool.teachers.registry import TeacherChoice
 
-__all__ = ["CROP_REQUESTS", "DistillConfig", "Distiller", "ImageTask", "decode_image"]
+__all__ = ["CROP_REQUESTS", "DistillConfig", "Distiller", "ImageTask"]
 
 
 @dataclass(frozen=True)
@@ -77,23 +78,6 @@ CROP_REQUESTS: dict[str, Callable[[np.ndarray, tuple[str, ...]], list[CropReques
 }
 
 
-def decode_image(path: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3); raises ``OSError`` with the reason for a missing or unreadable file."""
-    import cv2
-
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise OSError("image file not found") from None
-    except OSError as err:
-        raise OSError(f"cannot read the image file: {err.strerror or err}") from None
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise OSError("not a decodable image (empty, truncated or not an image)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-
 class Distiller:
     """Teachers built once; :meth:`label_image` labels one image. Use as a context manager or call close().
 
@@ -136,9 +120,9 @@ class Distiller:
         start = time.perf_counter()
         result = ImageResult(image_id=task.image_id)
         try:
-            image = decode_image(task.path)
-        except OSError as err:
-            result.error = f"{task.path}: {err}"
+            image = read_rgb(task.path)
+        except ImageReadError as err:
+            result.error = f"{task.path}: {err.reason}"
             result.seconds = time.perf_counter() - start
             return result
         result.height, result.width = image.shape[:2]

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labeltool.coco import PoseDataset, flat_document, wholebody_document
+from labeltool.coco import KEYPOINT_KEYS, PoseDataset, flat_document, wholebody_document
 from labeltool.distill.shards import read_shard, shard_path
+from labeltool.halpe import to_halpe136
+from labeltool.labels_table import LabelsTable, LabelsWriter
 from labeltool.layouts import HALPE136, WHOLEBODY133, WHOLEBODY_BOX_KEYS
 from labeltool.merge.rules import (
     ACCEPTED,
@@ -31,7 +32,6 @@ from labeltool.merge.rules import (
     NOT_RUN,
     SOURCE_GT,
     SOURCE_NONE,
-    to_halpe136,
 )
 
 FLUSH_PERSONS = 2000  # persons per write batch (and per parquet row group)
@@ -165,7 +165,7 @@ def assemble(
         extra=ds.extra,
     )  # fmt: skip
     writers: list[tuple[str, JsonDocumentWriter]] = []
-    parquet_tmp = None
+    parquet = None
     try:
         out = outputs.out_dir
         if outputs.wholebody:
@@ -190,16 +190,13 @@ def assemble(
                     ),
                 )
             )
-        fd, parquet_tmp = tempfile.mkstemp(prefix=".labels.parquet.", suffix=".tmp", dir=out)
-        os.close(fd)
-        schema = _parquet_schema(sources)
-        parquet = pq.ParquetWriter(parquet_tmp, schema)
+        parquet = LabelsWriter(out / "labels.parquet", sources)
         counts = Counts()
         batch = _Batch()
 
         def flush():
             if len(batch):
-                _write_batch(batch, ds, writers, parquet, schema, counts)
+                _write_batch(batch, ds, writers, parquet, counts)
                 batch.__init__()
 
         persons_of = ds.persons_by_image()
@@ -237,16 +234,14 @@ def assemble(
             if len(batch) >= FLUSH_PERSONS:
                 flush()
         flush()
-        parquet.close()
         for _, w in writers:
             w.close()
-        publish(parquet_tmp, out / "labels.parquet")
-        parquet_tmp = None
+        parquet.close()
     except BaseException:
         for _, w in writers:
             w.abort()
-        if parquet_tmp and os.path.exists(parquet_tmp):
-            os.unlink(parquet_tmp)
+        if parquet is not None:
+            parquet.abort()
         raise
     return counts, images, errors
 
@@ -284,33 +279,8 @@ def _add_carried(batch: _Batch, base: dict, body: np.ndarray, file_name: str, co
         counts.no_body += 1
 
 
-def _parquet_schema(sources: list[str]) -> pa.Schema:
-    box = pa.list_(pa.float64(), 4)
-    fields = [
-        ("ann_id", pa.int64()),
-        ("image_id", pa.int64()),
-        ("file_name", pa.string()),
-        ("category_id", pa.int64()),
-        ("iscrowd", pa.int8()),
-        ("bbox", box),
-        ("area", pa.float64()),
-        ("distilled", pa.bool_()),
-        ("keypoints", pa.list_(pa.float64(), 399)),
-        ("confidence", pa.list_(pa.float32(), 133)),
-        ("source", pa.list_(pa.int8(), 133)),
-    ]
-    fields += [(f"{p}_valid", pa.bool_()) for p in MERGED_PARTS]
-    fields += [(key, box) for key in WHOLEBODY_BOX_KEYS.values()]
-    fields += [(f"{p}_status", pa.string()) for p in MERGED_PARTS]
-    meta = {
-        b"wbt_sources": orjson.dumps(sources),
-        b"wbt_layout": b"coco_wholebody133: keypoints is 133 x (x, y, v) flattened; source indexes wbt_sources",
-    }
-    return pa.schema(fields, metadata=meta)
-
-
 def _write_batch(
-    batch: _Batch, ds: PoseDataset, writers, parquet: pq.ParquetWriter, schema: pa.Schema, counts: Counts
+    batch: _Batch, ds: PoseDataset, writers, parquet: LabelsWriter, counts: Counts
 ) -> None:
     n = len(batch)
     kpts = np.stack(batch.keypoints)
@@ -335,33 +305,26 @@ def _write_batch(
         if kind == "wholebody":
             writer.write(wb_anns)
         else:
-            halpe_kpts, _, _ = to_halpe136(kpts, conf, src)
-            halpe = PoseDataset(**{**sub.__dict__, "layout": HALPE136, "keypoints": halpe_kpts})
+            # the same document as `wbt convert wholebody133.json --to 136`: the 133 annotation
+            # (part boxes included) without its split keypoint keys, then the 136 points
+            halpe = PoseDataset(
+                **{**sub.__dict__, "layout": HALPE136, "keypoints": to_halpe136(kpts)[0],
+                   "annotations": [{k: v for k, v in a.items() if k not in KEYPOINT_KEYS} for a in wb_anns]}
+            )  # fmt: skip
             writer.write(flat_document(halpe)["annotations"])
 
-    def fixed(values, width, dtype):
-        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(values).reshape(-1), type=dtype), width)
-
-    columns = {
-        "ann_id": pa.array(sub.ann_ids),
-        "image_id": pa.array(sub.image_ids),
-        "file_name": pa.array(batch.file_names, type=pa.string()),
-        "category_id": pa.array(sub.category_ids),
-        "iscrowd": pa.array(sub.iscrowd.astype(np.int8)),
-        "bbox": fixed(sub.bboxes, 4, pa.float64()),
-        "area": pa.array(sub.areas),
-        "distilled": pa.array(batch.distilled, type=pa.bool_()),
-        "keypoints": fixed(kpts, 399, pa.float64()),
-        "confidence": fixed(conf, 133, pa.float32()),
-        "source": fixed(src, 133, pa.int8()),
-    }
-    for p in MERGED_PARTS:
-        columns[f"{p}_valid"] = pa.array([bool(a.get(f"{p}_valid", False)) for a in wb_anns], type=pa.bool_())
-    for key in WHOLEBODY_BOX_KEYS.values():
-        columns[key] = fixed(np.array([a[key] for a in wb_anns], dtype=np.float64).reshape(n, 4), 4, pa.float64())
-    for p in MERGED_PARTS:
-        columns[f"{p}_status"] = pa.array([s[p] for s in batch.status], type=pa.string())
-    parquet.write_table(pa.table(columns, schema=schema))
+    parquet.write(
+        LabelsTable(
+            ann_ids=sub.ann_ids, image_ids=sub.image_ids, file_names=batch.file_names, category_ids=sub.category_ids,
+            iscrowd=sub.iscrowd, bboxes=sub.bboxes, areas=sub.areas, distilled=np.array(batch.distilled, dtype=bool),
+            keypoints=kpts, confidence=conf, source=src,
+            valid={p: np.array([bool(a.get(f"{p}_valid", False)) for a in wb_anns]) for p in MERGED_PARTS},
+            part_boxes={key: np.array([a[key] for a in wb_anns], dtype=np.float64).reshape(n, 4)
+                        for key in WHOLEBODY_BOX_KEYS.values()},
+            status={p: [s[p] for s in batch.status] for p in MERGED_PARTS},
+            source_names=parquet.source_names,
+        )
+    )  # fmt: skip
 
     counts.persons += n
     counts.distilled += int(sum(batch.distilled))

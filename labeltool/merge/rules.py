@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labeltool.layouts import HALPE136, WHOLEBODY133, halpe136_to_coco133_index
+from labeltool.layouts import WHOLEBODY133
 from labeltool.teachers.base import HANDEDNESS_CONTRADICTS
 
 TEACHER_VISIBILITY = 2.0  # visibility written for an accepted teacher point (COCO: labelled)
@@ -272,29 +272,3 @@ def _foot(body: np.ndarray, pred: PartCandidate, p: int, rules: MergeRules) -> t
     if not accepted.any():
         return FAR_FROM_ANKLE, None
     return ACCEPTED, accepted
-
-
-def to_halpe136(keypoints: np.ndarray, confidence: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, ...]:
-    """133-point labels (P, 133, ...) -> Halpe-136 (P, 136, ...).
-
-    The 133 shared points are copied by the layout's index map (Halpe interleaves the toes
-    by side). Neck = mean of the shoulders, hip = mean of the hips, when both are labelled
-    (visibility = the lower of the two; source ``derived``). Head (top of the head) has no
-    teacher here and stays unlabelled.
-    """
-    num = len(keypoints)
-    halpe_idx, coco_idx = halpe136_to_coco133_index()
-    kpts = np.zeros((num, 136, 3), dtype=np.float64)
-    conf = np.zeros((num, 136), dtype=np.float32)
-    src = np.zeros((num, 136), dtype=np.int8)
-    kpts[:, halpe_idx] = keypoints[:, coco_idx]
-    conf[:, halpe_idx] = confidence[:, coco_idx]
-    src[:, halpe_idx] = source[:, coco_idx]
-    for name, (a, b) in {"neck": (5, 6), "hip": (11, 12)}.items():
-        j = HALPE136.index(name)
-        both = (keypoints[:, a, 2] > 0) & (keypoints[:, b, 2] > 0)
-        kpts[both, j, :2] = (keypoints[both, a, :2] + keypoints[both, b, :2]) / 2.0
-        kpts[both, j, 2] = np.minimum(keypoints[both, a, 2], keypoints[both, b, 2])
-        conf[both, j] = np.minimum(confidence[both, a], confidence[both, b])
-        src[both, j] = SOURCE_DERIVED
-    return kpts, conf, src

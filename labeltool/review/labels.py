@@ -70,7 +70,7 @@ def with_image_sizes(ds: PoseDataset, images_dir: str | os.PathLike | None) -> P
         return ds
     if images_dir is None:
         raise UserError(f"{ds.path}: image sizes are not in the labels; give the image folder with --images")
-    from PIL import Image, UnidentifiedImageError
+    from labeltool.images import image_size
 
     images = []
     for im in ds.images:
@@ -78,11 +78,7 @@ def with_image_sizes(ds: PoseDataset, images_dir: str | os.PathLike | None) -> P
             file = Path(images_dir) / im["file_name"]
             if not file.is_file():
                 raise UserError(f"{file}: image file not found (image id {im['id']} in {ds.path})")
-            try:
-                with Image.open(file) as img:
-                    width, height = img.size
-            except (UnidentifiedImageError, OSError):
-                raise UserError(f"{file}: not a readable image") from None
+            width, height = image_size(file)  # the raw pixel frame, as every reader in wbt sees it
             im = {**im, "width": int(width), "height": int(height)}
         images.append(im)
     return replace(ds, images=images)

@@ -17,6 +17,7 @@ import numpy as np
 
 from labeltool.coco import PoseDataset, image_path, tight_box, write_bytes_atomic
 from labeltool.errors import UserError
+from labeltool.images import read_rgb
 from labeltool.layouts import WHOLEBODY_BOX_KEYS, Layout
 
 # One colour per part (RGB).
@@ -166,14 +167,6 @@ def contact_sheet(
                 sheet, captions[k], (x + 3, y + th - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA
             )
     return sheet
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as RGB uint8; an unreadable file is a :class:`UserError`."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise UserError(f"{path}: cannot read the image (missing, or not an image OpenCV can decode)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def write_png(rgb: np.ndarray, path: str | os.PathLike) -> None:

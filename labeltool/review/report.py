@@ -128,7 +128,8 @@ def histograms_uri(labels: ReviewLabels) -> str:
 
 def crop_cards(ds: PoseDataset, entries: list[QueueEntry], images_dir: str | os.PathLike) -> str:
     """HTML cards of the queue's persons: a rendered crop each, with the reasons."""
-    from labeltool.review.render import read_rgb, render_person_crop
+    from labeltool.images import read_rgb
+    from labeltool.review.render import render_person_crop
 
     images = ds.image_index()
     cards, cache = [], {}

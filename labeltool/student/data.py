@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 from labeltool.coco import image_path, load_pose_dataset, read_json, write_bytes_atomic
+from labeltool.convert import convert_keypoints, convert_points
 from labeltool.errors import UserError
+from labeltool.images import read_rgb
 from labeltool.layouts import Layout
 
 BOX_PADDING = 1.25  # the nominal crop is the person box grown by this factor (mmpose, RTMPose)
@@ -98,15 +100,6 @@ def concat_tables(tables: list[PersonTable]) -> PersonTable:
 # --------------------------------------------------------------------------- layouts
 
 
-def layout_map(src: Layout, dst: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """(src_idx, dst_idx) of the points the two layouts share, matched by name."""
-    pairs = [(i, dst.names.index(n)) for i, n in enumerate(src.names) if n in dst.names]
-    if not pairs:
-        raise ValueError(f"layouts {src.name} and {dst.name} share no keypoint")
-    a, b = np.asarray(pairs, dtype=np.int64).T
-    return a, b
-
-
 def label_weights(labelled: np.ndarray, confidence: np.ndarray | None, layout: Layout,
                   face_weight: float = FACE_WEIGHT) -> np.ndarray:
     """(N, K) loss weights: 1 where a point is labelled (json: v > 0; COCO-WholeBody's float
@@ -138,9 +131,7 @@ def load_json_source(path: str | os.PathLike, images_dir: str | os.PathLike, lay
     path = Path(path)
     if part == "wholebody":
         ds = load_pose_dataset(path)
-        src_idx, dst_idx = layout_map(ds.layout, layout)
-        points = np.zeros((len(ds), layout.num_keypoints, 3), dtype=np.float32)
-        points[:, dst_idx] = ds.keypoints[:, src_idx]
+        points = convert_keypoints(ds.keypoints, ds.layout, layout).astype(np.float32)
         bboxes, iscrowd, ann_ids, img_ids = ds.bboxes, ds.iscrowd, ds.ann_ids, ds.image_ids
         images = ds.images
     elif part in PART_SOURCES:
@@ -188,77 +179,24 @@ def _load_part_json(path: Path, layout: Layout, part: str):
 
 def load_parquet_source(path: str | os.PathLike, images_dir: str | os.PathLike, layout: Layout,
                         face_weight: float = FACE_WEIGHT) -> PersonTable:
-    """Persons of a ``labels.parquet`` written by ``wbt distill``.
+    """Persons of a ``labels.parquet`` written by ``wbt distill`` (read by :mod:`labeltool.labels_table`).
 
-    Columns used: ``image_id``, ``ann_id``, ``file_name``, ``bbox`` (x y w h), ``keypoints``
-    (K x 3, x y v) and ``confidence`` (K, the teacher's confidence; 0 = no prediction) in the
-    file's layout (133 or 136 points); a point's weight is its confidence (face x ``face_weight``).
+    Its 133 points go to ``layout`` by the one conversion (:func:`labeltool.convert.convert_points`);
+    a point's weight is its teacher confidence (0 = no prediction; face x ``face_weight``).
     """
-    import pyarrow.parquet as pq
+    from labeltool.labels_table import read_labels
+    from labeltool.layouts import WHOLEBODY133
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    try:
-        table = pq.read_table(path)
-    except Exception as err:  # pyarrow raises several types for a bad file
-        raise UserError(f"{path}: not a readable parquet file ({err})") from None
-    need = ("image_id", "ann_id", "file_name", "bbox", "keypoints", "confidence")
-    missing = [c for c in need if c not in table.column_names]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (expected a labels.parquet from wbt distill)")
-    n = table.num_rows
-    kp = _fixed_list(table, "keypoints", path, n)
-    k = kp.shape[1] // 3
-    from labeltool.layouts import layout_for
-
-    try:
-        src_layout = layout_for(k)
-    except ValueError as err:
-        raise UserError(f"{path}: {err}") from None
-    conf = _fixed_list(table, "confidence", path, n)
-    if conf.shape[1] != k:
-        raise UserError(f"{path}: 'confidence' has {conf.shape[1]} values per row, 'keypoints' {k} points")
-    src = kp.reshape(n, k, 3)
-    src_idx, dst_idx = layout_map(src_layout, layout)
-    points = np.zeros((n, layout.num_keypoints, 3), dtype=np.float32)
-    points[:, dst_idx] = src[:, src_idx]
-    confidence = np.zeros((n, layout.num_keypoints), dtype=np.float32)
-    confidence[:, dst_idx] = conf[:, src_idx]
-    bboxes = _fixed_list(table, "bbox", path, n).astype(np.float64)
+    table = read_labels(path)
+    points, confidence = convert_points(table.keypoints, table.confidence, WHOLEBODY133, layout)
+    points = points.astype(np.float32)
     weights = label_weights(points[..., 2] > 0, confidence, layout, face_weight)
-    files = table.column("file_name").to_numpy(zero_copy_only=False).astype(str)
-    image_ids = table.column("image_id").to_numpy().astype(np.int64)
-    uniq, first = np.unique(image_ids, return_index=True)
-    images = [{"id": int(i), "file_name": str(files[j])} for i, j in zip(uniq, first)]
-    iscrowd = (table.column("iscrowd").to_numpy().astype(np.int64) if "iscrowd" in table.column_names
-               else np.zeros(n, dtype=np.int64))
-    keep = _usable(bboxes, weights, iscrowd)
-    ann_ids = table.column("ann_id").to_numpy().astype(np.int64)
-    return _table(layout, points[keep], weights[keep], bboxes[keep], ann_ids[keep], image_ids[keep], images,
-                  images_dir, f"{path.name}", path)
-
-
-def _fixed_list(table, column: str, path: Path, n: int) -> np.ndarray:
-    """A list<float> column as an (N, L) float32 array, without a Python object per value."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    col = table.column(column).combine_chunks()
-    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
-        while pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(
-                col.type):
-            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-            if n and (lengths != lengths[0]).any():
-                raise UserError(f"{path}: column '{column}' has rows of different lengths")
-            inner = col.flatten()
-            if pa.types.is_list(inner.type) or pa.types.is_large_list(inner.type) or pa.types.is_fixed_size_list(
-                    inner.type):
-                col = inner
-                continue
-            values = inner.to_numpy(zero_copy_only=False).astype(np.float32)
-            return values.reshape(n, -1) if n else values.reshape(0, 0)
-    raise UserError(f"{path}: column '{column}' must be a list of numbers per row")
+    uniq, first = np.unique(table.image_ids, return_index=True)
+    images = [{"id": int(i), "file_name": table.file_names[j]} for i, j in zip(uniq, first)]
+    keep = _usable(table.bboxes, weights, table.iscrowd.astype(np.int64))
+    return _table(layout, points[keep], weights[keep], table.bboxes[keep], table.ann_ids[keep],
+                  table.image_ids[keep], images, images_dir, f"{path.name}", path)
 
 
 def _table(layout, points, weights, bboxes, ann_ids, img_ids, images, images_dir, name, path) -> PersonTable:
@@ -335,14 +273,6 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     full[:, :2] = m
     full[:, 2, 2] = 1
     return np.linalg.inv(full)[:, :2]
-
-
-def read_rgb(path: str) -> np.ndarray:
-    """An image file as RGB uint8; an unreadable file is a one-line :class:`UserError`."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{path}: cannot read image (missing or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 # --------------------------------------------------------------------------- crop sources

@@ -177,7 +177,7 @@ def teach_command(part, images_dir, boxes_path, out_path, backend, side, box_sca
       wbt teach --part body --images photos/ --boxes detections.json --out body_pred.json
     """
     from labeltool.coco import write_json_atomic
-    from labeltool.teachers.crops import load_rgb
+    from labeltool.images import read_rgb
 
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
@@ -201,7 +201,7 @@ def teach_command(part, images_dir, boxes_path, out_path, backend, side, box_sca
     teacher = build_teacher(spec)
     try:
         for image_id, idx in by_image.items():
-            image = load_rgb(files[image_id])
+            image = read_rgb(files[image_id])
             for i, r in zip(idx, run_teacher(teacher, image, [entries[i] for i in idx], box_scale)):
                 results[i] = r
     finally:

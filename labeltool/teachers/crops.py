@@ -7,9 +7,6 @@ matrix (what ``cv2.warpAffine`` takes); :func:`to_image` maps crop points back.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import cv2
 import numpy as np
 
@@ -95,18 +92,6 @@ def check_body(body: np.ndarray | None, num_boxes: int) -> np.ndarray | None:
     if body.shape != (num_boxes, 17, 3):
         raise ValueError(f"body must be (M, 17, 3) for M = {num_boxes} boxes, got {body.shape}")
     return body
-
-
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8; a missing or unreadable file is a :class:`UserError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: image file not found")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise UserError(f"{path}: not a readable image (cv2 could not decode it)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def import_mediapipe():
