@@ -40,11 +40,12 @@ import pyarrow.parquet as pq
 from labeltool.coco import AtomicFile
 from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_BOX_KEYS
+from labeltool.merge.rules import MERGED_PARTS
 
 SCHEMA_VERSION = 1
 VERSION_KEY = b"wbt_labels_version"
 SOURCES_KEY = b"wbt_sources"
-PARTS = ("foot", "face", "lefthand", "righthand")  # the merged parts, in column order
+PARTS = MERGED_PARTS  # foot, face, lefthand, righthand: the parts with a _valid and a _status column
 BOX_KEYS = tuple(WHOLEBODY_BOX_KEYS.values())
 NUM_KEYPOINTS = WHOLEBODY133.num_keypoints
 PARQUET_MAGIC = b"PAR1"
