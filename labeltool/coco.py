@@ -13,9 +13,9 @@ import gc
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -41,9 +41,6 @@ try:  # orjson parses large files several times faster and with less memory
     import orjson
 except ImportError:  # pragma: no cover - orjson is a declared dependency
     orjson = None
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 REQUIRED_ANN_KEYS = ("id", "image_id", "bbox")
 REQUIRED_IMAGE_KEYS = ("id", "file_name")
@@ -436,26 +433,60 @@ def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
     write_bytes_atomic(data, path)
 
 
-def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
-    """Write ``data`` to a temp file beside ``path`` (parents created), fsync, then rename over ``path``.
+class AtomicFile:
+    """A temp file beside ``path`` that becomes ``path`` on :meth:`commit` (fsync, rename) or vanishes on :meth:`abort`.
 
-    No reader sees half a file and a failed write leaves no temp file; the file gets the
-    normal permissions of the umask.
+    The one way wbt writes a file: no reader ever sees half a file, and a failed write leaves
+    neither a temp file nor a changed ``path``. The temp file is created like any new file
+    (mode 0666 minus the umask, applied by the kernel), so the result has normal permissions
+    without reading the process umask. Stream into ``.tmp`` (any writer that opens a path), or
+    use ``with AtomicFile(path) as tmp:`` to commit on success and abort on an error.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                break
+            except FileExistsError:  # pragma: no cover - 32 random bits
+                continue
+        self.tmp = tmp
+
+    def commit(self) -> None:
+        """Flush the finished temp file to disk and rename it over ``path`` (the temp is removed on failure)."""
+        try:
+            fd = os.open(self.tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Remove the temp file; ``path`` keeps whatever it held before."""
+        with suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+    def __enter__(self) -> Path:
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` through an :class:`AtomicFile` (parents created)."""
+    with AtomicFile(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def _numbers(a: np.ndarray) -> list:
@@ -571,6 +602,7 @@ __all__ = [
     "write_pose_dataset",
     "write_json_atomic",
     "write_bytes_atomic",
+    "AtomicFile",
     "wholebody_document",
     "flat_document",
     "pose_document",

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +37,15 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from labeltool.coco import AtomicFile
 from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_BOX_KEYS
+from labeltool.merge.rules import MERGED_PARTS
 
 SCHEMA_VERSION = 1
 VERSION_KEY = b"wbt_labels_version"
 SOURCES_KEY = b"wbt_sources"
-PARTS = ("foot", "face", "lefthand", "righthand")  # the merged parts, in column order
+PARTS = MERGED_PARTS  # foot, face, lefthand, righthand: the parts with a _valid and a _status column
 BOX_KEYS = tuple(WHOLEBODY_BOX_KEYS.values())
 NUM_KEYPOINTS = WHOLEBODY133.num_keypoints
 PARQUET_MAGIC = b"PAR1"
@@ -162,29 +163,34 @@ def column_array(table: pa.Table, name: str, shape: tuple[int, ...], dtype) -> n
 
 
 class LabelsWriter:
-    """Writes labels.parquet batch by batch (one row group each) to a temp file, renamed on :meth:`close`."""
+    """Writes labels.parquet batch by batch (one row group each) to an :class:`AtomicFile`, renamed on :meth:`close`."""
 
     def __init__(self, path: str | os.PathLike, source_names: list[str] | tuple[str, ...]):
         self.path = Path(path)
         self.source_names = tuple(source_names)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.writer = pq.ParquetWriter(self.tmp, labels_schema(self.source_names))
+        self.target = AtomicFile(self.path)
+        try:
+            self.writer = pq.ParquetWriter(self.target.tmp, labels_schema(self.source_names))
+        except BaseException:
+            self.target.abort()
+            raise
 
     def write(self, rows: LabelsTable) -> None:
         self.writer.write_table(rows.to_arrow())
 
     def close(self) -> None:
-        self.writer.close()
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.path)
+        try:
+            self.writer.close()
+        except BaseException:
+            self.target.abort()
+            raise
+        self.target.commit()
 
     def abort(self) -> None:
         """Drop the temp file (after an error); the previous file at ``path``, if any, stays."""
         with suppress(Exception):  # the error that made us abort is the one to report
             self.writer.close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+        self.target.abort()
 
 
 def write_labels(rows: LabelsTable, path: str | os.PathLike) -> None:

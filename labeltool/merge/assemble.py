@@ -10,9 +10,8 @@ files, so a resumed run writes the same bytes as an uninterrupted one.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 import orjson
 import pyarrow.parquet as pq
 
-from labeltool.coco import KEYPOINT_KEYS, PoseDataset, flat_document, wholebody_document
+from labeltool.coco import KEYPOINT_KEYS, AtomicFile, PoseDataset, flat_document, wholebody_document
 from labeltool.distill.shards import read_shard, shard_path
 from labeltool.halpe import to_halpe136
 from labeltool.labels_table import LabelsTable, LabelsWriter
@@ -38,13 +37,13 @@ FLUSH_PERSONS = 2000  # persons per write batch (and per parquet row group)
 
 
 class JsonDocumentWriter:
-    """Writes ``{head..., "<list_key>": [items...], tail...}`` item by item to a temp file, renamed on close."""
+    """Writes ``{head..., "<list_key>": [items...], tail...}`` item by item to an :class:`AtomicFile`, renamed on close."""
 
     def __init__(self, path: Path, head: dict, list_key: str, tail: dict):
         self.path = Path(path)
         self.tail = tail
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self.file = os.fdopen(fd, "wb")
+        self.target = AtomicFile(self.path)
+        self.file = open(self.target.tmp, "wb")  # noqa: SIM115 - closed by close() / abort()
         self.file.write(b"{")
         for key, value in head.items():
             self.file.write(orjson.dumps(key) + b":" + _dumps(value) + b",")
@@ -63,22 +62,13 @@ class JsonDocumentWriter:
         for key, value in self.tail.items():
             self.file.write(b"," + orjson.dumps(key) + b":" + _dumps(value))
         self.file.write(b"}")
-        self.file.flush()
-        os.fsync(self.file.fileno())
         self.file.close()
-        publish(self.tmp, self.path)
+        self.target.commit()
 
     def abort(self) -> None:
-        if not self.file.closed:
+        with suppress(OSError):  # closing flushes, which fails again on a full disk
             self.file.close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
-
-
-def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Rename a finished temp file to ``path``, readable by all (mkstemp makes it owner-only)."""
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+        self.target.abort()
 
 
 def _dumps(value) -> bytes:

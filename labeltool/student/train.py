@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labeltool.coco import write_bytes_atomic, write_json_atomic
+from labeltool.coco import AtomicFile, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import layout_for
 from labeltool.student.augment import AugmentConfig, augment_batch
@@ -210,9 +210,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with AtomicFile(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class Trainer:
