@@ -380,18 +380,15 @@ class FanFaceTeacher:
         return out
 
 
-FACE_BACKENDS = ("facemesh", "dlib", "fan")
+FACE_MODELS = {"facemesh": FaceMeshTeacher, "dlib": DlibFaceTeacher, "fan": FanFaceTeacher}
+FACE_BACKENDS = tuple(FACE_MODELS)
 
 
 def make_face_teacher(backend: str = "facemesh"):
-    """The face teacher for ``backend``: 'facemesh' (default), 'dlib' or 'fan'."""
-    if backend == "facemesh":
-        return FaceMeshTeacher()
-    if backend == "dlib":
-        return DlibFaceTeacher()
-    if backend == "fan":
-        return FanFaceTeacher()
-    raise UserError(f"unknown face backend {backend!r} (choose from {', '.join(FACE_BACKENDS)})")
+    """The face model for ``backend`` (array ``predict``; the registry's face teachers wrap these)."""
+    if backend not in FACE_MODELS:
+        raise UserError(f"unknown face backend {backend!r} (choose from {', '.join(FACE_BACKENDS)})")
+    return FACE_MODELS[backend]()
 
 
 __all__ = [
