@@ -103,3 +103,22 @@ def halpe136_to_coco133_index() -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (halpe_idx, coco133_idx) of the points both layouts share (133 pairs)."""
     pairs = np.asarray(_raw()["halpe136_to_coco133"]["pairs"], dtype=np.int64)
     return pairs[:, 0], pairs[:, 1]
+
+
+# COCO-17 body joints by name: indices 0-16, the same in COCO-WholeBody-133 and Halpe-136.
+# The one definition the proposals, teachers, merge rules and review use.
+NOSE, L_EYE, R_EYE, L_EAR, R_EAR = (COCO17.index(n) for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear"))
+L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = (
+    COCO17.index(f"{side}_{joint}") for joint in ("shoulder", "elbow", "wrist") for side in ("left", "right")
+)
+L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = (
+    COCO17.index(f"{side}_{joint}") for joint in ("hip", "knee", "ankle") for side in ("left", "right")
+)
+# The same per side ('left' / 'right': the person's side).
+EYE = {"left": L_EYE, "right": R_EYE}
+SHOULDER = {"left": L_SHOULDER, "right": R_SHOULDER}
+ELBOW = {"left": L_ELBOW, "right": R_ELBOW}
+WRIST = {"left": L_WRIST, "right": R_WRIST}
+HIP = {"left": L_HIP, "right": R_HIP}
+KNEE = {"left": L_KNEE, "right": R_KNEE}
+ANKLE = {"left": L_ANKLE, "right": R_ANKLE}

@@ -249,6 +249,30 @@ def test_limit_keeps_the_first_images_with_persons(small_input, tmp_path):
     assert len(doc["annotations"]) == 4  # 785's person and crowd region, one person each in 1 and 2
 
 
+def test_assembly_reads_each_shard_once_and_counts_the_run(small_input, tmp_path, monkeypatch):
+    """One pass: each shard's rows are read once and its footer once, for the outputs and the statistics."""
+    import labeltool.distill.shards as shards
+
+    ann, images, _ = small_input
+    out = tmp_path / "out"
+    code, _ = wbt("distill", "--ann", ann, "--images", images, "--out", out, "--teachers", NO_TEACHERS,
+                  "--workers", 1, "--shard-size", 2, "--no-progress")  # fmt: skip
+    assert code == 0
+    reads = []
+    real_table, real_schema = shards.pq.read_table, shards.pq.read_schema
+    monkeypatch.setattr(shards.pq, "read_table", lambda p, *a, **k: reads.append(("rows", Path(p).name)) or real_table(p, *a, **k))
+    monkeypatch.setattr(shards.pq, "read_schema", lambda p, *a, **k: reads.append(("footer", Path(p).name)) or real_schema(p, *a, **k))
+    code, _ = wbt("distill", "--ann", ann, "--images", images, "--out", out, "--teachers", NO_TEACHERS,
+                  "--workers", 1, "--shard-size", 2, "--no-progress")  # fmt: skip  -- resumed: every shard exists
+    assert code == 0
+    names = sorted(p.name for p in (out / "shards").glob("shard-*.parquet"))
+    assert len(names) == 3  # images 1, 2 | 785, 40083 | 196141, 197388
+    assert sorted(reads) == sorted([("rows", n) for n in names] + [("footer", n) for n in names])
+    run = json.loads((out / "summary.json").read_text())["run"]
+    assert (run["shards"], run["shards_resumed"], run["images_done_now"], run["persons_done_now"]) == (3, 3, 0, 0)
+    assert run["work_seconds_per_image"] > 0  # the first run's timing, read from the resumed shards
+
+
 # ------------------------------------------------------------------ real teachers (slow)
 
 

@@ -43,6 +43,27 @@ def test_bad_boxes_file_is_one_line_and_no_output(tmp_path, content, message):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"annotations": []}, "expected a list of boxes or an object with 'images' and 'annotations'"),
+        ({"images": [{"id": 1}], "annotations": []}, "images[0] needs 'id' and 'file_name'"),
+        ([{"image_id": 1, "bbox": [0, 0, "5", 5]}], "entry 0: 'bbox' must be 4 numbers [x, y, w, h]"),
+        ([3], "entry 0 is not an object"),
+    ],
+)
+def test_distill_and_teach_read_box_files_alike(tmp_path, content, message):
+    """One reader (labeltool.boxfile) behind `wbt teach --boxes` and `wbt distill --boxes`: the same line."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "000000000001.jpg"), np.zeros((8, 8, 3), np.uint8))
+    path = _boxes(tmp_path, content)
+    teach = _run(["--part", "face", "--images", str(tmp_path), "--boxes", path, "--out", str(tmp_path / "o.json")])
+    distill = CliRunner().invoke(main, ["distill", "--images", str(tmp_path), "--boxes", path, "--out", str(tmp_path / "o")])
+    assert teach.exit_code == distill.exit_code == 2
+    assert teach.output == distill.output == f"wbt: error: {path}: {message}\n"
+
+
 def test_bad_options(tmp_path):
     path = _boxes(tmp_path, [])
     result = _run(["--part", "face", "--images", str(tmp_path / "nope"), "--boxes", path, "--out", "x.json"])

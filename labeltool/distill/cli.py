@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from labeltool.errors import UserError
+from labeltool.teachers.registry import choices_text
 
 
 @click.command("distill")
@@ -52,8 +53,8 @@ from labeltool.errors import UserError
 @click.option(
     "--teachers",
     "teachers",
-    metavar="PART=BACKEND,...",
-    help="Backends, e.g. face=dlib,hand=none. Parts: face (facemesh|dlib|fan|none), hand (mediapipe|none), foot (mediapipe|none), body (mediapipe).",
+    metavar="PART=BACKEND[:ARG],...",
+    help=f"Teachers, e.g. face=dlib,hand=none. Parts: {choices_text()}; small_toe=estimate|none.",
 )
 @click.option(
     "--engine",

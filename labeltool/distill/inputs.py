@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, load_pose_dataset, read_json, resolve_coco_split
+from labeltool.boxfile import read_box_file
+from labeltool.coco import PoseDataset, load_pose_dataset, resolve_coco_split
 from labeltool.distill.body import AnnotatedBody, BodySource, DetectedBody, WholeImageBody
 from labeltool.errors import UserError
 from labeltool.layouts import COCO17, WHOLEBODY_BOX_KEYS
@@ -159,39 +160,21 @@ def from_boxes(images_dir: str | os.PathLike, boxes_path: str | os.PathLike, min
     """
     images_dir = _check_images_dir(images_dir)
     boxes_path = Path(boxes_path)
-    data = read_json(boxes_path)
-    if isinstance(data, dict):
-        if not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
-            raise UserError(f"{boxes_path}: expected a list of detections or an object with 'images' and 'annotations'")
-        images = data["images"]
-        for i, im in enumerate(images):
-            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-                raise UserError(f"{boxes_path}: images[{i}] needs 'id' and 'file_name'")
-        dets = data["annotations"]
-    elif isinstance(data, list):
-        images = list_images(images_dir)
-        dets = data
-    else:
-        raise UserError(f"{boxes_path}: expected a list of detections, got {type(data).__name__}")
+    boxes = read_box_file(boxes_path)
+    images = boxes.images if boxes.images is not None else list_images(images_dir)
     by_id = {int(im["id"]): im for im in images}
     by_name = {im["file_name"]: int(im["id"]) for im in images}
     keep_ids, keep_boxes, keep_scores = [], [], []
-    for i, det in enumerate(dets):
-        if not isinstance(det, dict) or "bbox" not in det:
-            raise UserError(f"{boxes_path}: detection #{i} is not an object with a 'bbox'")
-        box = det["bbox"]
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-            raise UserError(f"{boxes_path}: detection #{i}: 'bbox' must be 4 numbers [x, y, w, h]")
+    for i, det in enumerate(boxes.entries):
         if "file_name" in det:
             if det["file_name"] not in by_name:
-                raise UserError(f"{boxes_path}: detection #{i}: no image file {det['file_name']!r} in {images_dir}")
+                raise UserError(f"{boxes.where(i)}: no image file {det['file_name']!r} in {images_dir}")
             image_id = by_name[det["file_name"]]
-        elif "image_id" in det:
+        else:
             image_id = det["image_id"]
             if not isinstance(image_id, int) or image_id not in by_id:
-                raise UserError(f"{boxes_path}: detection #{i}: image id {image_id!r} matches no image in {images_dir}")
-        else:
-            raise UserError(f"{boxes_path}: detection #{i} has neither 'image_id' nor 'file_name'")
+                raise UserError(f"{boxes.where(i)}: image id {image_id!r} matches no image in {images_dir}")
+        box = det["bbox"]
         if det.get("category_id", 1) != 1 or float(det.get("score", 1.0)) < min_score:
             continue
         if box[2] <= 1 or box[3] <= 1:

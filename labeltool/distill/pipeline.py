@@ -1,5 +1,10 @@
 """`wbt distill` end to end: plan the shards, run the work on an engine, assemble the outputs.
 
+:func:`distill` checks the options and holds the output directory's lock; ``_distill``
+orchestrates: plan (:mod:`~labeltool.distill.plan`), label the missing shards (``_label``),
+assemble the outputs and gather the statistics in one pass over the shards (``_assemble``),
+and write summary.json from them (:mod:`~labeltool.distill.summary`).
+
 The local engine is a process pool whose workers build their teachers once (pool
 initializer) and run :meth:`Distiller.label_image`; with one worker the work runs in this
 process. Tasks are generated lazily in image-id order and results come back in that
@@ -24,10 +29,11 @@ from labeltool.coco import write_bytes_atomic
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.inputs import DistillInput
 from labeltool.distill.plan import Plan, make_plan
-from labeltool.distill.shards import ImageResult, RunLock, check_run, read_shard, shard_path, write_shard
+from labeltool.distill.shards import ImageResult, RunLock, check_run, shard_path, write_shard
+from labeltool.distill.summary import RunStats, build_summary, read_run_stats
 from labeltool.distill.work import DistillConfig, Distiller
 from labeltool.errors import UserError
-from labeltool.merge.assemble import Outputs, assemble, part_summary
+from labeltool.merge.assemble import Outputs, assemble
 from labeltool.teachers.base import Teacher
 
 SHARD_DIR = "shards"
@@ -186,12 +192,27 @@ def distill(
 
 
 def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite, progress, engine) -> dict:
+    """Plan, label the missing shards, assemble the outputs, write the summary."""
     for name in OUTPUT_FILES:  # temp files a killed run left (never renamed, never read)
         for stale in out_dir.glob(f".{name}.*tmp"):
             stale.unlink()
     shard_dir = out_dir / SHARD_DIR
     plan = make_plan(inp, limit, shard_size)
-    run = {
+    check_run(shard_dir, _run_record(inp, config, plan, limit, shard_size), overwrite)
+    pending = [k for k in range(len(plan.chunks)) if not shard_path(shard_dir, k).exists()]
+    wall = _label(plan, pending, inp, config, workers, engine, out_dir, progress)
+    outputs = Outputs(out_dir, wholebody=layout in ("133", "both"), halpe=layout in ("136", "both"))
+    stats = _assemble(inp, config, plan, pending, outputs)
+    stats.wall_seconds = wall
+    files = [p for p, on in (("wholebody133.json", outputs.wholebody), ("halpe136.json", outputs.halpe)) if on]
+    summary = build_summary(inp, config, plan, stats, [*files, "labels.parquet", "errors.jsonl"], workers)
+    write_bytes_atomic(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n", out_dir / "summary.json")
+    return summary
+
+
+def _run_record(inp: DistillInput, config: DistillConfig, plan: Plan, limit: int | None, shard_size: int) -> dict:
+    """What the shards are made from (shards/run.json): a resumed run must match it."""
+    return {
         "input": inp.identity,
         "teachers": config.teachers.as_dict(),
         "rules": config.rules.as_dict(),
@@ -200,81 +221,33 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
         "images_to_label": plan.num_images,
         "wbt_version": __version__,
     }
-    check_run(shard_dir, run, overwrite)
-    pending = [k for k in range(len(plan.chunks)) if not shard_path(shard_dir, k).exists()]
-    pending_images = sum(len(plan.chunks[k]) for k in pending)
+
+
+def _label(plan, pending, inp, config, workers, engine, out_dir: Path, progress: bool) -> float:
+    """Run the ``pending`` shards' tasks on ``engine`` and write their shards; returns the wall time."""
     start = time.perf_counter()
     with native_stderr_to(out_dir / NATIVE_LOG):
-        bar = Progress(pending_images, progress)
+        bar = Progress(sum(len(plan.chunks[k]) for k in pending), progress)
         try:
             tasks = (task for k in pending for task in plan.tasks_of(plan.chunks[k]))
-            write_shards(plan, pending, engine(tasks, config, inp.body, workers), shard_dir, bar)
+            write_shards(plan, pending, engine(tasks, config, inp.body, workers), out_dir / SHARD_DIR, bar)
         finally:
             bar.close()
-    wall = time.perf_counter() - start
+    return time.perf_counter() - start
 
-    outputs = Outputs(out_dir, wholebody=layout in ("133", "both"), halpe=layout in ("136", "both"))
-    sources = config.teachers.sources()
+
+def _assemble(inp: DistillInput, config: DistillConfig, plan: Plan, done_now: list[int], outputs: Outputs) -> RunStats:
+    """The output files and errors.jsonl from the shards, in one pass (footers, then rows); returns the run's statistics."""
     start = time.perf_counter()
-    counts, images, errors = assemble(inp.dataset, plan.chunks, plan.keep_image_ids, shard_dir, sources, outputs)
-    _write_errors(out_dir / "errors.jsonl", errors)
-    assemble_seconds = time.perf_counter() - start
-
-    timing = {"images": 0, "persons": 0, "teacher_seconds": 0.0, "work_seconds": 0.0}
-    this_run = dict(timing)
-    part_seconds = dict.fromkeys(("body", "face", "hand", "foot"), 0.0)
-    pending_set = set(pending)
-    for k in range(len(plan.chunks)):
-        t = read_shard(shard_path(shard_dir, k)).timing
-        for key in timing:
-            timing[key] += t[key]
-            if k in pending_set:
-                this_run[key] += t[key]
-        for part in part_seconds:
-            part_seconds[part] += t.get("part_seconds", {}).get(part, 0.0)
-    summary = {
-        "wbt_version": __version__,
-        "input": inp.identity,
-        "outputs": [p for p, on in (("wholebody133.json", outputs.wholebody), ("halpe136.json", outputs.halpe)) if on]
-        + ["labels.parquet", "errors.jsonl"],
-        "images": {"in_output": len(images), "labelled": plan.num_images - len(errors), "failed": len(errors)},
-        "persons": {
-            "in_output": counts.persons,
-            "labelled": counts.distilled,
-            "carried_through_crowd": counts.crowd,
-            "carried_through_no_body_keypoints": counts.no_body,
-            "in_failed_images": counts.failed_image,
-        },
-        "parts": part_summary(counts),
-        "points_by_source": {sources[k]: v for k, v in sorted(counts.sources.items())},
-        "sources": sources,
-        "models": config.teachers.describe(body=inp.body.needs_teacher),
-        "body_from": inp.body.description,
-        "small_toe": _small_toe_note(config),
-        "halpe_head": "no offline teacher predicts the top of the head: Halpe 'head' stays unlabelled",
-        "rules": config.rules.as_dict(),
-        "run": {
-            "workers": workers,
-            "shards": len(plan.chunks),
-            "shards_done_now": len(pending),
-            "shards_resumed": len(plan.chunks) - len(pending),
-            "images_done_now": this_run["images"],
-            "persons_done_now": this_run["persons"],
-            "wall_seconds": round(wall, 3),
-            "assemble_seconds": round(assemble_seconds, 3),
-            "images_per_second": round(this_run["images"] / wall, 3) if wall > 0 and this_run["images"] else None,
-            "persons_per_second": round(this_run["persons"] / wall, 3) if wall > 0 and this_run["persons"] else None,
-            "teacher_seconds_per_person": round(timing["teacher_seconds"] / timing["persons"], 4)
-            if timing["persons"]
-            else None,
-            "teacher_seconds_per_person_by_teacher": {
-                part: round(v / timing["persons"], 4) for part, v in part_seconds.items() if v and timing["persons"]
-            },
-            "work_seconds_per_image": round(timing["work_seconds"] / timing["images"], 4) if timing["images"] else None,
-        },
-    }
-    write_bytes_atomic(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n", out_dir / "summary.json")
-    return summary
+    shard_dir = outputs.out_dir / SHARD_DIR
+    stats = read_run_stats(plan, shard_dir, done_now)
+    stats.counts, images, stats.errors = assemble(
+        inp.dataset, plan.chunks, plan.keep_image_ids, shard_dir, config.teachers.sources(), outputs, stats.image_info
+    )
+    stats.images_in_output = len(images)
+    _write_errors(outputs.out_dir / "errors.jsonl", stats.errors)
+    stats.assemble_seconds = time.perf_counter() - start
+    return stats
 
 
 @contextmanager
@@ -308,16 +281,6 @@ def _writes_to_fd2(stream) -> bool:
         return stream.fileno() == 2
     except (AttributeError, OSError, ValueError):
         return False
-
-
-def _small_toe_note(config: DistillConfig) -> str:
-    foot = config.teachers.spec("foot")
-    if foot.backend != "none" and config.teachers.small_toe == "estimate":
-        return (
-            "no offline model predicts the small toe: it is ESTIMATED from the foot's 3D pose and foot proportions "
-            f"(source '{foot.source}:small_toe_estimated', half the foot's confidence)"
-        )
-    return "no offline model predicts the small toe: left_small_toe / right_small_toe are left unlabelled"
 
 
 def _write_errors(path: Path, errors: list[dict]) -> None:

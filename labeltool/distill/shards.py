@@ -139,7 +139,7 @@ def write_shard(shard_dir: Path, index: int, results: list[ImageResult]) -> Path
         "teacher_seconds": float(sum(r.teacher_seconds for r in results)),
         "part_seconds": {
             part: float(sum(r.part_seconds.get(part, 0.0) for r in results))
-            for part in ("body", "face", "hand", "foot")
+            for part in dict.fromkeys(["body", "face", "hand", "foot", *(p for r in results for p in r.part_seconds)])
         },
         "work_seconds": float(sum(r.seconds for r in results)),
     }
@@ -166,6 +166,20 @@ class Shard:
     status: dict[str, np.ndarray]
     images: list[dict]
     timing: dict
+
+
+@dataclass
+class ShardMeta:
+    """A shard's footer: each image's size and error, and the timing of its work."""
+
+    images: list[dict]
+    timing: dict
+
+
+def read_shard_meta(path: Path) -> ShardMeta:
+    """The metadata of a shard written by :func:`write_shard`, from its footer only (no rows)."""
+    meta = pq.read_schema(path).metadata or {}
+    return ShardMeta(images=json.loads(meta[b"wbt_images"]), timing=json.loads(meta[b"wbt_timing"]))
 
 
 def read_shard(path: Path) -> Shard:

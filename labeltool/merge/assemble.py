@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import pyarrow.parquet as pq
 
 from labeltool.coco import KEYPOINT_KEYS, AtomicFile, PoseDataset, flat_document, wholebody_document
 from labeltool.distill.shards import read_shard, shard_path
@@ -127,14 +126,15 @@ def assemble(
     shard_dir: Path,
     sources: list[str],
     outputs: Outputs,
+    sizes: dict[int, dict],
 ) -> tuple[Counts, list[dict], list[dict]]:
-    """Write the output files from the shards; returns (counts, output images, errors)."""
+    """Write the output files from the shards (each read once); returns (counts, output images, errors).
+
+    ``sizes``: image id -> {height, width, error} of every labelled image, from the shards'
+    footers (the json's image list, written first, needs them before any row is read).
+    """
     shard_of = {image_id: k for k, ids in enumerate(chunks) for image_id in ids}
-    sizes, errors = {}, []
-    for k in range(len(chunks)):
-        meta = pq.read_schema(shard_path(shard_dir, k)).metadata
-        for im in orjson.loads(meta[b"wbt_images"]):
-            sizes[im["id"]] = im
+    errors = []
     image_index = ds.image_index()
     images = []
     for im in ds.images:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labeltool.layouts import WHOLEBODY133
+from labeltool.layouts import ANKLE, KNEE, WHOLEBODY133, WRIST
 from labeltool.teachers.base import HANDEDNESS_CONTRADICTS
 
 TEACHER_VISIBILITY = 2.0  # visibility written for an accepted teacher point (COCO: labelled)
@@ -63,9 +63,6 @@ PART_STATUSES = (
 MERGED_PARTS = ("foot", "face", "lefthand", "righthand")
 
 FOOT_SIDES = {"left": np.array([0, 1, 2]), "right": np.array([3, 4, 5])}  # in the 6 foot points
-ANKLE = {"left": 15, "right": 16}
-KNEE = {"left": 13, "right": 14}
-WRIST = {"lefthand": 9, "righthand": 10}
 
 
 @dataclass(frozen=True)
@@ -242,7 +239,7 @@ def _hand(
     contradicts = pred.flags.get(HANDEDNESS_CONTRADICTS)
     if rules.reject_handedness_mismatch and contradicts is not None and contradicts[p]:
         return HANDEDNESS_MISMATCH, None
-    wrist = body[WRIST[part]]
+    wrist = body[WRIST[part.removesuffix("hand")]]
     pts = pred.points[p]
     if wrist[2] > 0 and predicted[0]:
         xy = pts[predicted, :2]

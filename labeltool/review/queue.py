@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labeltool.layouts import WRIST
 from labeltool.review.labels import ReviewLabels
 
-WRIST = {"lefthand": 9, "righthand": 10}  # COCO body indices (the same in 133 and 136)
+HAND_WRIST = {f"{side}hand": wrist for side, wrist in WRIST.items()}  # body index (the same in 133 and 136)
 OTHER_HAND = {"lefthand": "righthand", "righthand": "lefthand"}
 
 
@@ -86,9 +87,9 @@ def person_flags(labels: ReviewLabels, i: int, rules: QueueRules) -> list[Flag]:
                 flags.append(
                     Flag("low_confidence", part, severity, f"mean confidence {mean:.2f} over {len(sel)} points")
                 )
-    for part, wrist in WRIST.items():
+    for part, wrist in HAND_WRIST.items():
         root = kpts[layout.parts[part][0]]
-        own, other = kpts[wrist], kpts[WRIST[OTHER_HAND[part]]]
+        own, other = kpts[wrist], kpts[HAND_WRIST[OTHER_HAND[part]]]
         if root[2] > 0 and own[2] > 0 and other[2] > 0:
             d_own = float(np.hypot(*(root[:2] - own[:2])))
             d_other = float(np.hypot(*(root[:2] - other[:2])))

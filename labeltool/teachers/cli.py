@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from labeltool.boxfile import read_box_file
 from labeltool.errors import UserError
 from labeltool.teachers.base import CROP_HAND, Teacher
 from labeltool.teachers.registry import DEFAULT_BACKENDS, NONE, backends_of, build_teacher, lookup_spec
@@ -29,41 +30,21 @@ class BoxEntry:
 
 
 def read_boxes(path: Path, images_dir: Path) -> tuple[dict[int, Path], list[BoxEntry]]:
-    """Boxes from a COCO-style json: a dataset ({images, annotations}) or a results list.
+    """Boxes from a box file (:mod:`labeltool.boxfile`): a dataset ({images, annotations}) or a results list.
 
-    Each entry needs ``image_id`` and ``bbox`` [x, y, w, h]; ``side`` ('left' / 'right'),
-    17-point ``keypoints`` (the body) and ``id`` are used when present. For a results list,
-    images are found as ``file_name`` in the entry, else ``<image_id as 12 digits>.jpg``
-    (COCO), else ``<image_id>.jpg`` / ``.png`` in the image folder.
+    Each entry needs ``image_id`` and ``bbox`` [x, y, w, h] with a positive width and height;
+    ``side`` ('left' / 'right'), 17-point ``keypoints`` (the body) and ``id`` are used when
+    present. For a results list, images are found as ``file_name`` in the entry, else
+    ``<image_id as 12 digits>.jpg`` (COCO), else ``<image_id>.jpg`` / ``.png`` in the image folder.
     """
-    from labeltool.coco import read_json
-
-    data = read_json(path)
-    if isinstance(data, dict):
-        if "annotations" not in data or "images" not in data:
-            raise UserError(f"{path}: expected a list of boxes or an object with 'images' and 'annotations'")
-        entries = data["annotations"]
-        files = {}
-        for i, im in enumerate(data["images"]):
-            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-                raise UserError(f"{path}: images[{i}] needs 'id' and 'file_name'")
-            files[int(im["id"])] = images_dir / im["file_name"]
-    elif isinstance(data, list):
-        entries = data
-        files = {}
-    else:
-        raise UserError(f"{path}: expected a list of boxes or a COCO object, got {type(data).__name__}")
+    boxes = read_box_file(path)
+    files = {int(im["id"]): images_dir / im["file_name"] for im in boxes.images or []}
     out = []
-    for i, e in enumerate(entries):
-        where = f"{path}: entry {i}"
-        if not isinstance(e, dict):
-            raise UserError(f"{where} is not an object")
-        for key in ("image_id", "bbox"):
-            if key not in e:
-                raise UserError(f"{where} is missing required key '{key}'")
+    for i, e in enumerate(boxes.entries):
+        where = boxes.where(i)
+        if "image_id" not in e:
+            raise UserError(f"{where} is missing required key 'image_id'")
         bbox = e["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise UserError(f"{where}: 'bbox' must be 4 numbers [x, y, w, h]")
         if not (np.isfinite(bbox).all() and bbox[2] > 0 and bbox[3] > 0):
             raise UserError(f"{where}: 'bbox' {bbox} must be finite with positive width and height")
         side = e.get("side")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from labeltool.errors import UserError
-from labeltool.layouts import WHOLEBODY133
+from labeltool.layouts import L_EYE, R_EYE, WHOLEBODY133
 from labeltool.teachers.crops import (
     box_center_side,
     check_body,
@@ -66,8 +66,6 @@ CROP_SIZE = 256
 # Mirror-disagreement (as a share of the face box side) at which a point's confidence is 1/e.
 AGREEMENT_SCALE = 0.05
 
-# COCO-17 eye indices (person's left / right), used for the roll.
-_L_EYE, _R_EYE = 1, 2
 
 
 def roll_angle(left_eye: np.ndarray, right_eye: np.ndarray) -> float:
@@ -82,8 +80,8 @@ def _roll_angles(boxes: np.ndarray, body: np.ndarray | None) -> np.ndarray:
     if body is None:
         return angles
     for i in range(len(boxes)):
-        if body[i, _L_EYE, 2] > 0 and body[i, _R_EYE, 2] > 0:
-            angles[i] = roll_angle(body[i, _L_EYE, :2], body[i, _R_EYE, :2])
+        if body[i, L_EYE, 2] > 0 and body[i, R_EYE, 2] > 0:
+            angles[i] = roll_angle(body[i, L_EYE, :2], body[i, R_EYE, :2])
     return angles
 
 
@@ -380,18 +378,15 @@ class FanFaceTeacher:
         return out
 
 
-FACE_BACKENDS = ("facemesh", "dlib", "fan")
+FACE_MODELS = {"facemesh": FaceMeshTeacher, "dlib": DlibFaceTeacher, "fan": FanFaceTeacher}
+FACE_BACKENDS = tuple(FACE_MODELS)
 
 
 def make_face_teacher(backend: str = "facemesh"):
-    """The face teacher for ``backend``: 'facemesh' (default), 'dlib' or 'fan'."""
-    if backend == "facemesh":
-        return FaceMeshTeacher()
-    if backend == "dlib":
-        return DlibFaceTeacher()
-    if backend == "fan":
-        return FanFaceTeacher()
-    raise UserError(f"unknown face backend {backend!r} (choose from {', '.join(FACE_BACKENDS)})")
+    """The face model for ``backend`` (array ``predict``; the registry's face teachers wrap these)."""
+    if backend not in FACE_MODELS:
+        raise UserError(f"unknown face backend {backend!r} (choose from {', '.join(FACE_BACKENDS)})")
+    return FACE_MODELS[backend]()
 
 
 __all__ = [

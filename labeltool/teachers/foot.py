@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from labeltool.proposals import L_ANKLE, L_KNEE, R_ANKLE, R_KNEE, person_boxes_from_body
+from labeltool.layouts import L_ANKLE, L_KNEE, R_ANKLE, R_KNEE
+from labeltool.proposals import person_boxes_from_body
 from labeltool.teachers.crops import check_body, check_boxes, check_image
 from labeltool.teachers.pose import (
     BP_LEFT_ANKLE,

@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from labeltool.errors import UserError
+from labeltool.layouts import ELBOW
+from labeltool.layouts import WRIST as WRIST_JOINT
 from labeltool.teachers.crops import (
     angle_to_point_up,
     box_center_side,
@@ -108,7 +110,7 @@ INLIER_RADIUS = 0.15  # consensus: per-keypoint inlier radius, x hand size
 CONTRADICTION_MARGIN = 0.3  # flag when the handedness vote is this far past 0.5 on the wrong side
 
 # COCO-17 elbow / wrist indices per side.
-_ARM = {"left": (7, 9), "right": (8, 10)}
+_ARM = {side: (ELBOW[side], WRIST_JOINT[side]) for side in SIDES}
 
 
 @dataclass

@@ -70,7 +70,6 @@ class Backend:
     teacher_class: type  # its class-level fills / crop / point_sources are read without building it
     build: Callable[[TeacherSpec, BuildOptions], Teacher]
     describe: Callable[[TeacherSpec], dict]
-    help: str
     needs_arg: bool = False  # the spec must carry ':ARG' (a model file)
 
 
@@ -95,6 +94,11 @@ def parts() -> list[str]:
 
 def backends_of(part: str) -> list[str]:
     return [name for p, name in BACKENDS if p == part]
+
+
+def choices_text() -> str:
+    """'body (mediapipe), face (facemesh|dlib|fan|none), ...' for --help texts."""
+    return ", ".join(f"{p} ({'|'.join(backends_of(p) + ([NONE] if p != 'body' else []))})" for p in parts())
 
 
 def parse_spec(text: str, option: str = "--teachers") -> TeacherSpec:
@@ -361,22 +365,10 @@ class BodyTeacher(ModelTeacher):
         return PartPrediction(self.model.predict(image, boxes))
 
 
-def _facemesh(spec: TeacherSpec, options: BuildOptions) -> Teacher:
-    from labeltool.teachers.face import FaceMeshTeacher
+def _face(spec: TeacherSpec, options: BuildOptions) -> Teacher:
+    from labeltool.teachers.face import make_face_teacher
 
-    return FaceTeacher(spec, FaceMeshTeacher())
-
-
-def _dlib(spec: TeacherSpec, options: BuildOptions) -> Teacher:
-    from labeltool.teachers.face import DlibFaceTeacher
-
-    return FaceTeacher(spec, DlibFaceTeacher())
-
-
-def _fan(spec: TeacherSpec, options: BuildOptions) -> Teacher:
-    from labeltool.teachers.face import FanFaceTeacher
-
-    return FaceTeacher(spec, FanFaceTeacher())
+    return FaceTeacher(spec, make_face_teacher(spec.backend))
 
 
 def _hand(spec: TeacherSpec, options: BuildOptions) -> Teacher:
@@ -440,9 +432,9 @@ def _describe_body(spec: TeacherSpec) -> dict:
     return _describe(model, package_version(*MEDIAPIPE), _mediapipe_files(*POSE_FILES))
 
 
-register(Backend("body", "mediapipe", BodyTeacher, _body, _describe_body, "MediaPipe Pose on person boxes"))
-register(Backend("face", "facemesh", FaceTeacher, _facemesh, _describe_facemesh, "MediaPipe FaceMesh (default)"))
-register(Backend("face", "dlib", FaceTeacher, _dlib, _describe_dlib, "dlib 68-point predictor (extra: .[dlib])"))
-register(Backend("face", "fan", FaceTeacher, _fan, _describe_fan, "FAN 2DFAN4, weights in $TORCH_HOME (never downloaded)"))
-register(Backend("hand", "mediapipe", HandTeacher, _hand, _describe_hand, "MediaPipe hand landmark, multi-view"))
-register(Backend("foot", "mediapipe", FootTeacher, _foot, _describe_foot, "MediaPipe Pose heel / toe, small toe estimated"))
+register(Backend("body", "mediapipe", BodyTeacher, _body, _describe_body))
+register(Backend("face", "facemesh", FaceTeacher, _face, _describe_facemesh))
+register(Backend("face", "dlib", FaceTeacher, _face, _describe_dlib))
+register(Backend("face", "fan", FaceTeacher, _face, _describe_fan))
+register(Backend("hand", "mediapipe", HandTeacher, _hand, _describe_hand))
+register(Backend("foot", "mediapipe", FootTeacher, _foot, _describe_foot))
