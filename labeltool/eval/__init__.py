@@ -1,8 +1,10 @@
-"""Evaluation with the official COCO-WholeBody protocol (xtcocotools' COCOeval as mmpose drives it), vectorised.
+"""Evaluation with the official COCO-WholeBody protocol (xtcocotools' COCOeval as mmpose drives it), vectorised,
+and AlphaPose's Halpe protocol (halpecocotools), one module each on one engine.
 
 Public API::
 
-    evaluate(gt, results, *, layout=None, sigmas_float32=False, parts=None, name="") -> EvalReport
+    evaluate(gt, results, *, protocol="coco-wholebody", layout=None, sigmas_float32=False, parts=None, name="")
+        -> EvalReport; protocol="halpe": halpecocotools' parts body, foot, face, hand, fullbody.
         gt: json path or PoseDataset (133 COCO-WholeBody, 136 Halpe, 26 Halpe, 17 COCO);
         results: json path, list of result dicts, or Predictions. report.stat("face", "AP"),
         report.as_dict() -> {part: {"AP": ..., ..., "ARL": ...}} (fractions; -1 = undefined).
@@ -20,7 +22,7 @@ Public API::
 Importing this package needs numpy only (no mediapipe, no torch).
 """
 
-from labeltool.eval.evaluator import STAT_NAMES, EvalReport, PartResult, evaluate
+from labeltool.eval.evaluator import STAT_NAMES, EvalReport, PartResult, Protocol, evaluate
 from labeltool.eval.oks import compute_oks
 from labeltool.eval.predictions import Predictions, load_predictions, predictions_from_arrays
 
@@ -29,6 +31,7 @@ __all__ = [
     "EvalReport",
     "PartResult",
     "Predictions",
+    "Protocol",
     "compute_oks",
     "evaluate",
     "load_predictions",

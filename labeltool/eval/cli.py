@@ -1,4 +1,4 @@
-"""`wbt eval`: evaluate keypoint results with the official COCO-WholeBody protocol."""
+"""`wbt eval`: evaluate keypoint results with the official COCO-WholeBody protocol, or another named one."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 from labeltool.errors import UserError
 
 LAYOUT_CHOICES = ("133", "136", "26", "17")
+PROTOCOL_CHOICES = ("coco-wholebody", "halpe")
 
 
 @click.command("eval")
@@ -24,6 +25,13 @@ LAYOUT_CHOICES = ("133", "136", "26", "17")
 @click.argument("more", nargs=-1, metavar="")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
 @click.option("--out", "out_path", metavar="FILE", help="Also write the output to FILE (atomically).")
+@click.option(
+    "--protocol",
+    type=click.Choice(PROTOCOL_CHOICES),
+    default="coco-wholebody",
+    show_default=True,
+    help="coco-wholebody: xtcocotools as mmpose drives it; halpe: AlphaPose's halpecocotools (136 or 133 points).",
+)
 @click.option("--layout", type=click.Choice(LAYOUT_CHOICES), help="Force the GT layout (default: detected).")
 @click.option("--sigmas-float32", is_flag=True, help="Round sigmas to float32 like mmpose (default float64, official).")
 @click.option("--pr-curves", "pr_dir", metavar="DIR", help="Write a precision-recall PNG per part into DIR.")
@@ -34,15 +42,18 @@ def eval_command(
     more: tuple[str, ...],
     fmt: str,
     out_path: str | None,
+    protocol: str,
     layout: str | None,
     sigmas_float32: bool,
     pr_dir: str | None,
 ) -> None:
-    """Per-part AP / AR (body, foot, face, lefthand, righthand, wholebody), identical to xtcocotools.
+    """Per-part AP / AR (body, foot, face, lefthand, righthand, wholebody), identical to xtcocotools;
+    with --protocol halpe (body, foot, face, hand, fullbody) identical to halpecocotools.
 
     \b
     wbt eval --gt coco_wholebody_val_v1.0.json --pred results.json
     wbt eval --gt val136.json --pred a.json --compare b.json c.json --format markdown
+    wbt eval --protocol halpe --gt halpe_val_v1.json --pred alphapose-results.json
     """
     from labeltool.eval.evaluator import evaluate, load_ground_truth
     from labeltool.eval.report import format_reports, write_pr_curves, write_text_atomic
@@ -54,7 +65,7 @@ def eval_command(
         raise UserError("give the results to evaluate with --pred PRED (and --compare A.json B.json ... for more)")
     gt = load_ground_truth(gt_path, int(layout) if layout else None)
     names = _method_names(files)
-    reports = [evaluate(gt, f, sigmas_float32=sigmas_float32, name=n) for f, n in zip(files, names)]
+    reports = [evaluate(gt, f, protocol=protocol, sigmas_float32=sigmas_float32, name=n) for f, n in zip(files, names)]
     text = format_reports(reports, fmt)
     if out_path:
         write_text_atomic(text, out_path)

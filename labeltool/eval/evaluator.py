@@ -15,11 +15,17 @@ with that part's sigmas and ``use_area=True``:
 All images are processed at once: OKS over every (detection, person) pair of the same image,
 and the greedy matching advances one detection rank (at most 20 steps) for every image,
 threshold and area range together.
+
+The engine is shared by the COCOeval-style protocols: a :class:`Protocol` says what differs
+(parts and sigmas, which persons are ignored, which detections enter a part, how they are
+ranked, how their area is measured, the float precision of the points). The COCO-WholeBody
+protocol is :data:`COCO_WHOLEBODY` here; AlphaPose's Halpe protocol is ``labeltool.eval.halpe``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -36,6 +42,52 @@ RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 
 AREA_RANGES = {"all": (0.0, 1e5**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e5**2)}
 MAX_DETS = 20
 _PAIR_CHUNK = 1 << 16  # keypoint values per OKS chunk: small enough to stay in cache
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What one COCOeval-style keypoint protocol does differently; the engine below is shared."""
+
+    name: str  # as `wbt eval --protocol` spells it
+    title: str  # one line for reports
+    # layout -> {part: (point indices, float64 sigmas)} in report order
+    part_table: Callable[[Layout], dict[str, tuple[np.ndarray, np.ndarray]]]
+    layouts: tuple[int, ...] = (17, 26, 133, 136)  # point counts the protocol accepts
+    crowd_ignored: bool = True  # iscrowd persons are ignored (False: they are positives)
+    ignore_key: str | None = None  # annotation key whose truthy value ignores the person
+    drop_per_part: bool = True  # a detection leaves a part with no positive score there (else: overall)
+    rank_by_part_score: bool = True  # rank by foot_score, ... when given (else always ``score``)
+    area_from_all_points: bool = False  # detection area: extent of all points (else the body points)
+    coords_float32: bool = False  # points read as float32 for the OKS
+    zero_id_unmatched: bool = False  # a match to a person with annotation id 0 counts as no match
+    allow_sigmas_float32: bool = True
+
+
+def coco_wholebody_parts(layout: Layout) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The layout's parts with its sigmas, then ``wholebody`` (all points) for a multi-part layout."""
+    parts = dict(layout.parts)
+    if len(parts) > 1:
+        parts["wholebody"] = np.arange(layout.num_keypoints)
+    return {part: (idx, layout.sigmas[idx]) for part, idx in parts.items()}
+
+
+COCO_WHOLEBODY = Protocol(
+    name="coco-wholebody",
+    title="COCO-WholeBody protocol (xtcocotools, use_area=True)",
+    part_table=coco_wholebody_parts,
+)
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    """The protocol called ``name`` (coco-wholebody, halpe)."""
+    if isinstance(name, Protocol):
+        return name
+    from labeltool.eval.halpe import HALPE
+
+    protocols = {p.name: p for p in (COCO_WHOLEBODY, HALPE)}
+    if name not in protocols:
+        raise UserError(f"unknown evaluation protocol '{name}' (choose from {', '.join(protocols)})")
+    return protocols[name]
 
 
 @dataclass
@@ -56,6 +108,8 @@ class EvalReport:
     layout: str
     parts: tuple[str, ...]
     results: dict[str, PartResult]
+    protocol: str = COCO_WHOLEBODY.name
+    protocol_title: str = COCO_WHOLEBODY.title
     sigmas_float32: bool = False
     name: str = ""
     num_images: int = 0
@@ -79,12 +133,14 @@ def evaluate(
     gt: str | os.PathLike | PoseDataset,
     results: str | os.PathLike | list | Predictions,
     *,
+    protocol: str | Protocol = COCO_WHOLEBODY,
     layout: Layout | int | None = None,
     sigmas_float32: bool = False,
     parts: tuple[str, ...] | list[str] | None = None,
     name: str = "",
 ) -> EvalReport:
-    """Evaluate keypoint results against ground truth with the official COCO-WholeBody protocol.
+    """Evaluate keypoint results against ground truth with the official COCO-WholeBody protocol
+    (or ``protocol="halpe"``: AlphaPose's halpecocotools).
 
     gt: a COCO-WholeBody (133), Halpe (136), Halpe-26 or COCO (17) json path, or a loaded
         :class:`PoseDataset`. The layout is detected; ``layout`` (a Layout or 133 / 136) forces it.
@@ -101,7 +157,15 @@ def evaluate(
     elif layout is not None and gt.layout is not layout:
         raise UserError(f"{gt.path or 'ground truth'}: has the {gt.layout.name} layout, not {layout.name}")
     layout = gt.layout
-    all_parts = _layout_parts(layout)
+    protocol = get_protocol(protocol)
+    if layout.num_keypoints not in protocol.layouts:
+        raise UserError(
+            f"{gt.path or 'ground truth'}: the {protocol.name} protocol evaluates "
+            f"{' or '.join(map(str, protocol.layouts))}-point files, not {layout.num_keypoints}-point ones"
+        )
+    if sigmas_float32 and not protocol.allow_sigmas_float32:
+        raise UserError(f"the {protocol.name} protocol has its own float64 sigmas (no --sigmas-float32)")
+    all_parts = protocol.part_table(layout)
     parts = tuple(parts) if parts is not None else tuple(all_parts)
     for part in parts:
         if part not in all_parts:
@@ -110,17 +174,18 @@ def evaluate(
     image_ids = np.unique(np.asarray([im["id"] for im in gt.images], dtype=np.int64))
     category_ids = _category_ids(gt)
 
-    people = _GroundTruth.build(gt, image_ids, category_ids)
-    dets = _Detections.build(preds, image_ids, category_ids, layout)
+    people = _GroundTruth.build(gt, image_ids, category_ids, protocol)
+    dets = _Detections.build(preds, image_ids, category_ids, layout, protocol)
     out = {}
     for part in parts:
-        idx = all_parts[part]
-        sigmas = layout.sigmas[idx]
-        out[part] = _evaluate_part(people, dets, part, idx, sigmas, sigmas_float32, len(category_ids))
+        idx, sigmas = all_parts[part]
+        out[part] = _evaluate_part(people, dets, part, idx, sigmas, sigmas_float32, len(category_ids), protocol)
     return EvalReport(
         layout=layout.name,
         parts=parts,
         results=out,
+        protocol=protocol.name,
+        protocol_title=protocol.title,
         sigmas_float32=sigmas_float32,
         name=name or str(preds.path or ""),
         num_images=len(image_ids),
@@ -165,13 +230,6 @@ def load_ground_truth(path: str | os.PathLike, layout: Layout | int | None = Non
     )
 
 
-def _layout_parts(layout: Layout) -> dict[str, np.ndarray]:
-    parts = dict(layout.parts)
-    if len(parts) > 1:
-        parts["wholebody"] = np.arange(layout.num_keypoints)
-    return parts
-
-
 def _category_ids(gt: PoseDataset) -> np.ndarray:
     """Ids in the ground truth's ``categories`` (those xtcocotools evaluates), else the ids its people use."""
     if gt.categories:
@@ -190,20 +248,28 @@ class _GroundTruth:
     boxes: np.ndarray
     areas: np.ndarray
     crowd: np.ndarray  # bool
+    ann_ids: np.ndarray
+    ignored: np.ndarray  # bool: ignored for every part (crowd and / or the protocol's ignore key)
     group: np.ndarray  # (G,) index of the (category, image) group
     num_images: int
 
     @classmethod
-    def build(cls, gt: PoseDataset, image_ids: np.ndarray, category_ids: np.ndarray) -> _GroundTruth:
+    def build(cls, gt: PoseDataset, image_ids: np.ndarray, category_ids: np.ndarray, protocol: Protocol) -> _GroundTruth:
         keep = np.isin(gt.image_ids, image_ids) & np.isin(gt.category_ids, category_ids)
         index = np.nonzero(keep)[0]
         group = _group_of(gt.category_ids[index], gt.image_ids[index], category_ids, image_ids)
         order = index[np.argsort(group, kind="stable")]
+        crowd = gt.iscrowd[order] != 0
+        ignored = crowd.copy() if protocol.crowd_ignored else np.zeros(len(order), bool)
+        if protocol.ignore_key:
+            ignored |= np.array([bool(gt.annotations[i].get(protocol.ignore_key, 0)) for i in order], dtype=bool)
         return cls(
             keypoints=gt.keypoints[order],
             boxes=gt.bboxes[order],
             areas=gt.areas[order],
-            crowd=gt.iscrowd[order] != 0,
+            crowd=crowd,
+            ann_ids=gt.ann_ids[order],
+            ignored=ignored,
             group=np.sort(group, kind="stable"),
             num_images=len(image_ids),
         )
@@ -217,11 +283,16 @@ class _Detections:
     preds: Predictions
 
     @classmethod
-    def build(cls, preds: Predictions, image_ids: np.ndarray, category_ids: np.ndarray, layout: Layout) -> _Detections:
+    def build(
+        cls, preds: Predictions, image_ids: np.ndarray, category_ids: np.ndarray, layout: Layout, protocol: Protocol
+    ) -> _Detections:
         keep = np.isin(preds.category_ids, category_ids)  # xtcocotools skips other categories
+        if not protocol.drop_per_part:  # halpecocotools drops a detection with no positive score at all
+            keep &= (preds.keypoints[:, :, 2] > 0).any(axis=1)
         group = np.full(len(preds), -1, np.int64)
         group[keep] = _group_of(preds.category_ids[keep], preds.image_ids[keep], category_ids, image_ids)
-        return cls(keypoints=preds.keypoints, group=group, areas=preds.areas(layout), preds=preds)
+        areas = preds.areas(layout, all_points=protocol.area_from_all_points)
+        return cls(keypoints=preds.keypoints, group=group, areas=areas, preds=preds)
 
 
 def _group_of(cats: np.ndarray, images: np.ndarray, category_ids: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
@@ -240,6 +311,7 @@ def _evaluate_part(
     sigmas: np.ndarray,
     sigmas_float32: bool,
     num_categories: int,
+    protocol: Protocol = COCO_WHOLEBODY,
 ) -> PartResult:
     T, A = len(OKS_THRESHOLDS), len(AREA_RANGES)
     ranges = np.array(list(AREA_RANGES.values()))  # (A, 2)
@@ -248,15 +320,18 @@ def _evaluate_part(
     idx = _as_slice(idx)
     g_kpts = gt.keypoints[:, idx]
     g_unlabelled = ~(g_kpts[:, :, 2] > 0).any(axis=1)
-    g_ignore = gt.crowd | g_unlabelled
+    g_ignore = gt.ignored | g_unlabelled
     g_ignore_a = g_ignore[None] | (gt.areas[None] < ranges[:, :1]) | (gt.areas[None] > ranges[:, 1:])
     num_groups = gt.num_images * num_categories
     g_start = np.searchsorted(gt.group, np.arange(num_groups + 1))
     g_count = np.diff(g_start)
 
     # detections: drop those without a positive point score in the part; rank per group; top 20
-    d_all = np.nonzero((dets.group >= 0) & (dets.keypoints[:, idx, 2] > 0).any(axis=1))[0]
-    score_all = dets.preds.ranking_scores(part)
+    d_ok = dets.group >= 0
+    if protocol.drop_per_part:
+        d_ok &= (dets.keypoints[:, idx, 2] > 0).any(axis=1)
+    d_all = np.nonzero(d_ok)[0]
+    score_all = dets.preds.ranking_scores(part) if protocol.rank_by_part_score else dets.preds.scores
     order = np.lexsort((d_all, -score_all[d_all], dets.group[d_all]))  # stable by file order
     d_sorted = d_all[order]
     d_group = dets.group[d_sorted]
@@ -274,7 +349,9 @@ def _evaluate_part(
     seg_start = np.concatenate(([0], np.cumsum(pair_count)))
     local = np.arange(len(pair_det)) - np.repeat(seg_start[:-1], pair_count)
     pair_gt = g_start[d_group[pair_det]] + local
-    oks = _pair_oks(dets.keypoints, d_sorted[pair_det], idx, gt, pair_gt, g_unlabelled, sigmas, sigmas_float32)
+    oks = _pair_oks(
+        dets.keypoints, d_sorted[pair_det], idx, gt, pair_gt, g_unlabelled, sigmas, sigmas_float32, protocol.coords_float32
+    )
 
     # greedy matching, one detection rank at a time for every group, threshold and area range.
     # COCOeval scans persons non-ignored first, keeps the best OKS (ties: the later person) and
@@ -307,9 +384,15 @@ def _evaluate_part(
 
     # a matched detection takes its person's ignore flag; an unmatched one is ignored outside the range
     matched = match >= 0
-    d_ignore = ((d_area[None] < ranges[:, :1]) | (d_area[None] > ranges[:, 1:]))[area_row]  # (A*T, D)
+    outside = ((d_area[None] < ranges[:, :1]) | (d_area[None] > ranges[:, 1:]))[area_row]  # (A*T, D)
+    d_ignore = outside.copy()
     row, col = np.nonzero(matched)
     d_ignore[row, col] = g_ignore_a[area_row[row], match[row, col]]
+    if protocol.zero_id_unmatched:  # COCOeval stores the person's id, and id 0 reads as "no match"
+        zero = np.zeros_like(matched)
+        zero[row, col] = gt.ann_ids[match[row, col]] == 0
+        d_ignore |= zero & outside
+        matched &= ~zero
     return _accumulate(gt, g_ignore_a, d_group, d_score, matched, d_ignore, num_categories, D)
 
 
@@ -322,6 +405,7 @@ def _pair_oks(
     g_unlabelled: np.ndarray,
     sigmas: np.ndarray,
     sigmas_float32: bool,
+    coords_float32: bool = False,
 ) -> np.ndarray:
     """OKS of each (detection, person) pair, in chunks; persons with no labelled point apart,
     since only they need the box distance."""
@@ -339,6 +423,7 @@ def _pair_oks(
                 sigmas,
                 gt.boxes[g] if boxes else None,
                 sigmas_float32=sigmas_float32,
+                coords_float32=coords_float32,
             )
     return out
 

@@ -26,6 +26,7 @@ def compute_oks(
     boxes: np.ndarray | None = None,
     *,
     sigmas_float32: bool = False,
+    coords_float32: bool = False,
 ) -> np.ndarray:
     """OKS between predicted and ground-truth keypoints, broadcast over the leading axes.
 
@@ -40,23 +41,30 @@ def compute_oks(
     The leading axes of ``pred`` and ``gt`` broadcast: ``compute_oks(p[:, None], g[None], a[None], s)``
     is the (D, G) matrix of D predictions against G references, and arrays with the same
     leading shape give one OKS per pair. Returns float64 of the broadcast leading shape.
+
+    ``coords_float32=True`` reproduces halpecocotools, which reads both point sets as float32:
+    the coordinate differences, their squares and sums (and the box distances) are float32,
+    the rest float64.
     """
-    pred = np.asarray(pred, dtype=np.float64)
-    gt = np.asarray(gt, dtype=np.float64)
+    dtype = np.float32 if coords_float32 else np.float64
+    pred = np.asarray(pred, dtype=dtype)
+    gt = np.asarray(gt, dtype=dtype)
     var = keypoint_vars(sigmas, sigmas_float32)
     visible = gt[..., 2] > 0
     labelled = visible.any(axis=-1)
     # (dx ** 2 + dy ** 2) / var / (area + eps) / 2, in place, in COCOeval's order of operations
     e = np.square(pred[..., 0] - gt[..., 0])
     e += np.square(pred[..., 1] - gt[..., 1])
+    e = e.astype(np.float64, copy=False)
     weight = visible
     if boxes is not None and not labelled.all():
         # distance outside the box [x - w, x + 2w] x [y - h, y + 2h], for references with no label
         boxes = np.asarray(boxes, dtype=np.float64)
         x, y, w, h = (boxes[..., i, None] for i in range(4))
+        x0, x1, y0, y1 = ((v).astype(dtype, copy=False) for v in (x - w, x + w * 2, y - h, y + h * 2))
         zero = np.zeros(())
-        bx = np.maximum(zero, (x - w) - pred[..., 0]) + np.maximum(zero, pred[..., 0] - (x + w * 2))
-        by = np.maximum(zero, (y - h) - pred[..., 1]) + np.maximum(zero, pred[..., 1] - (y + h * 2))
+        bx = np.maximum(zero, x0 - pred[..., 0]) + np.maximum(zero, pred[..., 0] - x1)
+        by = np.maximum(zero, y0 - pred[..., 1]) + np.maximum(zero, pred[..., 1] - y1)
         unlabelled = ~labelled[..., None]
         e = np.where(unlabelled, bx**2 + by**2, e)
         weight = visible | unlabelled  # an unlabelled reference averages over all K points

@@ -55,10 +55,7 @@ def _title(reports: list[EvalReport]) -> str:
     r = reports[0]
     sig = "float32 (mmpose)" if r.sigmas_float32 else "float64 (official)"
     dets = ", ".join(f"{x.name}: {x.num_dets} detections" for x in reports)
-    return (
-        f"COCO-WholeBody protocol, {r.layout}, {r.num_images} images, {r.num_gt} persons; {dets}; "
-        f"sigmas {sig}; stats in %"
-    )
+    return f"{r.protocol_title}, {r.layout}, {r.num_images} images, {r.num_gt} persons; {dets}; sigmas {sig}; stats in %"
 
 
 def _pct(v: float) -> str:
@@ -68,7 +65,7 @@ def _pct(v: float) -> str:
 def _json(reports: list[EvalReport]) -> dict:
     r = reports[0]
     return {
-        "protocol": "coco-wholebody (xtcocotools COCOeval, use_area=True, maxDets 20)",
+        "protocol": f"{r.protocol}: {r.protocol_title}, maxDets 20",
         "layout": r.layout,
         "sigmas": "float32" if r.sigmas_float32 else "float64",
         "num_images": r.num_images,
