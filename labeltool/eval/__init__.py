@@ -19,6 +19,10 @@ Public API::
     predictions_from_arrays(keypoints, image_ids, scores, category_ids=None, part_scores=None)
         -> Predictions, to evaluate a model's output without writing json.
 
+    labeltool.eval.nme.evaluate_nme(gt, results) / labeltool.eval.pck.evaluate_pck(gt, results, thr=0.2)
+        -> MetricReport: face NME and hand PCK / AUC / EPE, one result per GT instance, with
+        mmpose's numbers (keypoint_nme, keypoint_pck_accuracy, keypoint_auc, keypoint_epe).
+
 Importing this package needs numpy only (no mediapipe, no torch).
 """
 
