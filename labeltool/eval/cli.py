@@ -13,7 +13,13 @@ PROTOCOL_CHOICES = ("coco-wholebody", "halpe", "nme", "pck")
 
 
 @click.command("eval")
-@click.option("--gt", "gt_path", required=True, metavar="GT", help="Ground truth: COCO-WholeBody (133) or Halpe (136) json.")
+@click.option(
+    "--gt",
+    "gt_path",
+    required=True,
+    metavar="GT",
+    help="Ground truth json: COCO-WholeBody (133) or Halpe (136); a face / hand set for nme / pck.",
+)
 @click.option("--pred", "pred_path", metavar="PRED", help="Results json: a list of {image_id, category_id, keypoints, score}.")
 @click.option(
     "--compare",
