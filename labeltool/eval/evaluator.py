@@ -13,7 +13,8 @@ with that part's sigmas and ``use_area=True``:
   points; area ranges all / medium (32^2..96^2) / large (96^2..), maxDets 20.
 
 All images are processed at once: OKS over every (detection, person) pair of the same image,
-and the greedy matching advances one detection rank (at most 20 steps) for every image,
+for all parts in one pass (a point has the same sigma in every part holding it, so only the
+per-part sums differ), and the greedy matching advances one detection rank (at most 20 steps) for every image,
 threshold and area range together.
 
 The engine is shared by the COCOeval-style protocols: a :class:`Protocol` says what differs
@@ -32,7 +33,7 @@ import numpy as np
 
 from labeltool.coco import PoseDataset, load_pose_dataset
 from labeltool.errors import UserError
-from labeltool.eval.oks import compute_oks
+from labeltool.eval.oks import box_squared_distances, keypoint_vars, point_similarity, squared_distances
 from labeltool.eval.predictions import Predictions, load_predictions
 from labeltool.layouts import Layout, layout_for
 
@@ -176,10 +177,15 @@ def evaluate(
 
     people = _GroundTruth.build(gt, image_ids, category_ids, protocol)
     dets = _Detections.build(preds, image_ids, category_ids, layout, protocol)
+    num_groups = len(image_ids) * len(category_ids)
+    chosen = {part: _select_detections(dets, part, all_parts[part][0], protocol) for part in parts}
+    used = np.unique(np.concatenate([c[0] for c in chosen.values()])) if chosen else np.zeros(0, np.int64)
+    table = _OksTable.build(people, dets, used, {p: all_parts[p] for p in parts}, num_groups, sigmas_float32,
+                            protocol.coords_float32)  # fmt: skip
     out = {}
     for part in parts:
-        idx, sigmas = all_parts[part]
-        out[part] = _evaluate_part(people, dets, part, idx, sigmas, sigmas_float32, len(category_ids), protocol)
+        idx = all_parts[part][0]
+        out[part] = _evaluate_part(people, dets, part, idx, len(category_ids), protocol, chosen[part], table)
     return EvalReport(
         layout=layout.name,
         parts=parts,
@@ -300,7 +306,94 @@ def _group_of(cats: np.ndarray, images: np.ndarray, category_ids: np.ndarray, im
     return np.searchsorted(category_ids, cats) * len(image_ids) + np.searchsorted(image_ids, images)
 
 
+@dataclass
+class _OksTable:
+    """OKS of every (detection, person) pair of a group for every part at once. A point has the
+    same sigma in every part that holds it (``wholebody`` = all points), so the per-point terms
+    are computed once per pair and only the sums run per part: the whole-body pass costs no
+    second OKS. Rows: detection by detection (ascending index), then its group's persons in order."""
+
+    start: np.ndarray  # (D_all,) first row of each detection's pairs (-1: not in any part's top 20)
+    oks: dict[str, np.ndarray]  # part -> (P,) OKS per row
+
+    def lookup(self, part: str, det: np.ndarray, local: np.ndarray) -> np.ndarray:
+        return self.oks[part][self.start[det] + local]
+
+    @classmethod
+    def build(
+        cls,
+        gt: _GroundTruth,
+        dets: _Detections,
+        used: np.ndarray,
+        parts: dict[str, tuple[np.ndarray, np.ndarray]],
+        num_groups: int,
+        sigmas_float32: bool,
+        coords_float32: bool,
+    ) -> _OksTable:
+        """Parts must be index ranges (every layout's and protocol's are) giving each point one sigma."""
+        k = dets.keypoints.shape[1]
+        sigma_all = np.full(k, np.nan)
+        bounds = {}
+        for part, (idx, sigmas) in parts.items():
+            sl = _as_slice(idx)
+            if not isinstance(sl, slice) or np.any((sigma_all[sl] != sigmas) & ~np.isnan(sigma_all[sl])):
+                raise ValueError(f"part {part!r}: not an index range, or its sigmas differ from another part's")
+            sigma_all[sl] = sigmas
+            bounds[part] = (sl.start, sl.stop)
+        var = keypoint_vars(np.nan_to_num(sigma_all, nan=1.0), sigmas_float32)
+        g_start = np.searchsorted(gt.group, np.arange(num_groups + 1))
+        count = np.diff(g_start)[dets.group[used]]
+        start = np.full(len(dets.keypoints), -1, np.int64)
+        start[used] = np.concatenate(([0], np.cumsum(count)[:-1])) if len(used) else np.zeros(0, np.int64)
+        pair_det = np.repeat(used, count)
+        local = np.arange(len(pair_det)) - np.repeat(start[used], count)
+        pair_gt = g_start[dets.group[pair_det]] + local
+        oks = {part: np.empty(len(pair_det)) for part in parts}
+        dtype = np.float32 if coords_float32 else np.float64
+        g_visible = gt.keypoints[:, :, 2].astype(dtype) > 0  # as the OKS reads it (float32 for Halpe)
+        per_person = {  # part -> (visible count, no labelled point) per person
+            part: (g_visible[:, a:b].sum(axis=1), ~(gt.keypoints[:, a:b, 2] > 0).any(axis=1))
+            for part, (a, b) in bounds.items()
+        }
+        step = max(1, _PAIR_CHUNK // max(1, k))
+        for lo in range(0, len(pair_det), step):
+            pd, pg = pair_det[lo : lo + step], pair_gt[lo : lo + step]
+            d = dets.keypoints[pd].astype(dtype, copy=False)
+            e = point_similarity(squared_distances(d, gt.keypoints[pg].astype(dtype, copy=False)), var, gt.areas[pg])
+            e *= g_visible[pg]
+            for part, (a, b) in bounds.items():
+                count, unlabelled = per_person[part]
+                n = count[pg]
+                value = np.divide(e[:, a:b].sum(axis=-1), n, out=np.zeros(len(pg)), where=n > 0)
+                unl = np.nonzero(unlabelled[pg])[0]
+                if len(unl):  # no labelled point in the part: distance to the box grown 3x
+                    box = box_squared_distances(d[unl, a:b], gt.boxes[pg[unl]])
+                    value[unl] = point_similarity(box, var[a:b], gt.areas[pg[unl]]).sum(axis=-1) / (b - a)
+                oks[part][lo : lo + step] = value
+        return cls(start=start, oks=oks)
+
+
 # --------------------------------------------------------------------------- one part
+
+
+def _select_detections(
+    dets: _Detections, part: str, idx: np.ndarray, protocol: Protocol
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The detections evaluated for ``part``: (indices, group, rank in group, ranking score),
+    sorted by group then rank; those without a positive point score in the part dropped (when
+    the protocol says so), ranked per group by score then file order, the top 20 kept."""
+    d_ok = dets.group >= 0
+    if protocol.drop_per_part:
+        d_ok &= (dets.keypoints[:, _as_slice(idx), 2] > 0).any(axis=1)
+    d_all = np.nonzero(d_ok)[0]
+    score_all = dets.preds.ranking_scores(part) if protocol.rank_by_part_score else dets.preds.scores
+    order = np.lexsort((d_all, -score_all[d_all], dets.group[d_all]))  # stable by file order
+    d_sorted = d_all[order]
+    d_group = dets.group[d_sorted]
+    rank = np.arange(len(d_sorted)) - np.searchsorted(d_group, d_group)
+    top = rank < MAX_DETS
+    d_sorted, d_group, rank = d_sorted[top], d_group[top], rank[top]
+    return d_sorted, d_group, rank, score_all[d_sorted]
 
 
 def _evaluate_part(
@@ -308,11 +401,13 @@ def _evaluate_part(
     dets: _Detections,
     part: str,
     idx: np.ndarray,
-    sigmas: np.ndarray,
-    sigmas_float32: bool,
     num_categories: int,
-    protocol: Protocol = COCO_WHOLEBODY,
+    protocol: Protocol,
+    chosen: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    table: _OksTable,
 ) -> PartResult:
+    """Match, accumulate and summarise one part, given its detections (:func:`_select_detections`)
+    and the OKS of every pair (:class:`_OksTable`)."""
     T, A = len(OKS_THRESHOLDS), len(AREA_RANGES)
     ranges = np.array(list(AREA_RANGES.values()))  # (A, 2)
 
@@ -327,18 +422,7 @@ def _evaluate_part(
     g_count = np.diff(g_start)
 
     # detections: drop those without a positive point score in the part; rank per group; top 20
-    d_ok = dets.group >= 0
-    if protocol.drop_per_part:
-        d_ok &= (dets.keypoints[:, idx, 2] > 0).any(axis=1)
-    d_all = np.nonzero(d_ok)[0]
-    score_all = dets.preds.ranking_scores(part) if protocol.rank_by_part_score else dets.preds.scores
-    order = np.lexsort((d_all, -score_all[d_all], dets.group[d_all]))  # stable by file order
-    d_sorted = d_all[order]
-    d_group = dets.group[d_sorted]
-    rank = np.arange(len(d_sorted)) - np.searchsorted(d_group, d_group)
-    top = rank < MAX_DETS
-    d_sorted, d_group, rank = d_sorted[top], d_group[top], rank[top]
-    d_score = score_all[d_sorted]
+    d_sorted, d_group, rank, d_score = chosen
     d_area = dets.areas[d_sorted]
     D = len(d_sorted)
 
@@ -349,9 +433,7 @@ def _evaluate_part(
     seg_start = np.concatenate(([0], np.cumsum(pair_count)))
     local = np.arange(len(pair_det)) - np.repeat(seg_start[:-1], pair_count)
     pair_gt = g_start[d_group[pair_det]] + local
-    oks = _pair_oks(
-        dets.keypoints, d_sorted[pair_det], idx, gt, pair_gt, g_unlabelled, sigmas, sigmas_float32, protocol.coords_float32
-    )
+    oks = table.lookup(part, d_sorted[pair_det], local)
 
     # greedy matching, one detection rank at a time for every group, threshold and area range.
     # COCOeval scans persons non-ignored first, keeps the best OKS (ties: the later person) and
@@ -394,38 +476,6 @@ def _evaluate_part(
         d_ignore |= zero & outside
         matched &= ~zero
     return _accumulate(gt, g_ignore_a, d_group, d_score, matched, d_ignore, num_categories, D)
-
-
-def _pair_oks(
-    d_kpts: np.ndarray,
-    pair_det: np.ndarray,
-    idx: slice | np.ndarray,
-    gt: _GroundTruth,
-    pair_gt: np.ndarray,
-    g_unlabelled: np.ndarray,
-    sigmas: np.ndarray,
-    sigmas_float32: bool,
-    coords_float32: bool = False,
-) -> np.ndarray:
-    """OKS of each (detection, person) pair, in chunks; persons with no labelled point apart,
-    since only they need the box distance."""
-    out = np.empty(len(pair_det))
-    unl = g_unlabelled[pair_gt]
-    step = max(1, _PAIR_CHUNK // max(1, len(sigmas)))
-    for sel, boxes in ((np.nonzero(~unl)[0], False), (np.nonzero(unl)[0], True)):
-        for lo in range(0, len(sel), step):
-            s = sel[lo : lo + step]
-            d, g = pair_det[s], pair_gt[s]
-            out[s] = compute_oks(
-                d_kpts[d, idx],
-                gt.keypoints[g, idx],
-                gt.areas[g],
-                sigmas,
-                gt.boxes[g] if boxes else None,
-                sigmas_float32=sigmas_float32,
-                coords_float32=coords_float32,
-            )
-    return out
 
 
 def _as_slice(idx: np.ndarray) -> slice | np.ndarray:

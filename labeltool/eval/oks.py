@@ -52,27 +52,43 @@ def compute_oks(
     var = keypoint_vars(sigmas, sigmas_float32)
     visible = gt[..., 2] > 0
     labelled = visible.any(axis=-1)
-    # (dx ** 2 + dy ** 2) / var / (area + eps) / 2, in place, in COCOeval's order of operations
-    e = np.square(pred[..., 0] - gt[..., 0])
-    e += np.square(pred[..., 1] - gt[..., 1])
-    e = e.astype(np.float64, copy=False)
+    e = squared_distances(pred, gt)
     weight = visible
     if boxes is not None and not labelled.all():
-        # distance outside the box [x - w, x + 2w] x [y - h, y + 2h], for references with no label
-        boxes = np.asarray(boxes, dtype=np.float64)
-        x, y, w, h = (boxes[..., i, None] for i in range(4))
-        x0, x1, y0, y1 = ((v).astype(dtype, copy=False) for v in (x - w, x + w * 2, y - h, y + h * 2))
-        zero = np.zeros(())
-        bx = np.maximum(zero, x0 - pred[..., 0]) + np.maximum(zero, pred[..., 0] - x1)
-        by = np.maximum(zero, y0 - pred[..., 1]) + np.maximum(zero, pred[..., 1] - y1)
         unlabelled = ~labelled[..., None]
-        e = np.where(unlabelled, bx**2 + by**2, e)
+        e = np.where(unlabelled, box_squared_distances(pred, boxes), e)
         weight = visible | unlabelled  # an unlabelled reference averages over all K points
-    e /= var
-    e /= np.asarray(areas, dtype=np.float64)[..., None] + EPS
-    e /= 2
-    np.exp(np.negative(e, out=e), out=e)
+    e = point_similarity(e, var, areas)
     e *= weight
     count = np.broadcast_to(weight, e.shape).sum(axis=-1)
     total = e.sum(axis=-1)
     return np.divide(total, count, out=np.zeros(np.shape(total)), where=count > 0)
+
+
+def squared_distances(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(..., K) float64 ``dx ** 2 + dy ** 2``, computed in the points' dtype (float32 for Halpe)."""
+    e = np.square(pred[..., 0] - gt[..., 0])
+    e += np.square(pred[..., 1] - gt[..., 1])
+    return e.astype(np.float64, copy=False)
+
+
+def box_squared_distances(pred: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(..., K) squared distance of each point outside its reference box grown by its width and
+    height on every side, ``[x - w, x + 2w] x [y - h, y + 2h]`` (COCOeval's ignore region); the
+    bounds are rounded to the points' dtype, as COCOeval subtracts them from its arrays."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    x, y, w, h = (boxes[..., i, None] for i in range(4))
+    x0, x1, y0, y1 = (v.astype(pred.dtype, copy=False) for v in (x - w, x + w * 2, y - h, y + h * 2))
+    zero = np.zeros(())
+    bx = np.maximum(zero, x0 - pred[..., 0]) + np.maximum(zero, pred[..., 0] - x1)
+    by = np.maximum(zero, y0 - pred[..., 1]) + np.maximum(zero, pred[..., 1] - y1)
+    return bx**2 + by**2
+
+
+def point_similarity(e: np.ndarray, var: np.ndarray, areas: np.ndarray | float) -> np.ndarray:
+    """Per-point ``exp(-d2 / var / (area + eps) / 2)``, in place on the float64 squared distances
+    ``e`` (..., K), in COCOeval's order of operations; ``areas`` has e's leading shape."""
+    e /= var
+    e /= np.asarray(areas, dtype=np.float64)[..., None] + EPS
+    e /= 2
+    return np.exp(np.negative(e, out=e), out=e)
