@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install wbt into the active Python environment (use a virtual environment).
 #   ./install.sh          the toolkit and its offline teachers
-#   ./install.sh --test   the same plus the test tools and the official evaluator (xtcocotools)
+#   ./install.sh --test   the same plus the test tools and the official evaluators (xtcocotools, halpecocotools)
 #   ./install.sh --fan    the same plus the optional FAN face backend (face-alignment)
 # A torch that is already installed (e.g. a CUDA build on a GPU machine) is kept.
 set -euo pipefail
@@ -28,6 +28,13 @@ elif [ "${1:-}" = "--test" ]; then
   if ! "$PY" -c "import xtcocotools.cocoeval" 2>/dev/null; then
     "$PY" -m pip install numpy cython setuptools wheel
     "$PY" -m pip install --no-build-isolation --no-binary xtcocotools xtcocotools
+  fi
+  # AlphaPose's Halpe evaluator (halpecocotools), for the `wbt eval --protocol halpe` parity
+  # tests. Its only release is an sdist; it builds against numpy 2 (the test driver restores
+  # the np.float alias it uses). --no-deps: it lists matplotlib, cython, setuptools only.
+  if ! "$PY" -c "import halpecocotools.coco" 2>/dev/null; then
+    "$PY" -m pip install numpy cython setuptools wheel
+    "$PY" -m pip install --no-deps --no-build-isolation --no-binary halpecocotools "halpecocotools==0.0.1"
   fi
   # Real annotation tools for the review round-trip tests. Both pin packages that clash
   # with numpy 2, so each gets a virtual environment of its own under ~/.cache/wbt.

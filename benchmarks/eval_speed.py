@@ -1,17 +1,29 @@
-"""Speed of `wbt eval` against xtcocotools (driven as mmpose's CocoWholeBodyMetric) on the same files.
+"""Speed of `wbt eval` against the official evaluators and the fast COCOeval ports, on the same files.
 
 Builds a synthetic COCO-WholeBody set (default 5000 images, 6500 persons, ~6800 detections,
 mmpose-style results with split part keys), then times, each in a fresh subprocess:
 
 * wbt: load GT + results json, and the six-part evaluation (``labeltool.eval.evaluate``);
-* xtcocotools: ``COCO(gt)`` + ``loadRes(results)``, and the six COCOeval passes
-  (body, foot, face, lefthand, righthand, wholebody; ``use_area=True``).
+* xtcocotools (the reference): ``COCO(gt)`` + ``loadRes(results)``, and the six COCOeval passes
+  (body, foot, face, lefthand, righthand, wholebody; ``use_area=True``), as mmpose drives it;
+* hotcoco (Rust) and faster-coco-eval (C++), when installed: pycocotools-style evaluators with
+  no part keys, so each part is its own GT / results pair (``keypoints`` = the part's points,
+  ``num_keypoints`` = its labelled count) evaluated with the part's sigmas. Their AP / AR (all
+  areas) equal the official ones here; their APM / APL do not: their ``loadRes`` measures a
+  detection's area on the part's points, the official one on the body's. The largest
+  difference is printed for both groups of stats.
 
-Prints both times, the ratios (targets: evaluation >= 20x, whole run incl. json >= 5x), the
-peak resident memory of each process and the largest stat difference between the two.
+Then the same on the set converted to Halpe-136 (flat lists): ``wbt eval --protocol halpe``
+against halpecocotools (AlphaPose's evaluator, one COCOeval with five parts), when installed.
 
-    .venv/bin/python benchmarks/eval_speed.py            # full size, ~1 min
+Prints the times, the ratios against the reference (targets: evaluation >= 20x and whole run
+incl. json >= 5x xtcocotools; >= 2x hotcoco on the evaluation), the peak resident memory of each
+process and the largest stat difference. Wall-clock ratios move with the machine's load; the
+CPU seconds in brackets are steadier.
+
+    .venv/bin/python benchmarks/eval_speed.py            # full size, ~2 min
     .venv/bin/python benchmarks/eval_speed.py --images 500 --persons 650 --dets 680
+    pip install hotcoco faster-coco-eval                 # the optional peers (binary wheels)
 """
 
 from __future__ import annotations
@@ -34,9 +46,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from labeltool.layouts import PART_NAMES, WHOLEBODY133, WHOLEBODY_KPT_KEYS  # noqa: E402
+from labeltool.layouts import (  # noqa: E402
+    PART_NAMES,
+    WHOLEBODY133,
+    WHOLEBODY_KPT_KEYS,
+    halpe136_to_coco133_index,
+)
 
 PARTS = (*PART_NAMES, "wholebody")
+HALPE_PARTS = ("body", "foot", "face", "hand", "fullbody")
+PEERS = ("hotcoco", "faster-coco-eval")
 
 
 def build_set(n_images: int, n_persons: int, n_dets: int, seed: int) -> tuple[dict, list[dict]]:
@@ -150,6 +169,136 @@ def run_xtcocotools(gt: str, pred: str, repeat: int) -> dict:
     return {**_best(runs), "peak_mb": _rss_mb(), "base_mb": rss0, "stats": stats}
 
 
+def _part_sets(gt: str, pred: str) -> tuple[list[dict], list[list[dict]], list[np.ndarray]]:
+    """Per part: a GT json with that part's points as ``keypoints`` (and its labelled count as
+    ``num_keypoints``, which pycocotools-style evaluators use to ignore persons), the results with
+    that part's points and score, and the part's sigmas."""
+    doc = json.loads(Path(gt).read_text())
+    results = json.loads(Path(pred).read_text())
+    docs, dets, sigmas = [], [], []
+    for part in PARTS:
+        keys = [WHOLEBODY_KPT_KEYS[p] for p in PART_NAMES] if part == "wholebody" else [WHOLEBODY_KPT_KEYS[part]]
+        score = "score" if part == "body" else f"{part}_score"
+        anns = []
+        for ann in doc["annotations"]:
+            pts = [v for k in keys for v in ann[k]]
+            anns.append({k: ann[k] for k in ("id", "image_id", "category_id", "bbox", "area", "iscrowd")}
+                        | {"keypoints": pts, "num_keypoints": sum(1 for v in pts[2::3] if v > 0)})  # fmt: skip
+        docs.append({"images": doc["images"], "annotations": anns, "categories": doc["categories"]})
+        dets.append([{"image_id": r["image_id"], "category_id": r["category_id"], "score": r.get(score, r["score"]),
+                      "keypoints": [v for k in keys for v in r[k]]} for r in results])  # fmt: skip
+        idx = np.arange(WHOLEBODY133.num_keypoints) if part == "wholebody" else WHOLEBODY133.parts[part]
+        sigmas.append(WHOLEBODY133.sigmas[idx])
+    return docs, dets, sigmas
+
+
+def run_peer(which: str, gt: str, pred: str, repeat: int) -> dict:
+    """hotcoco or faster-coco-eval, one keypoint COCOeval per part with the part's sigmas."""
+    try:
+        if which == "hotcoco":
+            from hotcoco import COCO, COCOeval
+        else:
+            from faster_coco_eval import COCO
+            from faster_coco_eval import COCOeval_faster as COCOeval
+    except ImportError as err:
+        return {"skipped": f"{which} not installed ({err.name})"}
+    rss0 = _rss_mb()
+    runs = []
+    for _ in range(repeat):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = _clock()
+            docs, dets, sigmas = _part_sets(gt, pred)
+            pairs = []
+            for doc, det in zip(docs, dets):
+                coco = COCO(doc)
+                pairs.append((coco, coco.loadRes(det)))
+            t1 = _clock()
+            stats = {}
+            for part, (coco, res), sig in zip(PARTS, pairs, sigmas):
+                if which == "hotcoco":
+                    ev = COCOeval(coco, res, "keypoints")
+                    ev.params.kpt_oks_sigmas = sig.tolist()
+                else:
+                    ev = COCOeval(coco, res, "keypoints", kpt_oks_sigmas=sig.tolist(), use_area=True)
+                ev.evaluate()
+                ev.accumulate()
+                ev.summarize()
+                stats[part] = [float(v) for v in ev.stats][:10]
+            t2 = _clock()
+        runs.append((t0, t1, t2))
+    return {**_best(runs), "peak_mb": _rss_mb(), "base_mb": rss0, "stats": stats}
+
+
+def halpe_files(work: Path, doc: dict, results: list[dict]) -> tuple[Path, Path]:
+    """The set as flat Halpe-136: shared points copied; head top, neck and hip from neighbours."""
+    halpe_idx, coco_idx = halpe136_to_coco133_index()
+
+    def flat(item: dict) -> list[float]:
+        pts133 = np.concatenate([np.asarray(item[WHOLEBODY_KPT_KEYS[p]]).reshape(-1, 3) for p in PART_NAMES])
+        pts = np.zeros((136, 3))
+        pts[halpe_idx] = pts133[coco_idx]
+        for target, (a, b) in ((17, (1, 2)), (18, (5, 6)), (19, (11, 12))):
+            if pts[a, 2] > 0 and pts[b, 2] > 0:
+                pts[target] = [(pts[a, 0] + pts[b, 0]) / 2, (pts[a, 1] + pts[b, 1]) / 2, min(pts[a, 2], pts[b, 2])]
+        return pts.round(3).reshape(-1).tolist()
+
+    anns = [{k: v for k, v in a.items() if k not in WHOLEBODY_KPT_KEYS.values() and not k.endswith(("_box", "_valid"))}
+            | {"keypoints": flat(a)} for a in doc["annotations"]]  # fmt: skip
+    res = [{"image_id": r["image_id"], "category_id": r["category_id"], "score": r["score"], "keypoints": flat(r)}
+           for r in results]  # fmt: skip
+    gt, pred = work / "halpe_gt.json", work / "halpe_results.json"
+    gt.write_text(json.dumps({**doc, "annotations": anns}))
+    pred.write_text(json.dumps(res))
+    return gt, pred
+
+
+def run_wbt_halpe(gt: str, pred: str, repeat: int) -> dict:
+    from labeltool.eval.evaluator import evaluate, load_ground_truth, load_results
+
+    rss0 = _rss_mb()
+    runs = []
+    for _ in range(repeat):
+        t0 = _clock()
+        ds = load_ground_truth(gt)
+        preds = load_results(ds, pred)
+        t1 = _clock()
+        report = evaluate(ds, preds, protocol="halpe")
+        t2 = _clock()
+        runs.append((t0, t1, t2))
+    stats = {p: report.results[p].stats.tolist() for p in report.parts}
+    return {**_best(runs), "peak_mb": _rss_mb(), "base_mb": rss0, "stats": stats}
+
+
+def run_halpecocotools(gt: str, pred: str, repeat: int) -> dict:
+    try:
+        import halpecocotools  # noqa: F401
+    except ImportError:
+        return {"skipped": "halpecocotools not installed (./install.sh --test builds it)"}
+    from labeltool.eval.reference import _halpecocotools_shims
+
+    rss0 = _rss_mb()
+    runs = []
+    for _ in range(repeat):
+        with _halpecocotools_shims(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from halpecocotools.coco import COCO
+            from halpecocotools.cocoeval import COCOeval
+
+            t0 = _clock()
+            coco = COCO(gt)
+            det = coco.loadRes(pred)
+            t1 = _clock()
+            ev = COCOeval(coco, det, "keypoints")
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            stats = {part: [float(v) for v in s[part]] for s in ev.stats for part in s}
+            t2 = _clock()
+        runs.append((t0, t1, t2))
+    return {**_best(runs), "peak_mb": _rss_mb(), "base_mb": rss0, "stats": stats}
+
+
 def _rss_mb() -> float:
     """Peak resident memory of this process (VmHWM; ru_maxrss would include the parent's before exec)."""
     try:
@@ -175,10 +324,43 @@ def _best(runs: list[tuple[tuple[float, float], tuple[float, float], tuple[float
     return out
 
 
+CHILDREN = {"wbt": run_wbt, "xtcocotools": run_xtcocotools, "hotcoco": lambda *a: run_peer("hotcoco", *a),
+            "faster-coco-eval": lambda *a: run_peer("faster-coco-eval", *a), "wbt-halpe": run_wbt_halpe,
+            "halpecocotools": run_halpecocotools}  # fmt: skip
+
+
 def _child(which: str, gt: Path, pred: Path, repeat: int) -> dict:
     cmd = [sys.executable, __file__, "--child", which, "--gt", str(gt), "--pred", str(pred), "--repeat", str(repeat)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"skipped": f"{which} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _table(ours: dict, others: dict[str, dict], targets: dict[str, dict[str, float]], parts: tuple[str, ...]) -> None:
+    """One block per timing (evaluation, loading, whole run): ours, then each other and the ratio."""
+    ran = {name: r for name, r in others.items() if "skipped" not in r}
+    for name, r in others.items():
+        if "skipped" in r:
+            print(f"  {name}: skipped ({r['skipped']})")
+    for key, label in (("eval", "evaluation (in memory)"), ("load", "json loading"), ("total", "whole run incl. json")):
+        print(f"  {label}: wbt {ours[key + '_wall']:.3f} s ({ours[key + '_cpu']:.3f} s CPU)")
+        for name, r in ran.items():
+            ratio = r[f"{key}_wall"] / ours[f"{key}_wall"]
+            cpu = r[f"{key}_cpu"] / ours[f"{key}_cpu"]
+            target = targets.get(name, {}).get(key)
+            tgt = f"  target >= {target:g}x: {'met' if ratio >= target else 'NOT met'}" if target else ""
+            print(f"    {name:18} {r[key + '_wall']:8.3f} s ({r[key + '_cpu']:.3f} s CPU)   "
+                  f"wbt is {ratio:5.1f}x faster ({cpu:.1f}x CPU){tgt}")  # fmt: skip
+    print(f"  peak memory (RSS): wbt {ours['peak_mb']:.0f} MB; "
+          + "; ".join(f"{n} {r['peak_mb']:.0f} MB" for n, r in ran.items()))
+    for name, r in ran.items():
+        all_area = max(abs(a - b) for p in parts for i, (a, b) in enumerate(zip(ours["stats"][p], r["stats"][p]))
+                       if i not in (3, 4, 8, 9))  # fmt: skip
+        ranges = max(abs(a - b) for p in parts for i, (a, b) in enumerate(zip(ours["stats"][p], r["stats"][p]))
+                     if i in (3, 4, 8, 9))  # fmt: skip
+        print(f"  largest stat difference wbt vs {name}: AP/AR (all areas) {all_area:.2e}, "
+              f"APM/APL/ARM/ARL {ranges:.2e}")
 
 
 def main() -> None:
@@ -187,18 +369,16 @@ def main() -> None:
     ap.add_argument("--persons", type=int, default=6500)
     ap.add_argument("--dets", type=int, default=6800)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=3, help="wbt runs (best taken); xtcocotools runs once")
+    ap.add_argument("--repeat", type=int, default=3, help="wbt and peer runs (best taken); the references run once")
+    ap.add_argument("--no-halpe", action="store_true", help="skip the Halpe-protocol section")
     ap.add_argument("--workdir", help="keep the generated json here (default: a temp dir)")
-    ap.add_argument("--child", choices=["wbt", "xtcocotools"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
     ap.add_argument("--gt", help=argparse.SUPPRESS)
     ap.add_argument("--pred", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
-    if args.child == "wbt":
-        print(json.dumps(run_wbt(args.gt, args.pred, args.repeat)))
-        return
-    if args.child == "xtcocotools":
-        print(json.dumps(run_xtcocotools(args.gt, args.pred, args.repeat)))
+    if args.child:
+        print(json.dumps(CHILDREN[args.child](args.gt, args.pred, args.repeat)))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,25 +390,25 @@ def main() -> None:
         pred.write_text(json.dumps(results))
         print(
             f"set: {len(doc['images'])} images, {len(doc['annotations'])} persons, {len(results)} detections; "
-            f"gt {gt.stat().st_size / 1e6:.1f} MB, results {pred.stat().st_size / 1e6:.1f} MB"
+            f"gt {gt.stat().st_size / 1e6:.1f} MB, results {pred.stat().st_size / 1e6:.1f} MB; machine load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         w = _child("wbt", gt, pred, args.repeat)
-        x = _child("xtcocotools", gt, pred, 1)
-    diff = max(abs(a - b) for p in PARTS for a, b in zip(w["stats"][p], x["stats"][p]))
-    print(f"{'':24}{'wbt':>10}{'xtcocotools':>14}{'ratio':>9}   (wall clock; CPU seconds in brackets)")
-    for key, label, target in (("eval", "six-part evaluation", 20), ("load", "json loading", None),
-                               ("total", "whole run incl. json", 5)):
-        ratio = x[f"{key}_wall"] / w[f"{key}_wall"]
-        cpu_ratio = x[f"{key}_cpu"] / w[f"{key}_cpu"]
-        tgt = f"  target >= {target}x: {'met' if ratio >= target else 'NOT met'}" if target else ""
-        print(f"{label:24}{w[key + '_wall']:>9.3f}s{x[key + '_wall']:>13.3f}s{ratio:>8.1f}x"
-              f"   ({w[key + '_cpu']:.3f}s / {x[key + '_cpu']:.3f}s = {cpu_ratio:.1f}x){tgt}")
-    print(f"{'peak memory (RSS)':24}{w['peak_mb']:>8.0f}MB{x['peak_mb']:>12.0f}MB   (after imports: "
-          f"{w['base_mb']:.0f} / {x['base_mb']:.0f} MB)")
-    print(f"wbt: best of {args.repeat} runs; xtcocotools: 1 run; machine load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"largest stat difference wbt vs xtcocotools: {diff:.2e}")
-    print(f"wholebody AP / AR: {w['stats']['wholebody'][0]:.4f} / {w['stats']['wholebody'][5]:.4f}")
+        others = {"xtcocotools": _child("xtcocotools", gt, pred, 1)}
+        for peer in PEERS:
+            others[peer] = _child(peer, gt, pred, args.repeat)
+        print(f"\nCOCO-WholeBody protocol, six parts (wbt and peers: best of {args.repeat}; xtcocotools: 1 run)")
+        _table(w, others, {"xtcocotools": {"eval": 20, "total": 5}, "hotcoco": {"eval": 2}}, PARTS)
+        print(f"  wholebody AP / AR: {w['stats']['wholebody'][0]:.4f} / {w['stats']['wholebody'][5]:.4f}")
+        if not args.no_halpe:
+            hgt, hpred = halpe_files(work, doc, results)
+            wh = _child("wbt-halpe", hgt, hpred, args.repeat)
+            hx = {"halpecocotools": _child("halpecocotools", hgt, hpred, 1)}
+            print(f"\nHalpe protocol, Halpe-136 ({hgt.stat().st_size / 1e6:.1f} MB GT), five parts in one pass "
+                  f"(wbt: best of {args.repeat}; halpecocotools: 1 run)")  # fmt: skip
+            _table(wh, hx, {}, HALPE_PARTS)
+            print(f"  fullbody AP / AR: {wh['stats']['fullbody'][0]:.4f} / {wh['stats']['fullbody'][5]:.4f}")
+    print(f"machine load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

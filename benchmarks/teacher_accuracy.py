@@ -1,5 +1,8 @@
 """Accuracy of the teachers on real labelled images; prints one table per check.
 
+Every figure is computed by ``labeltool.eval`` (``nme``, ``pck``, ``pointwise``; the COCO-WholeBody
+protocol for section 4); a hand a teacher does not find misses all its points.
+
 1. Face NME (mean point error / outer-eye-corner distance) on the 300W images, GT face box,
    for every face backend that runs here (FaceMesh with the common and the checked 468->68
    map, with and without the mirrored second fit; dlib; FAN when its weights are cached).
@@ -26,6 +29,9 @@ import numpy as np
 
 from labeltool.coco import load_pose_dataset, write_json_atomic
 from labeltool.errors import UserError
+from labeltool.eval.nme import per_face_nme
+from labeltool.eval.pck import bbox_size, pooled_pck
+from labeltool.eval.pointwise import PointSet, per_instance_mean
 from labeltool.images import read_rgb
 from labeltool.layouts import WHOLEBODY133
 from labeltool.proposals import face_boxes_from_body, hand_boxes_from_body, xywh_to_xyxy
@@ -48,6 +54,8 @@ def face_nme_table(data_dir: Path) -> list[tuple[str, str]]:
     for ann in data["annotations"]:
         gt = np.asarray(ann["keypoints"], dtype=np.float64).reshape(68, 3)
         cases.append((read_rgb(files[ann["image_id"]]), xywh_to_xyxy([ann["bbox"]]), gt))
+    gts = np.stack([gt for *_, gt in cases])
+    boxes = np.array([ann["bbox"] for ann in data["annotations"]], dtype=np.float64)
 
     def make(name):
         if name == "facemesh, common map, one fit":
@@ -69,14 +77,11 @@ def face_nme_table(data_dir: Path) -> list[tuple[str, str]]:
         except UserError as err:
             rows.append((name, f"not run: {err}"))
             continue
-        nmes = []
-        for image, box, gt in cases:
-            pts = teacher.predict(image, box)[0]
-            if not (pts[:, 2] > 0).any():
-                nmes.append(np.inf)
-                continue
-            nmes.append(np.linalg.norm(pts[:, :2] - gt[:, :2], axis=1).mean() / np.linalg.norm(gt[36, :2] - gt[45, :2]))
+        preds = np.stack([teacher.predict(image, box)[0] for image, box, _ in cases])
         teacher.close()
+        points = PointSet(gt=gts, boxes=boxes, ann_ids=np.arange(len(gts)), pred=preds)
+        found = (preds[:, :, 2] > 0).any(axis=1)
+        nmes = np.where(found, per_face_nme(points, "outer-eye-corners"), np.inf)
         per = " ".join(f"{v:.4f}" for v in nmes)
         rows.append((name, f"NME {np.mean(nmes):.4f}  (per face {per})  floor {FACE_FLOOR}: "
                            f"{'met' if np.mean(nmes) <= FACE_FLOOR else 'MISSED'}"))  # fmt: skip
@@ -92,27 +97,24 @@ def hand_table(data_dir: Path) -> list[tuple[str, str]]:
     for folder, name in (("hand_panoptic", "test_panoptic.json"), ("hand_onehand10k", "test_onehand10k.json")):
         data, files = _load(data_dir / folder, name)
         for tname, teacher in teachers.items():
-            hits, errs, rel, found = [], [], [], 0
+            preds = []
             for ann in data["annotations"]:
                 x, y, w, h = ann["bbox"]
-                size = max(w, h)
-                s = 1.5 * size
+                s = 1.5 * max(w, h)
                 box = np.array([[x + w / 2 - s / 2, y + h / 2 - s / 2, x + w / 2 + s / 2, y + h / 2 + s / 2]])
-                gt = np.asarray(ann["keypoints"], dtype=np.float64).reshape(21, 3)
-                pts = teacher.predict(read_rgb(files[ann["image_id"]]), box)[0]
-                ok = gt[:, 2] > 0
-                if (pts[:, 2] > 0).any():
-                    found += 1
-                    d = np.linalg.norm(pts[ok, :2] - gt[ok, :2], axis=1)
-                    errs.append(d.mean())
-                    rel.append(d.mean() / size)
-                    hits.extend(d <= 0.2 * size)
-                else:
-                    hits.extend([False] * int(ok.sum()))
-            pck = float(np.mean(hits))
+                preds.append(teacher.predict(read_rgb(files[ann["image_id"]]), box)[0])
+            pred = np.stack(preds)
+            found = (pred[:, :, 2] > 0).any(axis=1)
+            xy = np.where(found[:, None, None], pred[:, :, :2], np.inf)  # a hand not found misses every point
+            gt = np.array([ann["keypoints"] for ann in data["annotations"]], dtype=np.float64).reshape(-1, 21, 3)
+            size = bbox_size(np.array([ann["bbox"] for ann in data["annotations"]], dtype=np.float64))
+            mask = gt[:, :, 2] > 0
+            pck = pooled_pck(xy, gt[:, :, :2], mask, 0.2, size)
+            errs = per_instance_mean(xy, gt[:, :, :2], mask, np.ones(len(gt)))[found]
+            rel = per_instance_mean(xy, gt[:, :, :2], mask, size)[found]
             rows.append((f"{folder} {tname}",
                          f"PCK@0.2 {pck:.3f}  mean error {np.mean(errs):.1f} px = {np.mean(rel):.3f} of the box  "
-                         f"found {found}/{len(data['annotations'])}  floor {HAND_FLOOR}: "
+                         f"found {int(found.sum())}/{len(data['annotations'])}  floor {HAND_FLOOR}: "
                          f"{'met' if pck >= HAND_FLOOR else 'MISSED'}"))  # fmt: skip
     for t in teachers.values():
         t.close()
@@ -157,20 +159,17 @@ def coco_hand_table(data_dir: Path) -> list[tuple[str, str]]:
     sizes = [float(np.ptp(gt[gt[:, 2] > 0, :2], axis=0).max()) for *_, gt in cases]
     for name, teacher in teachers.items():
         counts = _count_runs(teacher)
-        hits, found, per_hand = [], 0, []
-        for (image, boxes, side, body, gt), size in zip(cases, sizes):
-            pts = teacher.predict(image, boxes, side, body)[0]
-            ok = gt[:, 2] > 0
-            if (pts[:, 2] > 0).any():
-                found += 1
-                d = np.linalg.norm(pts[ok, :2] - gt[ok, :2], axis=1) <= 0.2 * size
-                per_hand.append(f"{d.mean():.2f}")
-                hits.extend(d)
-            else:
-                hits.extend([False] * int(ok.sum()))
+        pred = np.stack([teacher.predict(image, boxes, side, body)[0] for image, boxes, side, body, _ in cases])
         teacher.close()
+        found = (pred[:, :, 2] > 0).any(axis=1)
+        xy = np.where(found[:, None, None], pred[:, :, :2], np.inf)  # a hand not found misses every point
+        gt = np.stack([gt for *_, gt in cases])
+        mask, norm = gt[:, :, 2] > 0, np.asarray(sizes)
+        pck = pooled_pck(xy, gt[:, :, :2], mask, 0.2, norm)
+        per_hand = [f"{pooled_pck(xy[i : i + 1], gt[i : i + 1, :, :2], mask[i : i + 1], 0.2, norm[i : i + 1]):.2f}"
+                    for i in np.nonzero(found)[0]]  # fmt: skip
         runs = f"{counts[0] / len(cases):.1f} landmark + {counts[1] / len(cases):.1f} re-crop runs/hand"
-        rows.append((name, f"found {found}/{len(cases)}  PCK@0.2 {np.mean(hits):.3f}  "
+        rows.append((name, f"found {int(found.sum())}/{len(cases)}  PCK@0.2 {pck:.3f}  "
                            f"(found hands: {' '.join(per_hand)})  {runs}"))  # fmt: skip
     rows.append(("GT hand extent", f"{min(sizes):.0f}-{max(sizes):.0f} px"))
     return rows

@@ -185,3 +185,28 @@ def test_installed_command_exits_2_without_traceback(files):
     assert proc.returncode == 2, proc.stderr
     expected = f"wbt: error: {files / 'bad.json'}: expected a json list of detections, got an object"
     assert proc.stderr.strip().splitlines() == [expected] and proc.stdout == ""
+
+
+def test_halpe_protocol_rows_json_and_compare(files):
+    gt, good, rough = (str(files / n) for n in ("gt.json", "good.json", "rough.json"))
+    res = run("--protocol", "halpe", "--gt", gt, "--pred", good)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith("Halpe protocol (AlphaPose's halpecocotools), coco_wholebody133, 1 images, 2 persons")
+    assert [ln.split()[0] for ln in lines[2:]] == ["body", "foot", "face", "hand", "fullbody"]
+    doc = json.loads(run("--protocol", "halpe", "--gt", gt, "--pred", good, "--format", "json").output)
+    assert doc["protocol"].startswith("halpe: ")
+    expected = evaluate(gt, good, protocol="halpe").as_dict()
+    assert doc["results"][0]["stats"]["hand"]["AP"] == pytest.approx(expected["hand"]["AP"], abs=1e-12)
+    res = run("--protocol", "halpe", "--gt", gt, "--pred", good, "--compare", rough, "--format", "markdown")
+    assert res.output.splitlines()[0].split(" | ")[1:4] == ["body AP", "body AR", "foot AP"]
+    assert [ln.split(" | ")[0] for ln in res.output.splitlines()[2:]] == ["| good", "| rough"]
+
+
+def test_halpe_protocol_with_float32_sigmas_is_a_one_line_error(files):
+    res = run("--protocol", "halpe", "--gt", str(files / "gt.json"), "--pred", str(files / "good.json"),
+              "--sigmas-float32")  # fmt: skip
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        "wbt: error: the halpe protocol has its own float64 sigmas (no --sigmas-float32)"
+    )

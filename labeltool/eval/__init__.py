@@ -1,8 +1,10 @@
-"""Evaluation with the official COCO-WholeBody protocol (xtcocotools' COCOeval as mmpose drives it), vectorised.
+"""Evaluation with the official COCO-WholeBody protocol (xtcocotools' COCOeval as mmpose drives it), vectorised,
+and AlphaPose's Halpe protocol (halpecocotools), one module each on one engine.
 
 Public API::
 
-    evaluate(gt, results, *, layout=None, sigmas_float32=False, parts=None, name="") -> EvalReport
+    evaluate(gt, results, *, protocol="coco-wholebody", layout=None, sigmas_float32=False, parts=None, name="")
+        -> EvalReport; protocol="halpe": halpecocotools' parts body, foot, face, hand, fullbody.
         gt: json path or PoseDataset (133 COCO-WholeBody, 136 Halpe, 26 Halpe, 17 COCO);
         results: json path, list of result dicts, or Predictions. report.stat("face", "AP"),
         report.as_dict() -> {part: {"AP": ..., ..., "ARL": ...}} (fractions; -1 = undefined).
@@ -17,10 +19,14 @@ Public API::
     predictions_from_arrays(keypoints, image_ids, scores, category_ids=None, part_scores=None)
         -> Predictions, to evaluate a model's output without writing json.
 
+    labeltool.eval.nme.evaluate_nme(gt, results) / labeltool.eval.pck.evaluate_pck(gt, results, thr=0.2)
+        -> MetricReport: face NME and hand PCK / AUC / EPE, one result per GT instance, with
+        mmpose's numbers (keypoint_nme, keypoint_pck_accuracy, keypoint_auc, keypoint_epe).
+
 Importing this package needs numpy only (no mediapipe, no torch).
 """
 
-from labeltool.eval.evaluator import STAT_NAMES, EvalReport, PartResult, evaluate
+from labeltool.eval.evaluator import STAT_NAMES, EvalReport, PartResult, Protocol, evaluate
 from labeltool.eval.oks import compute_oks
 from labeltool.eval.predictions import Predictions, load_predictions, predictions_from_arrays
 
@@ -29,6 +35,7 @@ __all__ = [
     "EvalReport",
     "PartResult",
     "Predictions",
+    "Protocol",
     "compute_oks",
     "evaluate",
     "load_predictions",

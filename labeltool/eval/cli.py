@@ -1,4 +1,4 @@
-"""`wbt eval`: evaluate keypoint results with the official COCO-WholeBody protocol."""
+"""`wbt eval`: evaluate keypoint results with the official COCO-WholeBody protocol, or another named one."""
 
 from __future__ import annotations
 
@@ -9,10 +9,17 @@ import click
 from labeltool.errors import UserError
 
 LAYOUT_CHOICES = ("133", "136", "26", "17")
+PROTOCOL_CHOICES = ("coco-wholebody", "halpe", "nme", "pck")
 
 
 @click.command("eval")
-@click.option("--gt", "gt_path", required=True, metavar="GT", help="Ground truth: COCO-WholeBody (133) or Halpe (136) json.")
+@click.option(
+    "--gt",
+    "gt_path",
+    required=True,
+    metavar="GT",
+    help="Ground truth json: COCO-WholeBody (133) or Halpe (136); a face / hand set for nme / pck.",
+)
 @click.option("--pred", "pred_path", metavar="PRED", help="Results json: a list of {image_id, category_id, keypoints, score}.")
 @click.option(
     "--compare",
@@ -24,6 +31,15 @@ LAYOUT_CHOICES = ("133", "136", "26", "17")
 @click.argument("more", nargs=-1, metavar="")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
 @click.option("--out", "out_path", metavar="FILE", help="Also write the output to FILE (atomically).")
+@click.option(
+    "--protocol",
+    type=click.Choice(PROTOCOL_CHOICES),
+    default="coco-wholebody",
+    show_default=True,
+    help="coco-wholebody: xtcocotools as mmpose drives it; halpe: AlphaPose's halpecocotools (136 or 133 points); "
+    "nme: face landmarks (68 / 98 / 29 points); pck: hands (PCK, AUC, EPE); nme and pck take one result per GT instance.",
+)
+@click.option("--thr", type=float, default=0.2, show_default=True, help="PCK threshold, of the GT box's larger side (pck).")
 @click.option("--layout", type=click.Choice(LAYOUT_CHOICES), help="Force the GT layout (default: detected).")
 @click.option("--sigmas-float32", is_flag=True, help="Round sigmas to float32 like mmpose (default float64, official).")
 @click.option("--pr-curves", "pr_dir", metavar="DIR", help="Write a precision-recall PNG per part into DIR.")
@@ -34,15 +50,21 @@ def eval_command(
     more: tuple[str, ...],
     fmt: str,
     out_path: str | None,
+    protocol: str,
+    thr: float,
     layout: str | None,
     sigmas_float32: bool,
     pr_dir: str | None,
 ) -> None:
-    """Per-part AP / AR (body, foot, face, lefthand, righthand, wholebody), identical to xtcocotools.
+    """Per-part AP / AR (body, foot, face, lefthand, righthand, wholebody), identical to xtcocotools;
+    with --protocol halpe (body, foot, face, hand, fullbody) identical to halpecocotools;
+    --protocol nme / pck: face NME, hand PCK / AUC / EPE, as mmpose computes them.
 
     \b
     wbt eval --gt coco_wholebody_val_v1.0.json --pred results.json
     wbt eval --gt val136.json --pred a.json --compare b.json c.json --format markdown
+    wbt eval --protocol halpe --gt halpe_val_v1.json --pred alphapose-results.json
+    wbt eval --protocol nme --gt 300w_test.json --pred faces.json
     """
     from labeltool.eval.evaluator import evaluate, load_ground_truth
     from labeltool.eval.report import format_reports, write_pr_curves, write_text_atomic
@@ -52,16 +74,46 @@ def eval_command(
     files = [p for p in (pred_path, *compare, *more) if p]
     if not files:
         raise UserError("give the results to evaluate with --pred PRED (and --compare A.json B.json ... for more)")
-    gt = load_ground_truth(gt_path, int(layout) if layout else None)
     names = _method_names(files)
-    reports = [evaluate(gt, f, sigmas_float32=sigmas_float32, name=n) for f, n in zip(files, names)]
-    text = format_reports(reports, fmt)
+    if protocol in ("nme", "pck"):
+        text = _pointwise(protocol, gt_path, files, names, fmt, thr, pr_dir, sigmas_float32, layout)
+        pr_dir = None
+    else:
+        gt = load_ground_truth(gt_path, int(layout) if layout else None)
+        reports = [evaluate(gt, f, protocol=protocol, sigmas_float32=sigmas_float32, name=n) for f, n in zip(files, names)]
+        text = format_reports(reports, fmt)
     if out_path:
         write_text_atomic(text, out_path)
     click.echo(text, nl=False)
     if pr_dir:
         for path in write_pr_curves(reports, pr_dir):
             click.echo(f"wrote {path}", err=True)
+
+
+def _pointwise(
+    protocol: str,
+    gt_path: str,
+    files: list[str],
+    names: list[str],
+    fmt: str,
+    thr: float,
+    pr_dir: str | None,
+    sigmas_float32: bool,
+    layout: str | None,
+) -> str:
+    """NME / PCK: one report per results file, as text."""
+    from labeltool.eval.nme import evaluate_nme
+    from labeltool.eval.pck import evaluate_pck
+    from labeltool.eval.report import format_metric_reports
+
+    for flag, given in (("--pr-curves", pr_dir), ("--sigmas-float32", sigmas_float32), ("--layout", layout)):
+        if given:
+            raise UserError(f"{flag} applies to the coco-wholebody and halpe protocols, not {protocol}")
+    if protocol == "nme":
+        reports = [evaluate_nme(gt_path, f, name=n) for f, n in zip(files, names)]
+    else:
+        reports = [evaluate_pck(gt_path, f, thr=thr, name=n) for f, n in zip(files, names)]
+    return format_metric_reports(reports, fmt)
 
 
 def _method_names(files: list[str]) -> list[str]:

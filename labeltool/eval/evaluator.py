@@ -13,20 +13,27 @@ with that part's sigmas and ``use_area=True``:
   points; area ranges all / medium (32^2..96^2) / large (96^2..), maxDets 20.
 
 All images are processed at once: OKS over every (detection, person) pair of the same image,
-and the greedy matching advances one detection rank (at most 20 steps) for every image,
+for all parts in one pass (a point has the same sigma in every part holding it, so only the
+per-part sums differ), and the greedy matching advances one detection rank (at most 20 steps) for every image,
 threshold and area range together.
+
+The engine is shared by the COCOeval-style protocols: a :class:`Protocol` says what differs
+(parts and sigmas, which persons are ignored, which detections enter a part, how they are
+ranked, how their area is measured, the float precision of the points). The COCO-WholeBody
+protocol is :data:`COCO_WHOLEBODY` here; AlphaPose's Halpe protocol is ``labeltool.eval.halpe``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from labeltool.coco import PoseDataset, load_pose_dataset
 from labeltool.errors import UserError
-from labeltool.eval.oks import compute_oks
+from labeltool.eval.oks import box_squared_distances, keypoint_vars, point_similarity, squared_distances
 from labeltool.eval.predictions import Predictions, load_predictions
 from labeltool.layouts import Layout, layout_for
 
@@ -36,6 +43,52 @@ RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 
 AREA_RANGES = {"all": (0.0, 1e5**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e5**2)}
 MAX_DETS = 20
 _PAIR_CHUNK = 1 << 16  # keypoint values per OKS chunk: small enough to stay in cache
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What one COCOeval-style keypoint protocol does differently; the engine below is shared."""
+
+    name: str  # as `wbt eval --protocol` spells it
+    title: str  # one line for reports
+    # layout -> {part: (point indices, float64 sigmas)} in report order
+    part_table: Callable[[Layout], dict[str, tuple[np.ndarray, np.ndarray]]]
+    layouts: tuple[int, ...] = (17, 26, 133, 136)  # point counts the protocol accepts
+    crowd_ignored: bool = True  # iscrowd persons are ignored (False: they are positives)
+    ignore_key: str | None = None  # annotation key whose truthy value ignores the person
+    drop_per_part: bool = True  # a detection leaves a part with no positive score there (else: overall)
+    rank_by_part_score: bool = True  # rank by foot_score, ... when given (else always ``score``)
+    area_from_all_points: bool = False  # detection area: extent of all points (else the body points)
+    coords_float32: bool = False  # points read as float32 for the OKS
+    zero_id_unmatched: bool = False  # a match to a person with annotation id 0 counts as no match
+    allow_sigmas_float32: bool = True
+
+
+def coco_wholebody_parts(layout: Layout) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The layout's parts with its sigmas, then ``wholebody`` (all points) for a multi-part layout."""
+    parts = dict(layout.parts)
+    if len(parts) > 1:
+        parts["wholebody"] = np.arange(layout.num_keypoints)
+    return {part: (idx, layout.sigmas[idx]) for part, idx in parts.items()}
+
+
+COCO_WHOLEBODY = Protocol(
+    name="coco-wholebody",
+    title="COCO-WholeBody protocol (xtcocotools, use_area=True)",
+    part_table=coco_wholebody_parts,
+)
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    """The protocol called ``name`` (coco-wholebody, halpe)."""
+    if isinstance(name, Protocol):
+        return name
+    from labeltool.eval.halpe import HALPE
+
+    protocols = {p.name: p for p in (COCO_WHOLEBODY, HALPE)}
+    if name not in protocols:
+        raise UserError(f"unknown evaluation protocol '{name}' (choose from {', '.join(protocols)})")
+    return protocols[name]
 
 
 @dataclass
@@ -56,6 +109,8 @@ class EvalReport:
     layout: str
     parts: tuple[str, ...]
     results: dict[str, PartResult]
+    protocol: str = COCO_WHOLEBODY.name
+    protocol_title: str = COCO_WHOLEBODY.title
     sigmas_float32: bool = False
     name: str = ""
     num_images: int = 0
@@ -79,12 +134,14 @@ def evaluate(
     gt: str | os.PathLike | PoseDataset,
     results: str | os.PathLike | list | Predictions,
     *,
+    protocol: str | Protocol = COCO_WHOLEBODY,
     layout: Layout | int | None = None,
     sigmas_float32: bool = False,
     parts: tuple[str, ...] | list[str] | None = None,
     name: str = "",
 ) -> EvalReport:
-    """Evaluate keypoint results against ground truth with the official COCO-WholeBody protocol.
+    """Evaluate keypoint results against ground truth with the official COCO-WholeBody protocol
+    (or ``protocol="halpe"``: AlphaPose's halpecocotools).
 
     gt: a COCO-WholeBody (133), Halpe (136), Halpe-26 or COCO (17) json path, or a loaded
         :class:`PoseDataset`. The layout is detected; ``layout`` (a Layout or 133 / 136) forces it.
@@ -101,7 +158,15 @@ def evaluate(
     elif layout is not None and gt.layout is not layout:
         raise UserError(f"{gt.path or 'ground truth'}: has the {gt.layout.name} layout, not {layout.name}")
     layout = gt.layout
-    all_parts = _layout_parts(layout)
+    protocol = get_protocol(protocol)
+    if layout.num_keypoints not in protocol.layouts:
+        raise UserError(
+            f"{gt.path or 'ground truth'}: the {protocol.name} protocol evaluates "
+            f"{' or '.join(map(str, protocol.layouts))}-point files, not {layout.num_keypoints}-point ones"
+        )
+    if sigmas_float32 and not protocol.allow_sigmas_float32:
+        raise UserError(f"the {protocol.name} protocol has its own float64 sigmas (no --sigmas-float32)")
+    all_parts = protocol.part_table(layout)
     parts = tuple(parts) if parts is not None else tuple(all_parts)
     for part in parts:
         if part not in all_parts:
@@ -110,17 +175,23 @@ def evaluate(
     image_ids = np.unique(np.asarray([im["id"] for im in gt.images], dtype=np.int64))
     category_ids = _category_ids(gt)
 
-    people = _GroundTruth.build(gt, image_ids, category_ids)
-    dets = _Detections.build(preds, image_ids, category_ids, layout)
+    people = _GroundTruth.build(gt, image_ids, category_ids, protocol)
+    dets = _Detections.build(preds, image_ids, category_ids, layout, protocol)
+    num_groups = len(image_ids) * len(category_ids)
+    chosen = {part: _select_detections(dets, part, all_parts[part][0], protocol) for part in parts}
+    used = np.unique(np.concatenate([c[0] for c in chosen.values()])) if chosen else np.zeros(0, np.int64)
+    table = _OksTable.build(people, dets, used, {p: all_parts[p] for p in parts}, num_groups, sigmas_float32,
+                            protocol.coords_float32)  # fmt: skip
     out = {}
     for part in parts:
-        idx = all_parts[part]
-        sigmas = layout.sigmas[idx]
-        out[part] = _evaluate_part(people, dets, part, idx, sigmas, sigmas_float32, len(category_ids))
+        idx = all_parts[part][0]
+        out[part] = _evaluate_part(people, dets, part, idx, len(category_ids), protocol, chosen[part], table)
     return EvalReport(
         layout=layout.name,
         parts=parts,
         results=out,
+        protocol=protocol.name,
+        protocol_title=protocol.title,
         sigmas_float32=sigmas_float32,
         name=name or str(preds.path or ""),
         num_images=len(image_ids),
@@ -165,13 +236,6 @@ def load_ground_truth(path: str | os.PathLike, layout: Layout | int | None = Non
     )
 
 
-def _layout_parts(layout: Layout) -> dict[str, np.ndarray]:
-    parts = dict(layout.parts)
-    if len(parts) > 1:
-        parts["wholebody"] = np.arange(layout.num_keypoints)
-    return parts
-
-
 def _category_ids(gt: PoseDataset) -> np.ndarray:
     """Ids in the ground truth's ``categories`` (those xtcocotools evaluates), else the ids its people use."""
     if gt.categories:
@@ -190,20 +254,28 @@ class _GroundTruth:
     boxes: np.ndarray
     areas: np.ndarray
     crowd: np.ndarray  # bool
+    ann_ids: np.ndarray
+    ignored: np.ndarray  # bool: ignored for every part (crowd and / or the protocol's ignore key)
     group: np.ndarray  # (G,) index of the (category, image) group
     num_images: int
 
     @classmethod
-    def build(cls, gt: PoseDataset, image_ids: np.ndarray, category_ids: np.ndarray) -> _GroundTruth:
+    def build(cls, gt: PoseDataset, image_ids: np.ndarray, category_ids: np.ndarray, protocol: Protocol) -> _GroundTruth:
         keep = np.isin(gt.image_ids, image_ids) & np.isin(gt.category_ids, category_ids)
         index = np.nonzero(keep)[0]
         group = _group_of(gt.category_ids[index], gt.image_ids[index], category_ids, image_ids)
         order = index[np.argsort(group, kind="stable")]
+        crowd = gt.iscrowd[order] != 0
+        ignored = crowd.copy() if protocol.crowd_ignored else np.zeros(len(order), bool)
+        if protocol.ignore_key:
+            ignored |= np.array([bool(gt.annotations[i].get(protocol.ignore_key, 0)) for i in order], dtype=bool)
         return cls(
             keypoints=gt.keypoints[order],
             boxes=gt.bboxes[order],
             areas=gt.areas[order],
-            crowd=gt.iscrowd[order] != 0,
+            crowd=crowd,
+            ann_ids=gt.ann_ids[order],
+            ignored=ignored,
             group=np.sort(group, kind="stable"),
             num_images=len(image_ids),
         )
@@ -217,11 +289,16 @@ class _Detections:
     preds: Predictions
 
     @classmethod
-    def build(cls, preds: Predictions, image_ids: np.ndarray, category_ids: np.ndarray, layout: Layout) -> _Detections:
+    def build(
+        cls, preds: Predictions, image_ids: np.ndarray, category_ids: np.ndarray, layout: Layout, protocol: Protocol
+    ) -> _Detections:
         keep = np.isin(preds.category_ids, category_ids)  # xtcocotools skips other categories
+        if not protocol.drop_per_part:  # halpecocotools drops a detection with no positive score at all
+            keep &= (preds.keypoints[:, :, 2] > 0).any(axis=1)
         group = np.full(len(preds), -1, np.int64)
         group[keep] = _group_of(preds.category_ids[keep], preds.image_ids[keep], category_ids, image_ids)
-        return cls(keypoints=preds.keypoints, group=group, areas=preds.areas(layout), preds=preds)
+        areas = preds.areas(layout, all_points=protocol.area_from_all_points)
+        return cls(keypoints=preds.keypoints, group=group, areas=areas, preds=preds)
 
 
 def _group_of(cats: np.ndarray, images: np.ndarray, category_ids: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
@@ -229,7 +306,94 @@ def _group_of(cats: np.ndarray, images: np.ndarray, category_ids: np.ndarray, im
     return np.searchsorted(category_ids, cats) * len(image_ids) + np.searchsorted(image_ids, images)
 
 
+@dataclass
+class _OksTable:
+    """OKS of every (detection, person) pair of a group for every part at once. A point has the
+    same sigma in every part that holds it (``wholebody`` = all points), so the per-point terms
+    are computed once per pair and only the sums run per part: the whole-body pass costs no
+    second OKS. Rows: detection by detection (ascending index), then its group's persons in order."""
+
+    start: np.ndarray  # (D_all,) first row of each detection's pairs (-1: not in any part's top 20)
+    oks: dict[str, np.ndarray]  # part -> (P,) OKS per row
+
+    def lookup(self, part: str, det: np.ndarray, local: np.ndarray) -> np.ndarray:
+        return self.oks[part][self.start[det] + local]
+
+    @classmethod
+    def build(
+        cls,
+        gt: _GroundTruth,
+        dets: _Detections,
+        used: np.ndarray,
+        parts: dict[str, tuple[np.ndarray, np.ndarray]],
+        num_groups: int,
+        sigmas_float32: bool,
+        coords_float32: bool,
+    ) -> _OksTable:
+        """Parts must be index ranges (every layout's and protocol's are) giving each point one sigma."""
+        k = dets.keypoints.shape[1]
+        sigma_all = np.full(k, np.nan)
+        bounds = {}
+        for part, (idx, sigmas) in parts.items():
+            sl = _as_slice(idx)
+            if not isinstance(sl, slice) or np.any((sigma_all[sl] != sigmas) & ~np.isnan(sigma_all[sl])):
+                raise ValueError(f"part {part!r}: not an index range, or its sigmas differ from another part's")
+            sigma_all[sl] = sigmas
+            bounds[part] = (sl.start, sl.stop)
+        var = keypoint_vars(np.nan_to_num(sigma_all, nan=1.0), sigmas_float32)
+        g_start = np.searchsorted(gt.group, np.arange(num_groups + 1))
+        count = np.diff(g_start)[dets.group[used]]
+        start = np.full(len(dets.keypoints), -1, np.int64)
+        start[used] = np.concatenate(([0], np.cumsum(count)[:-1])) if len(used) else np.zeros(0, np.int64)
+        pair_det = np.repeat(used, count)
+        local = np.arange(len(pair_det)) - np.repeat(start[used], count)
+        pair_gt = g_start[dets.group[pair_det]] + local
+        oks = {part: np.empty(len(pair_det)) for part in parts}
+        dtype = np.float32 if coords_float32 else np.float64
+        g_visible = gt.keypoints[:, :, 2].astype(dtype) > 0  # as the OKS reads it (float32 for Halpe)
+        per_person = {  # part -> (visible count, no labelled point) per person
+            part: (g_visible[:, a:b].sum(axis=1), ~(gt.keypoints[:, a:b, 2] > 0).any(axis=1))
+            for part, (a, b) in bounds.items()
+        }
+        step = max(1, _PAIR_CHUNK // max(1, k))
+        for lo in range(0, len(pair_det), step):
+            pd, pg = pair_det[lo : lo + step], pair_gt[lo : lo + step]
+            d = dets.keypoints[pd].astype(dtype, copy=False)
+            e = point_similarity(squared_distances(d, gt.keypoints[pg].astype(dtype, copy=False)), var, gt.areas[pg])
+            e *= g_visible[pg]
+            for part, (a, b) in bounds.items():
+                count, unlabelled = per_person[part]
+                n = count[pg]
+                value = np.divide(e[:, a:b].sum(axis=-1), n, out=np.zeros(len(pg)), where=n > 0)
+                unl = np.nonzero(unlabelled[pg])[0]
+                if len(unl):  # no labelled point in the part: distance to the box grown 3x
+                    box = box_squared_distances(d[unl, a:b], gt.boxes[pg[unl]])
+                    value[unl] = point_similarity(box, var[a:b], gt.areas[pg[unl]]).sum(axis=-1) / (b - a)
+                oks[part][lo : lo + step] = value
+        return cls(start=start, oks=oks)
+
+
 # --------------------------------------------------------------------------- one part
+
+
+def _select_detections(
+    dets: _Detections, part: str, idx: np.ndarray, protocol: Protocol
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The detections evaluated for ``part``: (indices, group, rank in group, ranking score),
+    sorted by group then rank; those without a positive point score in the part dropped (when
+    the protocol says so), ranked per group by score then file order, the top 20 kept."""
+    d_ok = dets.group >= 0
+    if protocol.drop_per_part:
+        d_ok &= (dets.keypoints[:, _as_slice(idx), 2] > 0).any(axis=1)
+    d_all = np.nonzero(d_ok)[0]
+    score_all = dets.preds.ranking_scores(part) if protocol.rank_by_part_score else dets.preds.scores
+    order = np.lexsort((d_all, -score_all[d_all], dets.group[d_all]))  # stable by file order
+    d_sorted = d_all[order]
+    d_group = dets.group[d_sorted]
+    rank = np.arange(len(d_sorted)) - np.searchsorted(d_group, d_group)
+    top = rank < MAX_DETS
+    d_sorted, d_group, rank = d_sorted[top], d_group[top], rank[top]
+    return d_sorted, d_group, rank, score_all[d_sorted]
 
 
 def _evaluate_part(
@@ -237,10 +401,13 @@ def _evaluate_part(
     dets: _Detections,
     part: str,
     idx: np.ndarray,
-    sigmas: np.ndarray,
-    sigmas_float32: bool,
     num_categories: int,
+    protocol: Protocol,
+    chosen: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    table: _OksTable,
 ) -> PartResult:
+    """Match, accumulate and summarise one part, given its detections (:func:`_select_detections`)
+    and the OKS of every pair (:class:`_OksTable`)."""
     T, A = len(OKS_THRESHOLDS), len(AREA_RANGES)
     ranges = np.array(list(AREA_RANGES.values()))  # (A, 2)
 
@@ -248,22 +415,14 @@ def _evaluate_part(
     idx = _as_slice(idx)
     g_kpts = gt.keypoints[:, idx]
     g_unlabelled = ~(g_kpts[:, :, 2] > 0).any(axis=1)
-    g_ignore = gt.crowd | g_unlabelled
+    g_ignore = gt.ignored | g_unlabelled
     g_ignore_a = g_ignore[None] | (gt.areas[None] < ranges[:, :1]) | (gt.areas[None] > ranges[:, 1:])
     num_groups = gt.num_images * num_categories
     g_start = np.searchsorted(gt.group, np.arange(num_groups + 1))
     g_count = np.diff(g_start)
 
     # detections: drop those without a positive point score in the part; rank per group; top 20
-    d_all = np.nonzero((dets.group >= 0) & (dets.keypoints[:, idx, 2] > 0).any(axis=1))[0]
-    score_all = dets.preds.ranking_scores(part)
-    order = np.lexsort((d_all, -score_all[d_all], dets.group[d_all]))  # stable by file order
-    d_sorted = d_all[order]
-    d_group = dets.group[d_sorted]
-    rank = np.arange(len(d_sorted)) - np.searchsorted(d_group, d_group)
-    top = rank < MAX_DETS
-    d_sorted, d_group, rank = d_sorted[top], d_group[top], rank[top]
-    d_score = score_all[d_sorted]
+    d_sorted, d_group, rank, d_score = chosen
     d_area = dets.areas[d_sorted]
     D = len(d_sorted)
 
@@ -274,7 +433,7 @@ def _evaluate_part(
     seg_start = np.concatenate(([0], np.cumsum(pair_count)))
     local = np.arange(len(pair_det)) - np.repeat(seg_start[:-1], pair_count)
     pair_gt = g_start[d_group[pair_det]] + local
-    oks = _pair_oks(dets.keypoints, d_sorted[pair_det], idx, gt, pair_gt, g_unlabelled, sigmas, sigmas_float32)
+    oks = table.lookup(part, d_sorted[pair_det], local)
 
     # greedy matching, one detection rank at a time for every group, threshold and area range.
     # COCOeval scans persons non-ignored first, keeps the best OKS (ties: the later person) and
@@ -307,40 +466,16 @@ def _evaluate_part(
 
     # a matched detection takes its person's ignore flag; an unmatched one is ignored outside the range
     matched = match >= 0
-    d_ignore = ((d_area[None] < ranges[:, :1]) | (d_area[None] > ranges[:, 1:]))[area_row]  # (A*T, D)
+    outside = ((d_area[None] < ranges[:, :1]) | (d_area[None] > ranges[:, 1:]))[area_row]  # (A*T, D)
+    d_ignore = outside.copy()
     row, col = np.nonzero(matched)
     d_ignore[row, col] = g_ignore_a[area_row[row], match[row, col]]
+    if protocol.zero_id_unmatched:  # COCOeval stores the person's id, and id 0 reads as "no match"
+        zero = np.zeros_like(matched)
+        zero[row, col] = gt.ann_ids[match[row, col]] == 0
+        d_ignore |= zero & outside
+        matched &= ~zero
     return _accumulate(gt, g_ignore_a, d_group, d_score, matched, d_ignore, num_categories, D)
-
-
-def _pair_oks(
-    d_kpts: np.ndarray,
-    pair_det: np.ndarray,
-    idx: slice | np.ndarray,
-    gt: _GroundTruth,
-    pair_gt: np.ndarray,
-    g_unlabelled: np.ndarray,
-    sigmas: np.ndarray,
-    sigmas_float32: bool,
-) -> np.ndarray:
-    """OKS of each (detection, person) pair, in chunks; persons with no labelled point apart,
-    since only they need the box distance."""
-    out = np.empty(len(pair_det))
-    unl = g_unlabelled[pair_gt]
-    step = max(1, _PAIR_CHUNK // max(1, len(sigmas)))
-    for sel, boxes in ((np.nonzero(~unl)[0], False), (np.nonzero(unl)[0], True)):
-        for lo in range(0, len(sel), step):
-            s = sel[lo : lo + step]
-            d, g = pair_det[s], pair_gt[s]
-            out[s] = compute_oks(
-                d_kpts[d, idx],
-                gt.keypoints[g, idx],
-                gt.areas[g],
-                sigmas,
-                gt.boxes[g] if boxes else None,
-                sigmas_float32=sigmas_float32,
-            )
-    return out
 
 
 def _as_slice(idx: np.ndarray) -> slice | np.ndarray:

@@ -57,12 +57,13 @@ class Predictions:
         s = self.part_scores[key]
         return np.where(np.isnan(s), self.scores, s)
 
-    def areas(self, layout: Layout) -> np.ndarray:
+    def areas(self, layout: Layout, all_points: bool = False) -> np.ndarray:
         """Area used for the medium / large ranges: the box area when boxes were given, else the
-        extent of the body points (all of them, scored or not), as xtcocotools' ``loadRes``."""
+        extent of the body points (all of them, scored or not), as xtcocotools' ``loadRes``
+        (``all_points``: the extent of every point, as halpecocotools' ``loadRes`` of flat results)."""
         if self.bbox_areas is not None:
             return self.bbox_areas
-        body = self.keypoints[:, layout.parts["body"], :2]
+        body = self.keypoints[:, :, :2] if all_points else self.keypoints[:, layout.parts["body"], :2]
         lo = body.min(axis=1)
         hi = body.max(axis=1)
         return (hi[:, 0] - lo[:, 0]) * (hi[:, 1] - lo[:, 1])

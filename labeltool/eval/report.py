@@ -55,10 +55,7 @@ def _title(reports: list[EvalReport]) -> str:
     r = reports[0]
     sig = "float32 (mmpose)" if r.sigmas_float32 else "float64 (official)"
     dets = ", ".join(f"{x.name}: {x.num_dets} detections" for x in reports)
-    return (
-        f"COCO-WholeBody protocol, {r.layout}, {r.num_images} images, {r.num_gt} persons; {dets}; "
-        f"sigmas {sig}; stats in %"
-    )
+    return f"{r.protocol_title}, {r.layout}, {r.num_images} images, {r.num_gt} persons; {dets}; sigmas {sig}; stats in %"
 
 
 def _pct(v: float) -> str:
@@ -68,7 +65,7 @@ def _pct(v: float) -> str:
 def _json(reports: list[EvalReport]) -> dict:
     r = reports[0]
     return {
-        "protocol": "coco-wholebody (xtcocotools COCOeval, use_area=True, maxDets 20)",
+        "protocol": f"{r.protocol}: {r.protocol_title}, maxDets 20",
         "layout": r.layout,
         "sigmas": "float32" if r.sigmas_float32 else "float64",
         "num_images": r.num_images,
@@ -150,3 +147,44 @@ def _mean_defined(a: np.ndarray, axis) -> np.ndarray:
     ok = a > -1
     n = ok.sum(axis=axis)
     return np.where(n > 0, np.where(ok, a, 0).sum(axis=axis) / np.maximum(n, 1), np.nan)
+
+
+def format_metric_reports(reports: list, fmt: str = "table") -> str:
+    """Per-instance protocol reports (``MetricReport``: NME, PCK / AUC / EPE) as text: one row per
+    method, one column per metric; fractions in percent (two decimals), pixels as they are."""
+    r = reports[0]
+    names = list(r.metrics)
+    if fmt == "json":
+        doc = {
+            "protocol": f"{r.protocol}: {r.title}",
+            "num_instances": r.num_instances,
+            "num_points": r.num_points,
+            "units": {n: r.units[n] for n in names},
+            "results": [{"name": x.name, "metrics": x.as_dict()} for x in reports],
+        }
+        return json.dumps(doc, indent=2) + "\n"
+
+    def cell(x, n: str, digits: int = 2) -> str:
+        v = x.metrics[n]
+        return f"{100 * v:.{digits}f}" if x.units[n] == "fraction" else f"{v:.{digits}f}"
+
+    heads = [f"{n} ({'%' if r.units[n] == 'fraction' else r.units[n]})" for n in names]
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["method", *heads])
+        for x in reports:
+            w.writerow([x.name, *(cell(x, n, 6) for n in names)])
+        return buf.getvalue()
+    header = ["method", *heads]
+    rows = [[x.name, *(cell(x, n) for n in names)] for x in reports]
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+    if fmt != "table":
+        raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    out = [f"{r.title}, {r.num_instances} instances, {r.num_points} labelled points"]
+    for row in [header, *rows]:
+        out.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(out) + "\n"
