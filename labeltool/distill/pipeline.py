@@ -216,7 +216,9 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
     outputs = Outputs(out_dir, wholebody=layout in ("133", "both"), halpe=layout in ("136", "both"))
     sources = config.teachers.sources()
     start = time.perf_counter()
-    counts, images, errors = assemble(inp.dataset, plan.chunks, plan.keep_image_ids, shard_dir, sources, outputs)
+    counts, images, errors = assemble(
+        inp.dataset, plan.chunks, plan.keep_image_ids, shard_dir, sources, outputs, inp.extra, inp.extra_names
+    )
     _write_errors(out_dir / "errors.jsonl", errors)
     assemble_seconds = time.perf_counter() - start
 
@@ -235,6 +237,7 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
     summary = {
         "wbt_version": __version__,
         "input": inp.identity,
+        "dataset": inp.describe(),
         "outputs": [p for p, on in (("wholebody133.json", outputs.wholebody), ("halpe136.json", outputs.halpe)) if on]
         + ["labels.parquet", "errors.jsonl"],
         "images": {"in_output": len(images), "labelled": plan.num_images - len(errors), "failed": len(errors)},
