@@ -117,7 +117,7 @@ def write_dataset(name: str, src: Path, tmp: Path) -> tuple[Path, Path, dict]:
         for frame, im in enumerate(sorted(out["images"], key=lambda im: im["id"])):
             link = video / f"{frame:06d}.jpg"
             if not link.exists():
-                os.symlink(src / im["file_name"], link)
+                os.symlink((src / im["file_name"]).resolve(), link)
             ids[im["id"]] = 10000010000 + frame
             im.update(file_name=f"images/val/000001_test/{frame:06d}.jpg", vid_id="000001", frame_id=ids[im["id"]],
                       id=ids[im["id"]], is_labeled=True, ignore_regions_x=[], ignore_regions_y=[])  # fmt: skip

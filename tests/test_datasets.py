@@ -240,3 +240,18 @@ def test_face_proposal_from_head_top_and_neck_where_the_body_has_no_head():
     hint = AnnotatedBody(formats()["crowdpose"]).face_boxes(task)
     np.testing.assert_allclose(hint[0], boxes)
     assert AnnotatedBody(formats()["coco17"]).face_boxes(task) is None
+
+
+def test_published_detection_files_still_read_as_boxes(realdata, tmp_path):
+    """COCO's and CrowdPose's detector results (lists of {image_id, category_id, bbox, score}) stay --boxes input."""
+    from labeltool.distill.inputs import from_boxes
+
+    src = realdata / "coco_wholebody"
+    gt = json.loads((src / "test_coco_wholebody.json").read_text())
+    dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9} for a in gt["annotations"]]
+    dets.append({"image_id": 785, "category_id": 1, "bbox": [1.5, 2.5, 40, 60], "score": 0.3})  # CrowdPose's 0.1 floor
+    (tmp_path / "det_for_crowd_test_0.1_0.5.json").write_text(json.dumps(dets))
+    inp = from_boxes(src, tmp_path / "det_for_crowd_test_0.1_0.5.json", 0.5)
+    assert len(inp.dataset) == len(gt["annotations"]) and inp.body.needs_teacher and inp.format is None
+    assert sorted(map(tuple, inp.dataset.bboxes.tolist())) == sorted(tuple(a["bbox"]) for a in gt["annotations"])
+    assert len(from_boxes(src, tmp_path / "det_for_crowd_test_0.1_0.5.json", 0.1).dataset) == len(dets)
