@@ -56,7 +56,14 @@ def convert_command(src: Path, dst: Path, target: str, dataset_format: str | Non
     out = body.to_layout(TARGETS[target])
     write_pose_dataset(out, dst)
     derived = ""
-    if out.layout is HALPE136 and ds.layout is not HALPE136:
+    own = body.format.to_halpe136  # Halpe points the dataset has itself (CrowdPose's head top and neck, ...)
+    if out.layout is HALPE136 and ds.layout is not HALPE136 and own:
+        counts = {n: int((out.keypoints[:, HALPE136.index(n), 2] > 0).sum()) for n in ("head", "neck", "hip")}
+        derived = "; " + ", ".join(
+            f"{n} {c} ({'from the dataset' if n in own else 'unlabelled' if n == 'head' else 'derived'})"
+            for n, c in counts.items()
+        )
+    elif out.layout is HALPE136 and ds.layout is not HALPE136:
         counts = (out.keypoints[:, [HALPE136.index("neck"), HALPE136.index("hip")], 2] > 0).sum(axis=0)
         derived = f"; derived neck {counts[0]}, hip {counts[1]} (head top unlabelled)"
     click.echo(f"wrote {dst}: {len(out)} persons, {ds.layout.name} -> {out.layout.name}{derived}")
