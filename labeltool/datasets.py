@@ -206,12 +206,29 @@ class BodyDataset:
 def _read_coco(data: Any, path: str, fmt: BodyFormat) -> PoseDataset:
     """COCO-style object (``images``, ``annotations``, points under ``fmt.keypoints_key``): CrowdPose, AIC,
     OCHuman, PoseTrack18 (nested ``file_name``, ``vid_id``, ``frame_id``, ``ignore_regions_*`` kept on the
-    image entries), Human-Art, Halpe, COCO."""
+    image entries), Human-Art, Halpe, COCO. A person of a non-COCO dataset without a box gets one from its points."""
+    if fmt.layout.name not in BUILTIN_LAYOUTS:
+        _boxes_from_points(data, fmt)
     ds = pose_dataset_from_json(data, path, fmt.layout, fmt.keypoints_key)
     if fmt.keypoints_key != "keypoints":
         for ann in ds.annotations:
             ann.pop("keypoints", None)  # Human-Art's 17-point copy of the same points
     return ds
+
+
+def _boxes_from_points(data: Any, fmt: BodyFormat) -> None:
+    """Persons of a body dataset without a ``bbox`` (mmpose skips them) get one from their labelled points.
+
+    COCO's own files always have boxes; this is for the other datasets' (a PoseTrack person
+    with points but no box). Malformed points are left for the loader to report.
+    """
+    anns = data.get("annotations") if isinstance(data, dict) else None
+    for ann in anns if isinstance(anns, list) else []:
+        if not isinstance(ann, dict) or "bbox" in ann:
+            continue
+        values = ann.get(fmt.keypoints_key)
+        if isinstance(values, list) and len(values) == 3 * fmt.layout.num_keypoints and all(map(_is_number, values)):
+            ann["bbox"] = box_from_points(np.array(values, dtype=np.float64).reshape(-1, 3), BOX_MARGIN).tolist()
 
 
 def _read_mpii(data: Any, path: str, fmt: BodyFormat) -> PoseDataset:

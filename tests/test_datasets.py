@@ -255,3 +255,19 @@ def test_published_detection_files_still_read_as_boxes(realdata, tmp_path):
     assert len(inp.dataset) == len(gt["annotations"]) and inp.body.needs_teacher and inp.format is None
     assert sorted(map(tuple, inp.dataset.bboxes.tolist())) == sorted(tuple(a["bbox"]) for a in gt["annotations"])
     assert len(from_boxes(src, tmp_path / "det_for_crowd_test_0.1_0.5.json", 0.1).dataset) == len(dets)
+
+
+def test_a_dataset_person_without_a_box_gets_one_from_its_points(files, tmp_path):
+    ann, _, _ = files["posetrack18"]
+    data = json.loads(ann.read_text())
+    person = next(a for a in data["annotations"] if a["num_keypoints"] >= 2)
+    del person["bbox"]
+    path = tmp_path / "nobox.json"
+    path.write_text(json.dumps(data))
+    body = read_body_dataset(path)
+    i = int(np.nonzero(body.native.ann_ids == person["id"])[0][0])
+    pts = np.array(person["keypoints"], dtype=np.float64).reshape(17, 3)
+    xy = pts[pts[:, 2] > 0, :2]
+    (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
+    pad_x, pad_y = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
+    np.testing.assert_allclose(body.native.bboxes[i], [x0 - pad_x, y0 - pad_y, x1 - x0 + 2 * pad_x, y1 - y0 + 2 * pad_y])
