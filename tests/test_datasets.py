@@ -271,3 +271,15 @@ def test_a_dataset_person_without_a_box_gets_one_from_its_points(files, tmp_path
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
     pad_x, pad_y = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
     np.testing.assert_allclose(body.native.bboxes[i], [x0 - pad_x, y0 - pad_y, x1 - x0 + 2 * pad_x, y1 - y0 + 2 * pad_y])
+
+
+def test_distill_format_option_errors_are_one_line(files, tmp_path):
+    ann, images, _ = files["crowdpose"]
+    for args, message in (
+        (["--ann", ann, "--images", images, "--format", "nope"], "--format nope: unknown dataset format (known: coco17"),
+        (["--images", images, "--format", "crowdpose"], "--format goes with --ann"),
+        (["--ann", ann, "--images", images, "--format", "mpii"], f"{ann}: expected MPII's json list of persons, got dict"),
+    ):
+        r = CliRunner().invoke(main, ["distill", *map(str, args), "--out", str(tmp_path / "out")])
+        assert r.exit_code == 2 and r.stderr.startswith("wbt: error: ") and message in r.stderr, r.output
+        assert r.stderr.count("\n") == 1
