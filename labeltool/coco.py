@@ -161,7 +161,18 @@ def load_pose_dataset(path: str | os.PathLike, layout: Layout | None = None) -> 
 
 
 def _load_pose_dataset(path: str, layout: Layout | None) -> PoseDataset:
-    data = read_json(path)
+    return pose_dataset_from_json(read_json(path), path, layout)
+
+
+def pose_dataset_from_json(
+    data: Any, path: str, layout: Layout | None = None, keypoints_key: str = "keypoints"
+) -> PoseDataset:
+    """:func:`load_pose_dataset` of an already parsed file; ``keypoints_key``: the flat key holding the points.
+
+    (:mod:`labeltool.datasets` reads the body datasets of other layouts through this, with
+    their own :class:`Layout`, e.g. Human-Art's ``keypoints_21``.)
+    """
+    path = str(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a json object with 'images' and 'annotations', got {type(data).__name__}")
     for key in ("images", "annotations"):
@@ -217,7 +228,7 @@ def _load_pose_dataset(path: str, layout: Layout | None) -> PoseDataset:
             # an absent part key means the part is not labelled; the body key is required
             keypoints[:, idx] = _gather(anns, WHOLEBODY_KPT_KEYS[part], len(idx), path, required=part == "body")
     else:
-        keypoints = _gather(anns, "keypoints", num, path, required=True)
+        keypoints = _gather(anns, keypoints_key, num, path, required=True)
     if not np.isfinite(keypoints).all():
         bad = int(np.nonzero(~np.isfinite(keypoints).all(axis=(1, 2)))[0][0])
         raise UserError(f"{path}: annotation {ann_ids[bad]}: keypoints contain null, NaN or infinity")
@@ -240,8 +251,9 @@ def _load_pose_dataset(path: str, layout: Layout | None) -> PoseDataset:
         raise UserError(f"{path}: 'area', 'category_id' and 'iscrowd' must be numbers in every annotation") from None
 
     # The parsed dicts become the per-person records: drop the keys the arrays replace (no copies).
+    drop = KEYPOINT_KEYS | {keypoints_key}
     for ann in anns:
-        for key in KEYPOINT_KEYS.intersection(ann):
+        for key in drop.intersection(ann):
             del ann[key]
     return PoseDataset(
         layout=layout,

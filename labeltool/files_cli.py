@@ -21,29 +21,49 @@ from labeltool.errors import UserError
     help="133: COCO-WholeBody (split part keys); 136: Halpe (flat); halpe26; 17: COCO body; "
     "openpose: a directory of <image stem>_keypoints.json files.",
 )
-def convert_command(src: Path, dst: Path, target: str) -> None:
-    """Convert a COCO / COCO-WholeBody / Halpe label file IN to another layout, written to OUT.
+@click.option(
+    "--format",
+    "dataset_format",
+    metavar="DATASET",
+    help="The dataset IN is from (crowdpose, aic, mpii, ochuman, posetrack18, humanart, halpe26, coco17, ...); "
+    "default: detected from its content. See docs/formats.md.",
+)
+def convert_command(src: Path, dst: Path, target: str, dataset_format: str | None) -> None:
+    """Convert a label file IN to another layout, written to OUT.
+
+    IN: COCO / COCO-WholeBody / Halpe, or a body dataset (CrowdPose, AI Challenger, MPII,
+    OCHuman, PoseTrack18, Human-Art): their points go to COCO-17 by name (docs/formats.md).
 
     \b
     Examples:
       wbt convert coco_wholebody_val_v1.0.json val136.json --to 136
       wbt convert val136.json val133.json --to 133
       wbt convert val133.json openpose_val/ --to openpose
+      wbt convert mmpose_crowdpose_test.json crowdpose17.json --to 17
     """
-    from labeltool.convert import TARGETS, convert_dataset, write_openpose
+    from labeltool.convert import TARGETS, write_openpose
+    from labeltool.datasets import read_body_dataset
     from labeltool.layouts import HALPE136
 
-    ds = load_pose_dataset(src)
+    body = read_body_dataset(src, dataset_format)
+    ds = body.native
     if target == "openpose":
-        paths = write_openpose(ds, dst)
-        click.echo(f"wrote {len(paths)} OpenPose files ({len(ds)} persons from {ds.layout.name}) to {dst}")
+        paths = write_openpose(body.to_layout(HALPE136), dst)
+        click.echo(f"wrote {len(paths)} OpenPose files ({len(ds)} persons from {body.format.title}) to {dst}")
         return
     if dst.is_dir():
         raise UserError(f"{dst}: is a directory, expected an output json file name")
-    out = convert_dataset(ds, TARGETS[target])
+    out = body.to_layout(TARGETS[target])
     write_pose_dataset(out, dst)
     derived = ""
-    if out.layout is HALPE136 and ds.layout is not HALPE136:
+    own = body.format.to_halpe136  # Halpe points the dataset has itself (CrowdPose's head top and neck, ...)
+    if out.layout is HALPE136 and ds.layout is not HALPE136 and own:
+        counts = {n: int((out.keypoints[:, HALPE136.index(n), 2] > 0).sum()) for n in ("head", "neck", "hip")}
+        derived = "; " + ", ".join(
+            f"{n} {c} ({'from the dataset' if n in own else 'unlabelled' if n == 'head' else 'derived'})"
+            for n, c in counts.items()
+        )
+    elif out.layout is HALPE136 and ds.layout is not HALPE136:
         counts = (out.keypoints[:, [HALPE136.index("neck"), HALPE136.index("hip")], 2] > 0).sum(axis=0)
         derived = f"; derived neck {counts[0]}, hip {counts[1]} (head top unlabelled)"
     click.echo(f"wrote {dst}: {len(out)} persons, {ds.layout.name} -> {out.layout.name}{derived}")

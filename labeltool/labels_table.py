@@ -17,6 +17,9 @@ One row per person, in the COCO-WholeBody-133 layout. Schema version
 | foot_valid ... righthand_valid | bool | the part has a labelled point |
 | face_box, lefthand_box, righthand_box | 4 x float64 | part boxes x, y, w, h (zeros when invalid) |
 | foot_status ... righthand_status | string | the merge outcome of the part (``labeltool.merge.rules.PART_STATUSES``) |
+| extra_keypoints | list of float64 | E x (x, y, v): the input dataset's points COCO-WholeBody lacks (head top, neck, ...), ground truth as read; names in the metadata list ``wbt_extra_points`` (version 2) |
+
+Version 1 files (no ``extra_keypoints``) are read with no extra points.
 
 Every reader (review, report, queue, the student) goes through :func:`read_labels`, which
 refuses a file that is not parquet, of another schema version, or whose columns differ,
@@ -42,9 +45,11 @@ from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_BOX_KEYS
 from labeltool.merge.rules import MERGED_PARTS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 2 added extra_keypoints / wbt_extra_points
 VERSION_KEY = b"wbt_labels_version"
 SOURCES_KEY = b"wbt_sources"
+EXTRA_NAMES_KEY = b"wbt_extra_points"
 PARTS = MERGED_PARTS  # foot, face, lefthand, righthand: the parts with a _valid and a _status column
 BOX_KEYS = tuple(WHOLEBODY_BOX_KEYS.values())
 NUM_KEYPOINTS = WHOLEBODY133.num_keypoints
@@ -70,13 +75,16 @@ COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     *((f"{p}_valid", pa.bool_()) for p in PARTS),
     *((key, _box()) for key in BOX_KEYS),
     *((f"{p}_status", pa.string()) for p in PARTS),
+    ("extra_keypoints", pa.list_(pa.float64())),
 )
+V1_COLUMNS = COLUMNS[:-1]
 
 
-def labels_schema(source_names: list[str] | tuple[str, ...]) -> pa.Schema:
-    """The arrow schema of labels.parquet, with the version and the source names in its metadata."""
+def labels_schema(source_names: list[str] | tuple[str, ...], extra_names: tuple[str, ...] = ()) -> pa.Schema:
+    """The arrow schema of labels.parquet, with the version, the source and the extra point names in its metadata."""
     meta = {
         SOURCES_KEY: orjson.dumps(list(source_names)),
+        EXTRA_NAMES_KEY: orjson.dumps(list(extra_names)),
         b"wbt_layout": b"coco_wholebody133: keypoints is 133 x (x, y, v) flattened; source indexes wbt_sources",
         VERSION_KEY: str(SCHEMA_VERSION).encode(),
     }
@@ -102,6 +110,14 @@ class LabelsTable:
     part_boxes: dict[str, np.ndarray]  # face_box / lefthand_box / righthand_box -> (N, 4) float64
     status: dict[str, list[str]]  # part -> merge outcome per person
     source_names: tuple[str, ...] = ()
+    extra_keypoints: np.ndarray | None = None  # (N, E, 3) the input dataset's extra points; None: E = 0
+    extra_names: tuple[str, ...] = ()
+
+    def extra(self) -> np.ndarray:
+        """(N, E, 3) extra points (E = len(extra_names), 0 when there are none)."""
+        if self.extra_keypoints is None:
+            return np.zeros((len(self), len(self.extra_names), 3))
+        return np.asarray(self.extra_keypoints, dtype=np.float64).reshape(len(self), len(self.extra_names), 3)
 
     def __len__(self) -> int:
         return len(self.ann_ids)
@@ -129,7 +145,10 @@ class LabelsTable:
                                             pa.float64())  # fmt: skip
         for p in PARTS:
             columns[f"{p}_status"] = pa.array(list(self.status[p]), type=pa.string())
-        return pa.table(columns, schema=labels_schema(self.source_names))
+        width = 3 * len(self.extra_names)
+        offsets = pa.array(np.arange(n + 1, dtype=np.int32) * width, type=pa.int32())
+        columns["extra_keypoints"] = pa.ListArray.from_arrays(offsets, pa.array(self.extra().reshape(-1), pa.float64()))
+        return pa.table(columns, schema=labels_schema(self.source_names, self.extra_names))
 
 
 # --------------------------------------------------------------------------- fixed-size list columns
@@ -165,12 +184,15 @@ def column_array(table: pa.Table, name: str, shape: tuple[int, ...], dtype) -> n
 class LabelsWriter:
     """Writes labels.parquet batch by batch (one row group each) to an :class:`AtomicFile`, renamed on :meth:`close`."""
 
-    def __init__(self, path: str | os.PathLike, source_names: list[str] | tuple[str, ...]):
+    def __init__(
+        self, path: str | os.PathLike, source_names: list[str] | tuple[str, ...], extra_names: tuple[str, ...] = ()
+    ):
         self.path = Path(path)
         self.source_names = tuple(source_names)
+        self.extra_names = tuple(extra_names)
         self.target = AtomicFile(self.path)
         try:
-            self.writer = pq.ParquetWriter(self.target.tmp, labels_schema(self.source_names))
+            self.writer = pq.ParquetWriter(self.target.tmp, labels_schema(self.source_names, self.extra_names))
         except BaseException:
             self.target.abort()
             raise
@@ -195,7 +217,7 @@ class LabelsWriter:
 
 def write_labels(rows: LabelsTable, path: str | os.PathLike) -> None:
     """Write a whole table at once (tests, small tools); distill streams through :class:`LabelsWriter`."""
-    writer = LabelsWriter(path, rows.source_names)
+    writer = LabelsWriter(path, rows.source_names, rows.extra_names)
     try:
         writer.write(rows)
     except BaseException:
@@ -207,7 +229,8 @@ def write_labels(rows: LabelsTable, path: str | os.PathLike) -> None:
 # --------------------------------------------------------------------------- reading
 
 
-def _check_schema(path: Path, schema: pa.Schema) -> None:
+def _check_schema(path: Path, schema: pa.Schema) -> int:
+    """The file's schema version, after checking its columns; a :class:`UserError` for anything else."""
     meta = schema.metadata or {}
     version = meta.get(VERSION_KEY)
     if version is None:
@@ -215,19 +238,22 @@ def _check_schema(path: Path, schema: pa.Schema) -> None:
             f"{path}: not a wbt labels table (no '{VERSION_KEY.decode()}' in its metadata); "
             f"expected the labels.parquet of wbt distill (schema version {SCHEMA_VERSION})"
         )
-    if version != str(SCHEMA_VERSION).encode():
+    readable = {str(v).encode(): v for v in READABLE_VERSIONS}
+    if version not in readable:
         raise UserError(
-            f"{path}: labels table schema version {version.decode(errors='replace')}, this wbt reads version "
-            f"{SCHEMA_VERSION}; re-run wbt distill with this version or use the wbt that wrote it"
+            f"{path}: labels table schema version {version.decode(errors='replace')}, this wbt reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; re-run wbt distill with this version or use the wbt that wrote it"
         )
-    for name, dtype in COLUMNS:
+    number = readable[version]
+    for name, dtype in COLUMNS if number >= 2 else V1_COLUMNS:
         if name not in schema.names:
-            raise UserError(f"{path}: missing column '{name}' (labels table schema version {SCHEMA_VERSION})")
+            raise UserError(f"{path}: missing column '{name}' (labels table schema version {number})")
         if not schema.field(name).type.equals(dtype):
             raise UserError(
                 f"{path}: column '{name}' is {schema.field(name).type}, expected {dtype} "
-                f"(labels table schema version {SCHEMA_VERSION})"
+                f"(labels table schema version {number})"
             )
+    return number
 
 
 def read_labels(path: str | os.PathLike) -> LabelsTable:
@@ -241,13 +267,17 @@ def read_labels(path: str | os.PathLike) -> LabelsTable:
         raise UserError(f"{path}: not a readable parquet file (it does not start with PAR1); expected the "
                         "labels.parquet of wbt distill")  # fmt: skip
     try:
-        _check_schema(path, pq.read_schema(path))
+        version = _check_schema(path, pq.read_schema(path))
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise UserError(f"{path}: not a readable parquet file ({err})") from None
     try:
         meta = table.schema.metadata
         source_names = tuple(json.loads(meta[SOURCES_KEY])) if SOURCES_KEY in meta else ()
+        extra_names = tuple(json.loads(meta[EXTRA_NAMES_KEY])) if version >= 2 else ()
+        extra = None  # no extra points (version 1, or an input without any)
+        if version >= 2 and extra_names:
+            extra = column_array(table, "extra_keypoints", (len(extra_names), 3), np.float64)
         return LabelsTable(
             ann_ids=column_array(table, "ann_id", (), np.int64),
             image_ids=column_array(table, "image_id", (), np.int64),
@@ -264,6 +294,8 @@ def read_labels(path: str | os.PathLike) -> LabelsTable:
             part_boxes={key: column_array(table, key, (4,), np.float64) for key in BOX_KEYS},
             status={p: [str(s) for s in table.column(f"{p}_status").to_pylist()] for p in PARTS},
             source_names=source_names,
+            extra_keypoints=extra,
+            extra_names=extra_names,
         )
     except (ValueError, TypeError, pa.ArrowException) as err:  # nulls, bad metadata json
         raise UserError(f"{path}: not a valid labels table ({err})") from None

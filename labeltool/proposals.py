@@ -107,6 +107,24 @@ def face_boxes_from_body(body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _square(center, side, count > 0)
 
 
+def face_boxes_from_head(
+    top: np.ndarray, bottom: np.ndarray, center: float, side: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Square face boxes from two points on the head's axis that datasets without face points label.
+
+    ``top`` and ``bottom`` (N, 3): e.g. the head top and the neck (CrowdPose, AI Challenger),
+    the upper neck (MPII) or the head bottom (PoseTrack). The centre lies ``center`` of the way
+    from top to bottom, the side is ``side`` times their distance (the factors per dataset are
+    in labeltool/data/body_datasets.json). Proposed when both points are labelled.
+    """
+    top = np.asarray(top, dtype=np.float64).reshape(-1, 3)
+    bottom = np.asarray(bottom, dtype=np.float64).reshape(-1, 3)
+    ok = (top[:, 2] > 0) & (bottom[:, 2] > 0)
+    centre = top[:, :2] + center * (bottom[:, :2] - top[:, :2])
+    length = np.linalg.norm(bottom[:, :2] - top[:, :2], axis=1)
+    return _square(centre, side * length, ok)
+
+
 def hand_boxes_from_body(body: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
     """Square boxes around the person's ``side`` ('left' or 'right') hand, from elbow -> wrist.
 

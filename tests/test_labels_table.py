@@ -31,7 +31,7 @@ def labels_path(real, tmp_path, labels_table_of):
 
 def test_round_trip_and_schema(real, labels_path):
     schema = pq.read_schema(labels_path)
-    assert schema.metadata[b"wbt_labels_version"] == str(SCHEMA_VERSION).encode() == b"1"
+    assert schema.metadata[b"wbt_labels_version"] == str(SCHEMA_VERSION).encode() == b"2"
     assert [(f.name, f.type) for f in schema] == list(COLUMNS)
     table = read_labels(labels_path)
     np.testing.assert_array_equal(table.keypoints, real.keypoints)
@@ -40,6 +40,26 @@ def test_round_trip_and_schema(real, labels_path):
     assert table.source_names == ("none", "gt", "derived", "face:x")
     assert table.confidence.dtype == np.float32 and table.source.dtype == np.int8
     assert table.valid["face"].sum() == 4 and table.status["foot"] == ["accepted"] * len(real)
+
+
+def test_extra_points_round_trip_and_version_1_files_still_read(real, tmp_path, labels_table_of):
+    """Version 2 keeps the input dataset's extra points (names in the metadata); a version 1 file reads with none."""
+    rows = labels_table_of(real)
+    extra = np.random.default_rng(1).uniform(0, 500, (len(real), 2, 3))
+    rows.extra_keypoints, rows.extra_names = extra, ("top_head", "neck")
+    path = tmp_path / "v2.parquet"
+    write_labels(rows, path)
+    back = read_labels(path)
+    assert back.extra_names == ("top_head", "neck")
+    np.testing.assert_array_equal(back.extra(), extra)
+    np.testing.assert_array_equal(back.keypoints, real.keypoints)
+    # a version 1 file: the same columns without extra_keypoints
+    table = pq.read_table(path).drop(["extra_keypoints"])
+    meta = {k: v for k, v in table.schema.metadata.items() if k != b"wbt_extra_points"}
+    v1 = _rewrite(path, tmp_path / "v1.parquet", table=table.replace_schema_metadata({**meta, b"wbt_labels_version": b"1"}))
+    old = read_labels(v1)
+    assert old.extra_names == () and old.extra().shape == (len(real), 0, 3)
+    np.testing.assert_array_equal(old.keypoints, real.keypoints)
 
 
 def test_review_and_student_read_the_same_values(realdata, labels_path):
@@ -75,12 +95,12 @@ def _write(out, data: bytes):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p, out: _rewrite(p, out, {b"wbt_labels_version": b"2"}),
-         "labels table schema version 2, this wbt reads version 1"),
+        (lambda p, out: _rewrite(p, out, {b"wbt_labels_version": b"3"}),
+         "labels table schema version 3, this wbt reads versions 1, 2"),
         (lambda p, out: _rewrite(p, out, table=pq.read_table(p).replace_schema_metadata({})),
          "not a wbt labels table (no 'wbt_labels_version' in its metadata)"),
         (lambda p, out: _rewrite(p, out, table=pq.read_table(p).drop(["confidence"])),
-         "missing column 'confidence' (labels table schema version 1)"),
+         "missing column 'confidence' (labels table schema version 2)"),
         (lambda p, out: _rewrite(p, out, table=pq.read_table(p).set_column(
             1, "image_id", pa.array(np.zeros(14), type=pa.float64()))),
          "column 'image_id' is double, expected int64"),

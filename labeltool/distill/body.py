@@ -4,13 +4,16 @@ The input reader (:mod:`labeltool.distill.inputs`) picks the source; the plan as
 persons and images to label and what each :class:`ImageTask` holds, and the per-image work
 asks it for the body points and the output boxes. Nothing else branches on the input kind.
 
-- :class:`AnnotatedBody` (``--coco``, ``--ann``): the annotation's 17 body points, never altered.
+- :class:`AnnotatedBody` (``--coco``, ``--ann``): the annotation's 17 body points, never altered;
+  for a dataset without some COCO-17 points (:mod:`labeltool.datasets`: CrowdPose, AIC, MPII,
+  PoseTrack18) the body teacher fills those, point by point, and the dataset's head top / neck
+  give the face proposal where the body has no head points.
 - :class:`DetectedBody` (``--images --boxes``): the body teacher on each given person box.
 - :class:`WholeImageBody` (``--images``, ``--sample``): the body teacher on the whole image,
   one person per image; its box is the labelled points' extent.
 
 A new input kind whose body comes another way (a body model's results file, say) is one more
-class here with these five methods.
+class here with these methods.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from labeltool.coco import PoseDataset
-from labeltool.merge.rules import SOURCE_GT, MergedPersons, MergeRules, body_from_teacher
-from labeltool.proposals import xywh_to_xyxy
+from labeltool.datasets import BodyFormat
+from labeltool.layouts import COCO17
+from labeltool.merge.rules import SOURCE_GT, SOURCE_MAPPED, MergedPersons, MergeRules, body_from_teacher
+from labeltool.proposals import face_boxes_from_head, xywh_to_xyxy
 from labeltool.teachers.base import Teacher
 
 PERSON_BOX_MARGIN = 0.1  # whole-image mode: person bbox = labelled points' extent grown by this share per side
@@ -37,6 +42,7 @@ class ImageTask:
     body: np.ndarray  # (P, 17, 3)
     bboxes: np.ndarray  # (P, 4) x y w h
     areas: np.ndarray  # (P,)
+    extra: np.ndarray | None = None  # (P, E, 3) the input dataset's extra points (head top, neck, ...)
 
 
 BodyPoints = tuple[np.ndarray, np.ndarray, np.ndarray]  # keypoints (P, 17, 3), confidence (P, 17), source codes (P, 17)
@@ -69,11 +75,30 @@ class BodySource:
         """Output bbox (P, 4) x y w h and area (P,) of the labelled persons: the input's."""
         return np.asarray(task.bboxes, dtype=np.float64).reshape(-1, 4), np.asarray(task.areas, dtype=np.float64)
 
+    def face_boxes(self, task: ImageTask) -> tuple[np.ndarray, np.ndarray] | None:
+        """Face proposals (P, 4) [x0, y0, x1, y1] and validity from the input's extra points; None: the input has none."""
+        return None
+
 
 class AnnotatedBody(BodySource):
-    """Body points from the input annotations (source ``gt``), never altered."""
+    """Body points from the input annotations (source ``gt``, or ``mapped`` from another layout), never altered.
 
-    description = "input annotations (never altered)"
+    ``fmt``: the input's dataset (:class:`labeltool.datasets.BodyFormat`); COCO-17 points it
+    has no point for are filled by the body teacher on the person box, point by point (its
+    own source code and confidence), when the teacher's points agree with the person's
+    labelled ones (``rules.body_fill_max_dist``). A labelled ground-truth point is never
+    replaced, and a point the dataset has but left unlabelled stays unlabelled.
+    """
+
+    def __init__(self, fmt: BodyFormat | None = None):
+        self.fill = np.zeros(17, dtype=bool) if fmt is None else fmt.missing.copy()
+        self.gt_code = SOURCE_GT if fmt is None or fmt.is_coco17_order else SOURCE_MAPPED
+        self.face_from = None if fmt is None else fmt.face_from
+        self.needs_teacher = bool(self.fill.any())
+        self.description = "input annotations (never altered)"
+        if self.needs_teacher:
+            missing = ", ".join(COCO17.names[k] for k in np.nonzero(self.fill)[0])
+            self.description += f"; {missing} (not in {fmt.title}) from the body teacher"
 
     def persons_to_label(self, ds: PoseDataset) -> np.ndarray:
         """Not crowd, and at least one body point labelled."""
@@ -81,7 +106,38 @@ class AnnotatedBody(BodySource):
 
     def body(self, image, task, teacher, code, rules) -> BodyPoints:
         body = np.asarray(task.body, dtype=np.float64)
-        return body, np.where(body[:, :, 2] > 0, 1.0, 0.0), np.full(body.shape[:2], SOURCE_GT, dtype=np.int8)
+        conf = np.where(body[:, :, 2] > 0, 1.0, 0.0)
+        src = np.full(body.shape[:2], self.gt_code, dtype=np.int8)
+        if not self.needs_teacher or teacher is None or not len(body):
+            return body, conf, src
+        raw = teacher.predict(image, xywh_to_xyxy(task.bboxes)).points
+        kpts, t_conf, t_src = body_from_teacher(raw, code, image.shape[:2], rules)
+        agree = teacher_agrees(kpts, body, rules.body_fill_max_dist)
+        take = self.fill[None, :] & (kpts[:, :, 2] > 0) & (body[:, :, 2] <= 0) & agree[:, None]
+        body = np.where(take[:, :, None], kpts, body)
+        return body, np.where(take, t_conf, conf), np.where(take, t_src, src).astype(np.int8)
+
+    def face_boxes(self, task: ImageTask) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.face_from is None or task.extra is None:
+            return None
+        top, bottom, center, side = self.face_from
+        return face_boxes_from_head(task.extra[:, top], task.extra[:, bottom], center, side)
+
+
+def teacher_agrees(teacher: np.ndarray, truth: np.ndarray, max_dist: float) -> np.ndarray:
+    """(P,) bool: the teacher's points (P, 17, 3) lie on the labelled ones of ``truth``.
+
+    The median distance over the points both have (at least 2) is at most ``max_dist`` of
+    the diagonal of the labelled points' box: a fit on a neighbour in a crowd fails this.
+    """
+    both = (teacher[:, :, 2] > 0) & (truth[:, :, 2] > 0)
+    out = np.zeros(len(truth), dtype=bool)
+    for p in np.nonzero(both.sum(axis=1) >= 2)[0]:
+        xy = truth[p, truth[p, :, 2] > 0, :2]
+        diagonal = float(np.linalg.norm(xy.max(axis=0) - xy.min(axis=0)))
+        dist = np.linalg.norm(teacher[p, both[p], :2] - truth[p, both[p], :2], axis=1)
+        out[p] = diagonal > 0 and float(np.median(dist)) <= max_dist * diagonal
+    return out
 
 
 class DetectedBody(BodySource):

@@ -24,7 +24,15 @@ from labeltool.teachers.registry import choices_text
 @click.option(
     "--ann",
     type=click.Path(),
-    help="A COCO-style keypoint file (COCO-17, COCO-WholeBody or Halpe); only the 17 body points are used.",
+    help="A keypoint file: COCO-17 / WholeBody / Halpe, CrowdPose, AI Challenger, MPII, OCHuman, PoseTrack18 or "
+    "Human-Art (docs/formats.md); its body points are mapped to COCO-17 by name.",
+)
+@click.option(
+    "--format",
+    "dataset_format",
+    metavar="DATASET",
+    help="The dataset of --ann (crowdpose, aic, mpii, ochuman, posetrack18, humanart, halpe26, coco17, ...); "
+    "default: detected from the file's content.",
 )
 @click.option(
     "--images", "images_dir", type=click.Path(), help="Directory of the images (file_name is relative to it)."
@@ -70,13 +78,14 @@ from labeltool.teachers.registry import choices_text
 @click.option("--shard-size", type=int, default=64, show_default=True, help="Images per resumable shard.")
 @click.option("--overwrite", is_flag=True, help="Discard the shards of an earlier run in --out with other options.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sample, out_dir, limit, workers, layout, teachers, engine, address, shard_size, overwrite, no_progress):  # fmt: skip
+def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, min_box_score, sample, out_dir, limit, workers, layout, teachers, engine, address, shard_size, overwrite, no_progress):  # fmt: skip
     """Distil 133 / 136-point whole-body labels from body-only people with teacher models.
 
     \b
     Inputs (pick one):
       wbt distill --coco train2017 --root /data/coco --out wb/
       wbt distill --ann person_keypoints.json --images imgs/ --out wb/
+      wbt distill --ann mmpose_crowdpose_trainval.json --images crowdpose/images --out wb/
       wbt distill --images imgs/ --boxes dets.json --out wb/
       wbt distill --images imgs/ --out wb/      (one person per image, body from the body teacher)
       wbt distill --sample --out wb/
@@ -97,6 +106,8 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
         raise UserError("--boxes goes with --images only (not with --coco, --ann or --sample)")
     if root and not coco_split:
         raise UserError("--root goes with --coco")
+    if dataset_format and not ann:
+        raise UserError("--format goes with --ann")
     if workers is not None and workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
     if address and engine != "ray":
@@ -109,7 +120,7 @@ def distill_command(coco_split, root, ann, images_dir, boxes, min_box_score, sam
     elif ann:
         if not images_dir:
             raise UserError("--ann needs --images DIR (the directory of the annotated images)")
-        inp = inputs.from_annotations(ann, images_dir)
+        inp = inputs.from_annotations(ann, images_dir, dataset_format)
     elif sample:
         if images_dir:
             raise UserError("--sample brings its own images; do not give --images")

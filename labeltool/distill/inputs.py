@@ -2,8 +2,10 @@
 
 Four ways in, one result (:class:`DistillInput`):
 
-- ``--coco SPLIT [--root ROOT]`` and ``--ann FILE --images DIR``: a COCO-style keypoint file
-  (COCO-17, COCO-WholeBody, Halpe); only the 17 body points are used, the rest is ignored.
+- ``--coco SPLIT [--root ROOT]`` and ``--ann FILE --images DIR [--format DATASET]``: a keypoint
+  file of a body dataset (:mod:`labeltool.datasets`: COCO-17 / 133 / 136, Halpe-26, CrowdPose,
+  AI Challenger, MPII, OCHuman, PoseTrack18, Human-Art), its points mapped to COCO-17 by
+  name; the dataset's other body points (head top, neck, ...) are kept as extra points.
 - ``--images DIR --boxes DETS.json``: person boxes, body from the body teacher.
 - ``--images DIR`` alone: the body teacher on each whole image (one person per image).
 - ``--sample``: photos of people shipped with installed packages, written as JPEGs
@@ -22,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from labeltool.boxfile import read_box_file
-from labeltool.coco import PoseDataset, load_pose_dataset, resolve_coco_split
+from labeltool.coco import PoseDataset, resolve_coco_split
+from labeltool.datasets import BodyFormat, read_body_dataset
 from labeltool.distill.body import AnnotatedBody, BodySource, DetectedBody, WholeImageBody
 from labeltool.errors import UserError
 from labeltool.layouts import COCO17, WHOLEBODY_BOX_KEYS
@@ -37,6 +40,16 @@ class DistillInput:
     images_dir: Path
     body: BodySource  # where the body points come from (annotations, or the body teacher on boxes / images)
     identity: dict  # what makes two runs the same input (paths, sizes, times): checked on resume
+    format: BodyFormat | None = None  # the dataset of an annotation file
+    extra: np.ndarray | None = None  # (N, E, 3) its persons' extra points (names: format.extra_names)
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        return self.format.extra_names if self.format is not None and self.extra is not None else ()
+
+    def describe(self) -> dict | None:
+        """summary.json 'dataset': the input's dataset format and its mapping (None without annotations)."""
+        return None if self.format is None else self.format.describe()
 
     def persons_to_label(self) -> np.ndarray:
         """(N,) bool: persons the teachers run on."""
@@ -57,16 +70,21 @@ def _check_images_dir(images_dir: str | os.PathLike) -> Path:
     return images_dir
 
 
-def from_annotations(ann_path: str | os.PathLike, images_dir: str | os.PathLike) -> DistillInput:
-    """``--ann FILE --images DIR``: body keypoints from a COCO-style keypoint file."""
+def from_annotations(
+    ann_path: str | os.PathLike, images_dir: str | os.PathLike, dataset_format: str | None = None
+) -> DistillInput:
+    """``--ann FILE --images DIR``: body keypoints from a keypoint file of a body dataset.
+
+    ``dataset_format``: the dataset's name (``--format``); default: detected from the file's
+    content (:func:`labeltool.datasets.detect_format`).
+    """
     ann_path = Path(ann_path)
     images_dir = _check_images_dir(images_dir)
-    ds = load_pose_dataset(ann_path)
-    if ds.layout.names[:17] != COCO17.names:
-        raise UserError(f"{ann_path}: the first 17 keypoints are not COCO's body points ({ds.layout.name} layout)")
+    body = read_body_dataset(ann_path, dataset_format)
+    ds, fmt = body.native, body.format
     body_only = PoseDataset(
         layout=COCO17,
-        keypoints=np.ascontiguousarray(ds.keypoints[:, :17]),
+        keypoints=fmt.coco17_points(ds.keypoints),
         ann_ids=ds.ann_ids,
         image_ids=ds.image_ids,
         category_ids=ds.category_ids,
@@ -81,8 +99,14 @@ def from_annotations(ann_path: str | os.PathLike, images_dir: str | os.PathLike)
         path=str(ann_path),
     )
     _check_references(body_only, ann_path)
-    identity = {"mode": "annotations", "ann": _file_identity(ann_path), "images": str(images_dir.resolve())}
-    return DistillInput(body_only, images_dir, AnnotatedBody(), identity)
+    identity = {
+        "mode": "annotations",
+        "format": fmt.name,
+        "ann": _file_identity(ann_path),
+        "images": str(images_dir.resolve()),
+    }
+    extra = body.extra if len(fmt.extra) else None
+    return DistillInput(body_only, images_dir, AnnotatedBody(fmt), identity, fmt, extra)
 
 
 def from_coco(split: str, root: str | os.PathLike | None) -> DistillInput:

@@ -242,7 +242,15 @@ def _assemble(inp: DistillInput, config: DistillConfig, plan: Plan, done_now: li
     shard_dir = outputs.out_dir / SHARD_DIR
     stats = read_run_stats(plan, shard_dir, done_now)
     stats.counts, images, stats.errors = assemble(
-        inp.dataset, plan.chunks, plan.keep_image_ids, shard_dir, config.teachers.sources(), outputs, stats.image_info
+        inp.dataset,
+        plan.chunks,
+        plan.keep_image_ids,
+        shard_dir,
+        config.teachers.sources(),
+        outputs,
+        stats.image_info,
+        inp.extra,
+        inp.extra_names,
     )
     stats.images_in_output = len(images)
     _write_errors(outputs.out_dir / "errors.jsonl", stats.errors)

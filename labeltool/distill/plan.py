@@ -49,6 +49,9 @@ def make_plan(inp: DistillInput, limit: int | None, shard_size: int) -> Plan:
         for image_id in image_ids:
             sel = persons.get(image_id, none)
             path = str(image_path(inp.images_dir, index[image_id]))
-            yield inp.body.task(ds, image_id, path, sel[to_label[sel]])
+            task = inp.body.task(ds, image_id, path, sel[to_label[sel]])
+            if inp.extra is not None and len(task.ann_ids):
+                task.extra = inp.extra[sel[to_label[sel]]]
+            yield task
 
     return Plan(chunk(work_ids, shard_size), keep, tasks_of)

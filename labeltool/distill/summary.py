@@ -75,6 +75,7 @@ def build_summary(inp, config, plan: Plan, stats: RunStats, output_files: list[s
     return {
         "wbt_version": __version__,
         "input": inp.identity,
+        "dataset": inp.describe(),
         "outputs": output_files,
         "images": {
             "in_output": stats.images_in_output,

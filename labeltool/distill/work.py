@@ -47,15 +47,24 @@ class CropRequest:
     sides: str | None = None
 
 
-def _face_requests(body: np.ndarray, fills: tuple[str, ...]) -> list[CropRequest]:
-    return [CropRequest(("face",), *face_boxes_from_body(body))]
+FaceHint = tuple[np.ndarray, np.ndarray] | None  # face boxes and validity from the input's head points (P, 4), (P,)
 
 
-def _hand_requests(body: np.ndarray, fills: tuple[str, ...]) -> list[CropRequest]:
+def _face_requests(body: np.ndarray, fills: tuple[str, ...], hint: FaceHint = None) -> list[CropRequest]:
+    """Face boxes from the body's head points; where it has none, from the input's head top and neck (``hint``)."""
+    boxes, ok = face_boxes_from_body(body)
+    if hint is not None:
+        use = ~ok & hint[1]
+        boxes = np.where(use[:, None], hint[0], boxes)
+        ok = ok | use
+    return [CropRequest(("face",), boxes, ok)]
+
+
+def _hand_requests(body: np.ndarray, fills: tuple[str, ...], hint: FaceHint = None) -> list[CropRequest]:
     return [CropRequest((f"{side}hand",), *hand_boxes_from_body(body, side), side) for side in ("left", "right")]
 
 
-def _feet_requests(body: np.ndarray, fills: tuple[str, ...]) -> list[CropRequest]:
+def _feet_requests(body: np.ndarray, fills: tuple[str, ...], hint: FaceHint = None) -> list[CropRequest]:
     """One pose fit per person for both feet, on the person box grown to hold both foot boxes."""
     left, left_ok = foot_boxes_from_body(body, "left")
     right, right_ok = foot_boxes_from_body(body, "right")
@@ -64,13 +73,13 @@ def _feet_requests(body: np.ndarray, fills: tuple[str, ...]) -> list[CropRequest
     return [CropRequest(("foot",), person, left_ok | right_ok)]
 
 
-def _person_requests(body: np.ndarray, fills: tuple[str, ...]) -> list[CropRequest]:
+def _person_requests(body: np.ndarray, fills: tuple[str, ...], hint: FaceHint = None) -> list[CropRequest]:
     """A whole-body teacher: every part it fills from one call on the person boxes."""
     return [CropRequest(fills, *person_boxes_from_body(body))]
 
 
 # Teacher.crop -> the calls it gets for the persons of an image (P, 17, 3)
-CROP_REQUESTS: dict[str, Callable[[np.ndarray, tuple[str, ...]], list[CropRequest]]] = {
+CROP_REQUESTS: dict[str, Callable[[np.ndarray, tuple[str, ...], FaceHint], list[CropRequest]]] = {
     CROP_FACE: _face_requests,
     CROP_HAND: _hand_requests,
     CROP_FEET: _feet_requests,
@@ -157,7 +166,7 @@ class Distiller:
         if got is None:
             return  # nobody to label
         body, body_conf, body_src = got
-        parts = self._predict_parts(image, body, result)
+        parts = self._predict_parts(image, body, result, self.body_source.face_boxes(task))
         labels = merge_persons(body, body_conf, body_src, parts, (height, width), rules)
         bboxes, areas = self.body_source.person_boxes(task, labels, width, height)
         result.ann_ids = np.asarray(task.ann_ids, dtype=np.int64)
@@ -175,12 +184,14 @@ class Distiller:
             codes[list(idx)] = self.sources.index(f"{teacher.spec.source}:{name}")
         return codes
 
-    def _predict_parts(self, image: np.ndarray, body: np.ndarray, result: ImageResult) -> dict[str, PartCandidate]:
+    def _predict_parts(
+        self, image: np.ndarray, body: np.ndarray, result: ImageResult, face_hint: FaceHint = None
+    ) -> dict[str, PartCandidate]:
         """Every part teacher on its crops of the persons of ``body``; one candidate per part for the merge."""
         num = len(body)
         candidates: dict[str, list[PartCandidate]] = {}
         for teacher in self.part_teachers:
-            for req in CROP_REQUESTS[teacher.crop](body, teacher.fills):
+            for req in CROP_REQUESTS[teacher.crop](body, teacher.fills, face_hint):
                 k = sum(len(WHOLEBODY133.parts[p]) for p in req.parts)
                 pts = np.zeros((num, k, 3))
                 flags: dict[str, np.ndarray] = {}

@@ -106,6 +106,7 @@ class _Batch:
     status: list[dict] = field(default_factory=list)
     distilled: list[bool] = field(default_factory=list)
     file_names: list[str] = field(default_factory=list)
+    extra: list[np.ndarray] = field(default_factory=list)  # (E, 3) per person
 
     def __len__(self) -> int:
         return len(self.base)
@@ -127,12 +128,17 @@ def assemble(
     sources: list[str],
     outputs: Outputs,
     sizes: dict[int, dict],
+    extra: np.ndarray | None = None,
+    extra_names: tuple[str, ...] = (),
 ) -> tuple[Counts, list[dict], list[dict]]:
     """Write the output files from the shards (each read once); returns (counts, output images, errors).
 
     ``sizes``: image id -> {height, width, error} of every labelled image, from the shards'
     footers (the json's image list, written first, needs them before any row is read).
+    ``extra`` (N, E, 3): the input persons' extra points (names ``extra_names``), written to
+    labels.parquet as read (zeros for persons the body teacher found).
     """
+    no_extra = np.zeros((len(extra_names), 3))
     shard_of = {image_id: k for k, ids in enumerate(chunks) for image_id in ids}
     errors = []
     image_index = ds.image_index()
@@ -180,7 +186,7 @@ def assemble(
                     ),
                 )
             )
-        parquet = LabelsWriter(out / "labels.parquet", sources)
+        parquet = LabelsWriter(out / "labels.parquet", sources, tuple(extra_names))
         counts = Counts()
         batch = _Batch()
 
@@ -208,6 +214,7 @@ def assemble(
                     ds.annotations[i], ann_id, image_id, ds.category_ids[i], ds.bboxes[i], ds.areas[i], ds.iscrowd[i]
                 )
                 row = row_of_ann.get(ann_id) if k is not None else None
+                batch.extra.append(no_extra if extra is None else extra[i])
                 if row is not None and int(shard.image_ids[row]) == image_id:
                     used.add(row)
                     _add_row(batch, base, shard, row, file_name)
@@ -220,6 +227,7 @@ def assemble(
                         continue  # persons created by the body teacher (no input annotation)
                     ann_id = int(shard.ann_ids[row])
                     base = _base({}, ann_id, image_id, 1, shard.bboxes[row], shard.areas[row], 0)
+                    batch.extra.append(no_extra)
                     _add_row(batch, base, shard, row, file_name)
             if len(batch) >= FLUSH_PERSONS:
                 flush()
@@ -313,6 +321,8 @@ def _write_batch(
                         for key in WHOLEBODY_BOX_KEYS.values()},
             status={p: [s[p] for s in batch.status] for p in MERGED_PARTS},
             source_names=parquet.source_names,
+            extra_keypoints=np.stack(batch.extra).reshape(n, len(parquet.extra_names), 3),
+            extra_names=parquet.extra_names,
         )
     )  # fmt: skip
 

@@ -3,7 +3,10 @@
 Pure numpy, no models: the unit tests drive it with hand-made arrays. The rules (documented
 in docs/distill.md) are:
 
-- Body points come from the input annotation and are never altered (source ``gt``). Without
+- Body points come from the input annotation and are never altered (source ``gt``; ``mapped``
+  when the dataset's point of the same name sits elsewhere in its layout). COCO-17 points the
+  dataset does not have (CrowdPose's nose, eyes and ears) come from the body teacher on the
+  person box, as below, when its points agree with the labelled ones. Without
   an annotation (``--images`` / ``--boxes`` / ``--sample``) they come from the body teacher,
   point by point when its confidence reaches ``body_min_conf`` and the point is in the image.
 - Face and each hand are accepted or rejected as a whole: the teacher must have run on a
@@ -35,7 +38,8 @@ TEACHER_VISIBILITY = 2.0  # visibility written for an accepted teacher point (CO
 SOURCE_NONE = 0
 SOURCE_GT = 1
 SOURCE_DERIVED = 2
-FIXED_SOURCES = ("none", "gt", "derived")
+SOURCE_MAPPED = 3  # ground truth of another dataset's layout, copied to the COCO point of the same name
+FIXED_SOURCES = ("none", "gt", "derived", "mapped")
 
 # Per-part outcome, one string per person and part (a column of labels.parquet).
 ACCEPTED = "accepted"
@@ -70,6 +74,10 @@ class MergeRules:
     """Thresholds of the merge. Confidences are the teachers' own, in [0, 1]."""
 
     body_min_conf: float = 0.5  # body teacher point (no annotation)
+    # a dataset without some COCO-17 points (CrowdPose: no nose, eyes, ears): the body teacher fills
+    # them only when its points agree with the person's labelled ones (median distance, in the
+    # diagonals of their box), so that in a crowd it never fills from a neighbour
+    body_fill_max_dist: float = 0.1
     face_min_score: float = 0.5  # mean confidence of the face points
     # mean confidence of the hand points. The hand teacher's confidence is (agreeing views /
     # views) x presence, so a small hand that 1-2 of its 5 refine views agree on scores

@@ -37,7 +37,7 @@ class ReviewLabels:
         labelled = self.dataset.keypoints[:, :, 2] > 0
         if self.source is None or not self.source_names:
             return labelled
-        fixed = {name for name in ("none", "gt") if name in self.source_names}
+        fixed = {name for name in ("none", "gt", "mapped") if name in self.source_names}
         codes = [self.source_names.index(name) for name in fixed]
         return labelled & ~np.isin(self.source, codes)
 
