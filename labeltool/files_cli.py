@@ -82,7 +82,7 @@ def render_command(
     gt: Path | None,
     min_score: float,
 ) -> None:
-    """Draw the labels of LABELS on their images: <stem>.png per image, one colour per part.
+    """Draw the labels of LABELS on their images: OUT/<file_name>.png per image, one colour per part.
 
     LABELS is a COCO / COCO-WholeBody / Halpe file (17, 26, 133 or 136 points), or a results
     list of predictions together with --gt for the image entries.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, load_pose_dataset
+from labeltool.coco import PoseDataset, image_path, load_pose_dataset
 from labeltool.errors import UserError
 
 
@@ -75,7 +75,7 @@ def with_image_sizes(ds: PoseDataset, images_dir: str | os.PathLike | None) -> P
     images = []
     for im in ds.images:
         if "width" not in im or "height" not in im:
-            file = Path(images_dir) / im["file_name"]
+            file = image_path(images_dir, im)
             if not file.is_file():
                 raise UserError(f"{file}: image file not found (image id {im['id']} in {ds.path})")
             try:
