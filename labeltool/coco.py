@@ -491,6 +491,15 @@ def resolve_inside(root: str | os.PathLike, name: Any) -> Path | None:
     """
     if not isinstance(name, str) or not name or "\x00" in name:
         return None
+    parts = Path(name).parts
+    if parts and not os.path.isabs(name) and ".." not in parts:  # fast path: inside unless a link below root leads out
+        prefix = os.fspath(root)
+        for part in parts:
+            prefix = os.path.join(prefix, part)
+            if os.path.islink(prefix):
+                break
+        else:
+            return Path(root) / name
     real_root = os.path.realpath(root)
     real = os.path.realpath(os.path.join(real_root, name))
     if os.path.commonpath([real_root, real]) != real_root or real == real_root:
