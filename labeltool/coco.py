@@ -154,8 +154,7 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}: is a directory, expected a json file")
     if not path.is_file():
         raise UserError(f"{path}: not a regular file, expected a json file")
-    with open(path, "rb") as f:
-        _check_json_start(f.read(64), path)
+    check_json_start(path)
     data = path.read_bytes()
     try:
         with _gc_paused():
@@ -166,8 +165,13 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}: {_json_error(err, data)}") from None
 
 
-def _check_json_start(head: bytes, path: Path) -> None:
-    """Refuse a file whose first bytes cannot start a JSON document, naming known binary formats."""
+def check_json_start(path: Path) -> None:
+    """Refuse a file whose first bytes cannot start a JSON document, naming known binary formats.
+
+    Reads 64 bytes: a 1 GB binary or junk file is refused without being read whole.
+    """
+    with open(path, "rb") as f:
+        head = f.read(64)
     for magic, what in _BINARY_MAGIC.items():
         if head.startswith(magic):
             raise UserError(f"{path}: is {what}, expected JSON")
@@ -563,6 +567,36 @@ def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
     write_bytes_atomic(data, path)
 
 
+@contextmanager
+def new_outputs_removed_on_error(folder: str | os.PathLike) -> Iterator[None]:
+    """Files and folders the block creates in ``folder`` (and ``folder`` itself, and its parents,
+    when the block creates them) are removed again if the block fails.
+
+    A command that writes several files (OpenPose, review exports, render) leaves the output
+    folder as it found it when a write fails half-way (a full disk); files it replaced are not
+    restored, but each was replaced whole (:func:`write_bytes_atomic`).
+    """
+    folder = Path(folder)
+    missing = []  # folder and its parents that do not exist yet, deepest first
+    p = folder
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    before = set() if missing or not folder.is_dir() else set(folder.rglob("*"))
+    try:
+        yield
+    except BaseException:
+        if folder.is_dir():
+            created = sorted(set(folder.rglob("*")) - before, key=lambda q: len(q.parts), reverse=True)
+            for q in created:  # deepest first: files, then the folders they were in
+                with contextlib.suppress(OSError):
+                    q.rmdir() if q.is_dir() and not q.is_symlink() else q.unlink()
+        for q in missing:
+            with contextlib.suppress(OSError):
+                q.rmdir()
+        raise
+
+
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
     """Write ``data`` to a temp file beside ``path`` (parents created), fsync, then rename over ``path``.
 
@@ -575,15 +609,18 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected an output file name")
     tmp = None
+    # parent folders this write creates are removed again if it fails
+    new_parents = new_outputs_removed_on_error(path.parent) if not path.parent.exists() else contextlib.nullcontext()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with new_parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "wb") as f:
+                os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     except BaseException as err:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -696,9 +733,11 @@ __all__ = [
     "load_pose_dataset",
     "load_results",
     "read_json",
+    "check_json_start",
     "write_pose_dataset",
     "write_json_atomic",
     "write_bytes_atomic",
+    "new_outputs_removed_on_error",
     "wholebody_document",
     "flat_document",
     "resolve_coco_split",

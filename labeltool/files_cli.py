@@ -98,6 +98,7 @@ def render_command(
         raise UserError("--no-overlays without --sheet would write nothing")
     if _peek_is_list(labels):
         if gt is None:
+            read_json(labels)  # a broken file: say what is wrong with it first
             raise UserError(f"{labels}: is a results list; give --gt GT.json for its images")
         truth = load_pose_dataset(gt)
         ds = load_results(labels, truth.images, truth.categories)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from labeltool.coco import read_json
+from labeltool.coco import check_json_start, read_json
 from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout
 
@@ -100,6 +100,7 @@ def read_results_json(path: str | os.PathLike) -> Any:
     """Parse a results file. Unlike strict json, NaN / Infinity parse, so they can be reported precisely."""
     p = Path(path)
     if p.is_file():
+        check_json_start(p)
         data = p.read_bytes()
         if orjson is not None:
             try:
@@ -108,7 +109,7 @@ def read_results_json(path: str | os.PathLike) -> Any:
                 pass
         try:
             return json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             pass
     return read_json(p)  # raises the one-line error for a missing file / bad json
 

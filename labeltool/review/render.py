@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from labeltool.coco import PoseDataset, image_path, tight_box, write_bytes_atomic
+from labeltool.coco import PoseDataset, image_path, new_outputs_removed_on_error, tight_box, write_bytes_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY_BOX_KEYS, Layout
 
@@ -241,6 +241,22 @@ def render_dataset(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
+    with new_outputs_removed_on_error(out_dir):  # a failed write (full disk) leaves no partial set
+        return _render(ds, index, by_image, images_dir, out_dir, overlay_ids, sheet_persons, boxes, tile, min_score)
+
+
+def _render(
+    ds: PoseDataset,
+    index: dict[int, dict],
+    by_image: dict[int, list[int]],
+    images_dir: Path,
+    out_dir: Path,
+    overlay_ids: list[int],
+    sheet_persons: list[int],
+    boxes: bool,
+    tile: int,
+    min_score: float,
+) -> RenderSummary:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for image_id in overlay_ids:
