@@ -515,6 +515,8 @@ def image_path(images_dir: str | os.PathLike, image: dict) -> Path:
     """Path of an image entry's file under ``images_dir`` (its ``file_name``); a name that
     resolves outside ``images_dir`` is a :class:`UserError` (see :func:`resolve_inside`)."""
     path = resolve_inside(images_dir, image["file_name"])
+    if path is None and not (isinstance(image["file_name"], str) and image["file_name"]):
+        raise UserError(f"image id {image.get('id')}: 'file_name' must be a non-empty string, got {image['file_name']!r}")
     if path is None:
         raise UserError(
             f"{image['file_name']!r}: file_name of image id {image.get('id')} is outside the image folder {images_dir}"

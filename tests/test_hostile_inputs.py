@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from labeltool import coco
 from labeltool.cli import main
-from labeltool.coco import read_json, resolve_inside, write_bytes_atomic
+from labeltool.coco import image_path, read_json, resolve_inside, write_bytes_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133
 
@@ -257,6 +257,8 @@ def test_resolve_inside(tmp_path):
     assert resolve_inside(root, "sub/../a.jpg") == root / "sub/../a.jpg"
     for name in ("../a.jpg", str(tmp_path / "a.jpg"), "up/a.jpg", "sub/../../a.jpg", ".", "", None, 3, "a\x00"):
         assert resolve_inside(root, name) is None, name
+    with pytest.raises(UserError, match="'../a.jpg': file_name of image id 7 is outside the image folder"):
+        image_path(root, {"id": 7, "file_name": "../a.jpg"})
     linked_root = tmp_path / "linked"
     os.symlink(root, linked_root)  # the folder itself may be a link
     assert resolve_inside(linked_root, "a.jpg") == linked_root / "a.jpg"
