@@ -188,6 +188,32 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(command, bad_input, wor
     assert _snapshot(work / "out") == before
 
 
+def _bad_result(fn: Callable[[list], None]) -> bytes:
+    doc = _doc(["a.jpg", "b.jpg"])
+    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": _flat133(a), "score": 0.9}
+               for a in doc["annotations"]]  # fmt: skip
+    fn(results)
+    return json.dumps(results).encode()
+
+
+RESULTS_BAD = {
+    "string coordinate": (_bad_result(lambda r: r[1]["keypoints"].__setitem__(4, "7")), "numbers"),
+    "boolean coordinate": (_bad_result(lambda r: r[1]["keypoints"].__setitem__(4, False)), "numbers"),
+    "coordinate 1e300": (_bad_result(lambda r: r[1]["keypoints"].__setitem__(4, 1e300)), "beyond"),
+}
+
+
+@pytest.mark.parametrize("command", ["eval --pred", "render results"])
+@pytest.mark.parametrize("case", list(RESULTS_BAD))
+def test_bad_numbers_in_results_are_refused(command, case, work):
+    content, fragment = RESULTS_BAD[case]
+    bad = work / "bad.json"
+    bad.write_bytes(content)
+    code, _, stderr = _run(*_args(COMMANDS[command][1], work, bad))
+    _assert_one_line_error(code, stderr, 2, str(bad), fragment)
+    assert _snapshot(work / "out") == {"old.txt"}
+
+
 def test_the_good_inputs_pass(work):
     """The table's commands succeed on the valid files, so the failures above come from the bad ones."""
     good = work / "good.json"
@@ -442,6 +468,7 @@ LS_BAD = {
                                t[0]["annotations"][0].update(id=None), None),  # fmt: skip
     "person id a string": (lambda t: t[0]["data"]["wbt"]["persons"][0].update(id="p1"), "person 'p1' needs"),
     "image without id": (lambda t: t[0]["data"]["wbt"]["image"].pop("id"), "integer 'id'"),
+    "point x 1e300 percent": (lambda t: _first_region(t, "keypointlabels")["value"].update(x=1e300), "beyond"),
 }
 
 
@@ -456,7 +483,22 @@ def test_malformed_labelstudio_export_is_one_line_naming_the_task(case, work):
     if fragment is None:  # ids of any type are tolerated: the latest annotation still wins
         assert code == 0, stderr
         return
-    _assert_one_line_error(code, stderr, 2, str(exported), "task 100", fragment)
+    task = () if "1e300" in case else ("task 100",)  # checked after grouping: named by its person rectangle
+    _assert_one_line_error(code, stderr, 2, str(exported), *task, fragment)
+    assert _snapshot(work / "out") == {"old.txt"}
+
+
+def test_cvat_import_refuses_absurd_numbers_without_a_second_line(work):
+    from labeltool.coco import load_pose_dataset
+    from labeltool.review.cvat import cvat_document
+
+    doc = cvat_document(load_pose_dataset(work / "good.json"), None)
+    doc["annotations"][0]["keypoints"][0] = 1e300  # crashed at write time before
+    exported = work / "cvat.json"
+    exported.write_text(json.dumps(doc))
+    for ref in ([], ["--ref", work / "good.json"]):
+        code, _, stderr = _run("review", "import", exported, *ref, "--out", work / "out" / "r.json")
+        _assert_one_line_error(code, stderr, 2, str(exported), "beyond")
     assert _snapshot(work / "out") == {"old.txt"}
 
 

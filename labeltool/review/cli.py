@@ -116,14 +116,14 @@ def import_command(exported: Path, points: str, out_path: Path, ref_path: Path |
 
         if doc is None:
             doc, where = read_cvat_export(exported)
-        if ref is None:
+        ds, report = cvat_import(doc, where, ref)
+        tool = "CVAT"
+        if ref is None:  # after the import: an error stays the only line on stderr
             click.echo(
                 "note: no --ref given: image ids, boxes and exact point values come from the CVAT file "
                 "(CVAT renumbers images and rounds to 0.01 px)",
                 err=True,
             )
-        ds, report = cvat_import(doc, where, ref)
-        tool = "CVAT"
     target = layout_for(int(points))
     if ds.layout is not target:
         from labeltool.convert import convert_dataset
