@@ -530,3 +530,21 @@ def test_report_and_queue_on_17_point_labels(work):
     code, stdout, stderr = _run("review", "queue", labels)
     assert code == 0, stderr
     assert "outside_box body: 1 of 17 points outside the box" in stdout
+
+
+def test_the_cli_turns_known_errors_into_one_line_and_keeps_bugs_as_tracebacks(work, monkeypatch):
+    import labeltool.files_cli as files_cli
+
+    def deep(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(files_cli, "load_pose_dataset", deep)
+    code, _, stderr = _run("convert", work / "good.json", work / "out" / "x.json", "--to", "136")
+    _assert_one_line_error(code, stderr, 2, "nested too deeply")
+
+    def bug(*args, **kwargs):
+        raise ValueError("a bug in wbt")  # not a user mistake: keeps its traceback
+
+    monkeypatch.setattr(files_cli, "load_pose_dataset", bug)
+    result = CliRunner().invoke(main, ["convert", str(work / "good.json"), str(work / "out" / "x.json"), "--to", "136"])
+    assert isinstance(result.exception, ValueError) and str(result.exception) == "a bug in wbt"
