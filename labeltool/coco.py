@@ -136,8 +136,10 @@ _BINARY_MAGIC = {
     b"\x93NUMPY": "a numpy .npy file",
     b"\x80": "a pickle file",
     b"%PDF": "a PDF file",
+    b"\xff\xfe": "UTF-16 text",
+    b"\xfe\xff": "UTF-16 text",
 }
-_JSON_FIRST_BYTES = b'{["-0123456789tfn'
+_JSON_FIRST_BYTES = b'{["-0123456789tfn"'
 _NON_JSON_CONSTANTS = ("NaN", "-Infinity", "Infinity")
 
 
@@ -174,7 +176,7 @@ def check_json_start(path: Path) -> None:
         head = f.read(64)
     for magic, what in _BINARY_MAGIC.items():
         if head.startswith(magic):
-            raise UserError(f"{path}: is {what}, expected JSON")
+            raise UserError(f"{path}: is {what}, expected JSON" + (" (save it as UTF-8)" if "UTF-16" in what else ""))
     if head.startswith(b"\xef\xbb\xbf"):
         raise UserError(f"{path}: starts with a byte-order mark (BOM); save it as UTF-8 without BOM")
     first = head.lstrip(b" \t\r\n")[:1]
@@ -587,7 +589,7 @@ def new_outputs_removed_on_error(folder: str | os.PathLike) -> Iterator[None]:
     before = set() if missing or not folder.is_dir() else set(folder.rglob("*"))
     try:
         yield
-    except BaseException:
+    except Exception:  # a failed write; after Ctrl-C the files written so far stay (each one whole)
         if folder.is_dir():
             created = sorted(set(folder.rglob("*")) - before, key=lambda q: len(q.parts), reverse=True)
             for q in created:  # deepest first: files, then the folders they were in

@@ -121,6 +121,7 @@ JSON_LEVEL: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "parquet file": (b"PAR1\x15\x04\x15\x10\x15\x14L\x15\x02" + bytes(200), ("is a parquet file, expected JSON",)),
     "zip file": (b"PK\x03\x04" + bytes(100), ("is a zip file",)),
     "binary junk": (bytes(range(256)) * 4, ("is a binary file",)),
+    "UTF-16 text": ('{"images": []}'.encode("utf-16"), ("is UTF-16 text, expected JSON (save it as UTF-8)",)),
     "empty file": (b"", ("is empty",)),
     "text, not json": (b"image_id,x,y\n1,2,3\n", ("not JSON",)),
     "byte-order mark": (b"\xef\xbb\xbf" + json.dumps(_doc(["a.jpg"])).encode(), ("byte-order mark",)),
