@@ -79,6 +79,16 @@ def _write_image(path: Path) -> None:
 @pytest.fixture()
 def work(tmp_path: Path) -> Path:
     """tmp_path with images/ (a.jpg, b.jpg), good.json (133 points), results.json and out/ (one old file)."""
+    return _make_work(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """The same, shared by the tests that only read it (the big table: each test writes to its own out/)."""
+    return _make_work(tmp_path_factory.mktemp("inputs"))
+
+
+def _make_work(tmp_path: Path) -> Path:
     for name in ("a.jpg", "b.jpg"):
         _write_image(tmp_path / "images" / name)
     doc = _doc(["a.jpg", "b.jpg"])
@@ -170,23 +180,26 @@ COMMANDS: dict[str, tuple[bool, list[str]]] = {
 CASES = [(c, b) for c, (ds, _) in COMMANDS.items() for b in [*JSON_LEVEL, *(DATASET_LEVEL if ds else ())]]
 
 
-def _args(template: list[str], work: Path, bad: Path) -> list[str]:
-    names = {"bad": bad, "out": work / "out", "images": work / "images", "good": work / "good.json",
+def _args(template: list[str], work: Path, bad: Path, out: Path | None = None) -> list[str]:
+    names = {"bad": bad, "out": out or work / "out", "images": work / "images", "good": work / "good.json",
              "results": work / "results.json"}  # fmt: skip
     return [a.format(**names) for a in template]
 
 
 @pytest.mark.parametrize(("command", "bad_input"), CASES, ids=[f"{c}: {b}" for c, b in CASES])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(command, bad_input, work):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(command, bad_input, inputs, tmp_path):
     content, fragments = {**JSON_LEVEL, **DATASET_LEVEL}[bad_input]
     if command == "eval --pred" and bad_input in ("NaN", "Infinity on line 3"):
         fragments = ("expected a json list of detections",)  # results parse NaN, to name the detection
-    bad = work / "bad.json"
+    bad = tmp_path / "bad.json"
     bad.write_bytes(content)
-    before = _snapshot(work / "out")
-    code, _, stderr = _run(*_args(COMMANDS[command][1], work, bad))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("from before")
+    code, _, stderr = _run(*_args(COMMANDS[command][1], inputs, bad, out))
     _assert_one_line_error(code, stderr, 2, str(bad), *fragments)
-    assert _snapshot(work / "out") == before
+    assert _snapshot(out) == {"old.txt"}
+    assert _snapshot(inputs / "out") == {"old.txt"}
 
 
 def _bad_result(fn: Callable[[list], None]) -> bytes:
