@@ -489,23 +489,19 @@ def load_results(path: str | os.PathLike, images: list[dict], categories: list[d
 
 
 def resolve_inside(root: str | os.PathLike, name: Any) -> Path | None:
-    """``root / name`` when it stays inside ``root`` once symlinks are followed, else None.
+    """``root / name`` when the name stays inside ``root``, else None.
 
-    A label file is user input: a ``file_name`` of ``../x.jpg``, an absolute path or a symlink
-    out of the image folder must not make wbt read (or write next to) files elsewhere. The
-    folder itself may be a symlink; the files in it may not point out of it.
+    A label file is user input: a ``file_name`` of ``../x.jpg`` or an absolute path must not
+    make wbt read files elsewhere. A relative name without ``..`` is inside by construction;
+    symlinks in the folder are followed (whoever owns the folder put them there: image folders
+    are often links into a dataset store). A name with ``..`` is resolved as the system would
+    open it (``..`` after a symlinked folder climbs from the link's target) and must land inside.
     """
     if not isinstance(name, str) or not name or "\x00" in name:
         return None
     parts = Path(name).parts
-    if parts and not os.path.isabs(name) and ".." not in parts:  # fast path: inside unless a link below root leads out
-        prefix = os.fspath(root)
-        for part in parts:
-            prefix = os.path.join(prefix, part)
-            if os.path.islink(prefix):
-                break
-        else:
-            return Path(root) / name
+    if parts and not os.path.isabs(name) and ".." not in parts:
+        return Path(root) / name
     real_root = os.path.realpath(root)
     real = os.path.realpath(os.path.join(real_root, name))
     if os.path.commonpath([real_root, real]) != real_root or real == real_root:

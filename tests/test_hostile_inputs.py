@@ -265,13 +265,16 @@ def test_ground_truth_without_annotations_is_blamed_on_the_ground_truth(work):
 
 @pytest.fixture()
 def outside(work: Path) -> Path:
-    """A real image outside images/, and a symlink in images/ that points to it."""
+    """A real image outside images/, and images/store: a symlink to a folder beside work/."""
     _write_image(work / "secret.jpg")
-    os.symlink(work / "secret.jpg", work / "images" / "link.jpg")
+    (work.parent / "store").mkdir(exist_ok=True)
+    os.symlink(work.parent / "store", work / "images" / "store")
     return work / "secret.jpg"
 
 
-ESCAPES = ["../secret.jpg", "{abs}", "../../../../../../../../etc/passwd", "link.jpg", "sub/../../secret.jpg"]
+# store/../secret.jpg: '..' after the linked folder climbs from its target (work.parent), so the
+# file opened would be work.parent/secret.jpg, outside images/
+ESCAPES = ["../secret.jpg", "{abs}", "../../../../../../../../etc/passwd", "sub/../../secret.jpg", "store/../secret.jpg"]
 READERS = ["render", "report", "review export", "review export cvat"]
 
 
@@ -289,13 +292,19 @@ def test_a_file_name_outside_the_image_folder_is_refused(command, escape, work, 
 def test_resolve_inside(tmp_path):
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)
-    os.symlink(tmp_path, root / "up")
-    os.symlink(root / "sub", root / "in")
+    (tmp_path / "store" / "deep").mkdir(parents=True)
+    os.symlink(tmp_path / "store" / "deep", root / "linked")
+    _write_image(tmp_path / "store" / "x.jpg")
+    os.symlink(tmp_path / "store" / "x.jpg", root / "x.jpg")
     assert resolve_inside(root, "a.jpg") == root / "a.jpg"
     assert resolve_inside(root, "sub/a.jpg") == root / "sub" / "a.jpg"
-    assert resolve_inside(root, "in/a.jpg") == root / "in" / "a.jpg"  # a link that stays inside
     assert resolve_inside(root, "sub/../a.jpg") == root / "sub/../a.jpg"
-    for name in ("../a.jpg", str(tmp_path / "a.jpg"), "up/a.jpg", "sub/../../a.jpg", ".", "", None, 3, "a\x00"):
+    assert resolve_inside(root, str(root / "a.jpg")) == root / "a.jpg"  # absolute, but inside
+    # links the folder's owner made are followed: image folders are often links into a store
+    assert resolve_inside(root, "x.jpg") == root / "x.jpg"
+    assert resolve_inside(root, "linked/a.jpg") == root / "linked" / "a.jpg"
+    bad = ("../a.jpg", str(tmp_path / "a.jpg"), "sub/../../a.jpg", "linked/../x.jpg", ".", "", None, 3, "a\x00")
+    for name in bad:  # linked/../x.jpg opens store/x.jpg: '..' climbs from the link's target
         assert resolve_inside(root, name) is None, name
     with pytest.raises(UserError, match="'../a.jpg': file_name of image id 7 is outside the image folder"):
         image_path(root, {"id": 7, "file_name": "../a.jpg"})
