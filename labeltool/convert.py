@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, write_json_atomic
+from labeltool.coco import PoseDataset, new_outputs_removed_on_error, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.halpe import to_halpe136, to_wholebody133
 from labeltool.layouts import (
@@ -178,10 +178,11 @@ def write_openpose(ds: PoseDataset, out_dir: str | os.PathLike) -> list[Path]:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory (OpenPose output is a directory of json files)")
     docs = openpose_documents(ds)  # everything is built before the first file is written
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, doc in docs.items():
-        path = out_dir / name
-        write_json_atomic(doc, path)
-        paths.append(path)
+    with new_outputs_removed_on_error(out_dir):  # a failed write (full disk) leaves no partial set
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, doc in docs.items():
+            path = out_dir / name
+            write_json_atomic(doc, path)
+            paths.append(path)
     return paths

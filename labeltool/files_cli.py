@@ -82,7 +82,7 @@ def render_command(
     gt: Path | None,
     min_score: float,
 ) -> None:
-    """Draw the labels of LABELS on their images: <stem>.png per image, one colour per part.
+    """Draw the labels of LABELS on their images: OUT/<file_name>.png per image, one colour per part.
 
     LABELS is a COCO / COCO-WholeBody / Halpe file (17, 26, 133 or 136 points), or a results
     list of predictions together with --gt for the image entries.
@@ -98,6 +98,7 @@ def render_command(
         raise UserError("--no-overlays without --sheet would write nothing")
     if _peek_is_list(labels):
         if gt is None:
+            read_json(labels)  # a broken file: say what is wrong with it first
             raise UserError(f"{labels}: is a results list; give --gt GT.json for its images")
         truth = load_pose_dataset(gt)
         ds = load_results(labels, truth.images, truth.categories)

@@ -226,6 +226,8 @@ def load_ground_truth(path: str | os.PathLike, layout: Layout | int | None = Non
     if isinstance(layout, int):
         layout = layout_for(layout)
     gt = load_pose_dataset(path)
+    if layout is None and len(gt) == 0:  # the layout would default to 17 points and blame the predictions
+        raise UserError(f"{path}: the ground truth has no annotations (give --layout to evaluate against it anyway)")
     if layout is None or gt.layout is layout:
         return gt
     if len(gt) == 0:

@@ -14,12 +14,13 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from labeltool.coco import read_json
+from labeltool.coco import MAX_ABS_VALUE, check_json_start, read_json
 from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout
 
@@ -101,6 +102,7 @@ def read_results_json(path: str | os.PathLike) -> Any:
     """Parse a results file. Unlike strict json, NaN / Infinity parse, so they can be reported precisely."""
     p = Path(path)
     if p.is_file():
+        check_json_start(p)
         data = p.read_bytes()
         if orjson is not None:
             try:
@@ -109,7 +111,7 @@ def read_results_json(path: str | os.PathLike) -> Any:
                 pass
         try:
             return json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             pass
     return read_json(p)  # raises the one-line error for a missing file / bad json
 
@@ -180,6 +182,9 @@ def load_predictions(
     if not np.isfinite(keypoints).all():
         i = int(np.nonzero(~np.isfinite(keypoints).all(axis=(1, 2)))[0][0])
         raise UserError(f"{name}: detection #{i}: keypoints contain NaN, infinity or null")
+    if (np.abs(keypoints) > MAX_ABS_VALUE).any():
+        i = int(np.nonzero((np.abs(keypoints) > MAX_ABS_VALUE).any(axis=(1, 2)))[0][0])
+        raise UserError(f"{name}: detection #{i}: keypoints hold a value beyond ±{MAX_ABS_VALUE:g}")
 
     bbox_areas = None
     first_box = dets[0].get("bbox")
@@ -243,7 +248,8 @@ def _points_column(
     try:
         rows = [det[key] for det in dets] if required else [det.get(key, zeros) for det in dets]
         arr = np.array(rows, dtype=np.float64)
-        ok = arr.shape == (len(dets), size)
+        # numpy reads "1.5" and true as numbers: refuse them (null stays NaN, reported by the caller)
+        ok = arr.shape == (len(dets), size) and set(map(type, chain.from_iterable(rows))) <= {int, float, type(None)}
     except KeyError:
         i = next(i for i, det in enumerate(dets) if key not in det)
         raise UserError(f"{name}: detection #{i} is missing '{key}'") from None
@@ -255,7 +261,7 @@ def _points_column(
                 got = f"{len(row)} values" if isinstance(row, list) else _type_name(row)
                 want = f"{size} values" if num is None else f"{size} values ({num} x 3)"
                 raise UserError(f"{name}: detection #{i}: '{key}' has {got}, expected {want}{hint}")
-            if not all(_is_real(v) for v in row):
+            if not all(_is_real(v) or v is None for v in row):
                 raise UserError(f"{name}: detection #{i}: '{key}' must hold numbers only")
         raise UserError(f"{name}: '{key}' could not be read as numbers")  # pragma: no cover
     return arr if num is None else arr.reshape(len(dets), num, 3)

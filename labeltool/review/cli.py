@@ -55,7 +55,7 @@ def review() -> None:
 )
 def export_command(labels: Path, tool: str, images_dir: Path, out_dir: Path, top: int | None, image_url: str) -> None:
     """Export LABELS (json or labels.parquet) for review, most suspicious persons first."""
-    from labeltool.coco import check_images_exist
+    from labeltool.coco import check_images_exist, new_outputs_removed_on_error
     from labeltool.review.labels import load_labels, with_image_sizes
     from labeltool.review.queue import person_suspicion
 
@@ -65,14 +65,15 @@ def export_command(labels: Path, tool: str, images_dir: Path, out_dir: Path, top
     check_images_exist(data.dataset, images_dir)
     order = review_order(data, top)
     ds = with_image_sizes(data.dataset, images_dir)  # labels.parquet has no image sizes
-    if tool == "cvat":
-        from labeltool.review.cvat import export_cvat
+    with new_outputs_removed_on_error(out_dir):  # a failed write (full disk) leaves no partial export
+        if tool == "cvat":
+            from labeltool.review.cvat import export_cvat
 
-        written = export_cvat(ds, out_dir, order)
-    else:
-        from labeltool.review.labelstudio import export_labelstudio
+            written = export_cvat(ds, out_dir, order)
+        else:
+            from labeltool.review.labelstudio import export_labelstudio
 
-        written = export_labelstudio(ds, out_dir, order, data.confidence, person_suspicion(data), image_url)
+            written = export_labelstudio(ds, out_dir, order, data.confidence, person_suspicion(data), image_url)
     n_images = len({int(data.dataset.image_ids[i]) for i in order})
     if not len(order):
         click.echo(
@@ -115,14 +116,14 @@ def import_command(exported: Path, points: str, out_path: Path, ref_path: Path |
 
         if doc is None:
             doc, where = read_cvat_export(exported)
-        if ref is None:
+        ds, report = cvat_import(doc, where, ref)
+        tool = "CVAT"
+        if ref is None:  # after the import: an error stays the only line on stderr
             click.echo(
                 "note: no --ref given: image ids, boxes and exact point values come from the CVAT file "
                 "(CVAT renumbers images and rounds to 0.01 px)",
                 err=True,
             )
-        ds, report = cvat_import(doc, where, ref)
-        tool = "CVAT"
     target = layout_for(int(points))
     if ds.layout is not target:
         from labeltool.convert import convert_dataset

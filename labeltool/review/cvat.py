@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, read_json, tight_box, write_json_atomic
+from labeltool.coco import MAX_ABS_VALUE, PoseDataset, read_json, tight_box, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import HALPE136, WHOLEBODY133, Layout
 
@@ -310,6 +310,11 @@ def assemble_import(
     bbox, area, iscrowd, wbt_id (the original annotation id, or None) and tool_id.
     ``restore``: snap points within :data:`UNCHANGED_PX` of the reference back to its exact values.
     """
+    for p in persons:  # a tool's numbers enter here: finite and in range, or a one-line error
+        values = np.concatenate([np.ravel(p["points"]), np.ravel(p["bbox"])])
+        if not (np.abs(values) <= MAX_ABS_VALUE).all():
+            name = p["tool_id"] if p["tool_id"] is not None else p["wbt_id"]
+            raise UserError(f"{where}: person {name}: a point or box value is not finite or beyond ±{MAX_ABS_VALUE:g}")
     report = ImportReport()
     if ref is not None and ref.layout is not layout:
         from labeltool.convert import convert_dataset

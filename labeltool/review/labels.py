@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, load_pose_dataset
+from labeltool.coco import PoseDataset, image_path, load_pose_dataset
 from labeltool.errors import UserError
 
 
@@ -65,7 +65,16 @@ def load_labels(path: str | os.PathLike) -> ReviewLabels:
 
 
 def with_image_sizes(ds: PoseDataset, images_dir: str | os.PathLike | None) -> PoseDataset:
-    """``ds`` whose image entries all have width and height (read from the image files' headers when absent)."""
+    """``ds`` whose image entries all have width and height (read from the image files' headers when absent).
+
+    A width or height in the labels that is not a positive number is a :class:`UserError`
+    (Label Studio's coordinates are percentages of it).
+    """
+    for im in ds.images:
+        for key in ("width", "height"):
+            v = im.get(key)
+            if key in im and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e7):
+                raise UserError(f"{ds.path}: image id {im['id']}: '{key}' must be a positive number, got {v!r}")
     if all("width" in im and "height" in im for im in ds.images):
         return ds
     if images_dir is None:
@@ -75,7 +84,7 @@ def with_image_sizes(ds: PoseDataset, images_dir: str | os.PathLike | None) -> P
     images = []
     for im in ds.images:
         if "width" not in im or "height" not in im:
-            file = Path(images_dir) / im["file_name"]
+            file = image_path(images_dir, im)
             if not file.is_file():
                 raise UserError(f"{file}: image file not found (image id {im['id']} in {ds.path})")
             width, height = image_size(file)  # the raw pixel frame, as every reader in wbt sees it

@@ -16,9 +16,11 @@ originals by rectangle id, unmoved points get their exact original values back.
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -76,6 +78,7 @@ def labelstudio_tasks(
     image_url: str = DEFAULT_IMAGE_URL,
 ) -> list[dict]:
     """One task per image holding the persons in ``order`` (default all); images in order of first appearance."""
+    check_image_url(image_url)
     order = np.arange(len(ds)) if order is None else np.asarray(order, dtype=np.int64)
     images = ds.image_index()
     by_image = ds.persons_by_image()
@@ -124,12 +127,23 @@ def labelstudio_tasks(
                 }
             )
         data = {
-            "image": image_url.format(file_name=im["file_name"], image_id=image_id),
+            "image": image_url.format(file_name=quote(im["file_name"]), image_id=image_id),  # a#b.jpg -> a%23b.jpg
             "wbt": {"layout": layout.name, "image": im, "persons": persons},
         }
         prediction = {"model_version": MODEL_VERSION, "score": 1.0 - worst, "result": result}
         tasks.append({"data": data, "predictions": [prediction]})
     return tasks
+
+
+def check_image_url(image_url: str) -> None:
+    """``--image-url`` may use ``{file_name}`` and ``{image_id}`` only: a one-line error otherwise."""
+    try:
+        image_url.format(file_name="a.jpg", image_id=1)
+    except (KeyError, IndexError, ValueError) as err:
+        raise UserError(
+            f"--image-url {image_url!r}: {type(err).__name__} {err}; "
+            "use the placeholders {file_name} and {image_id}"
+        ) from None
 
 
 def export_labelstudio(
@@ -169,13 +183,44 @@ def _chosen_result(task: dict, where: str) -> tuple[list | None, bool]:
         if isinstance(a, dict) and not a.get("was_cancelled") and not a.get("skipped")
     ]
     if annotations:
-        latest = max(annotations, key=lambda a: (_time(a.get("updated_at") or a.get("created_at")), a.get("id") or 0))
-        return latest.get("result") or [], True
+        latest = max(
+            annotations, key=lambda a: (_time(a.get("updated_at") or a.get("created_at")), _number_or_0(a.get("id")))
+        )
+        return _result_list(latest.get("result"), task, where), True
     # Label Studio's JSON export lists predictions by id only; a full prediction object is used if present
     predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict) and "result" in p]
     if predictions:
-        return predictions[0]["result"] or [], False
+        return _result_list(predictions[0]["result"], task, where), False
     return None, False
+
+
+def _number_or_0(value) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _result_list(result, task: dict, where: str) -> list:
+    """An annotation's ``result``: a list of regions (an empty one: every person deleted)."""
+    if result is None:
+        return []
+    if not isinstance(result, list):
+        raise UserError(
+            f"{where}: task {task.get('id', '?')}: 'result' is {type(result).__name__}, expected a list of regions"
+        )
+    return result
+
+
+def _region_numbers(region: dict, keys: tuple[str, ...], where: str, tid) -> list[float]:
+    """The region's ``value`` numbers under ``keys`` (percent of the image), checked: finite numbers."""
+    value = region["value"]
+    out = []
+    for key in keys:
+        v = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise UserError(
+                f"{where}: task {tid}: region {region.get('id')}: value.{key} must be a number, got {v!r}"
+            )
+        out.append(float(v))
+    return out
 
 
 def _original_persons(task: dict, layout: Layout) -> list[dict]:
@@ -192,7 +237,8 @@ def _original_persons(task: dict, layout: Layout) -> list[dict]:
 def _rect_box(value: dict, width: float, height: float) -> np.ndarray:
     x, y = value["x"] / 100 * width, value["y"] / 100 * height
     w, h = value["width"] / 100 * width, value["height"] / 100 * height
-    angle = np.deg2rad(float(value.get("rotation") or 0.0))
+    rotation = value.get("rotation") or 0.0
+    angle = np.deg2rad(float(rotation) if isinstance(rotation, (int, float)) else 0.0)
     if angle == 0:
         return np.array([x, y, w, h])
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]])
@@ -203,8 +249,11 @@ def _rect_box(value: dict, width: float, height: float) -> np.ndarray:
 
 
 def _task_persons(task: dict, result: list, layout: Layout, image: dict, where: str) -> list[dict]:
-    width, height = float(image["width"]), float(image["height"])
     tid = task.get("id", "?")
+    try:
+        width, height = float(image["width"]), float(image["height"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{where}: task {tid}: data.wbt.image needs numeric 'width' and 'height'") from None
     rects: dict[str, dict] = {}
     points: list[dict] = []
     visibility: dict[str, float] = {}
@@ -213,31 +262,34 @@ def _task_persons(task: dict, result: list, layout: Layout, image: dict, where: 
             continue
         kind, value = r.get("type"), r["value"]
         if kind == "rectanglelabels" and r.get("from_name") == PERSON_TAG:
+            if r.get("id") is None or str(r.get("id")) in rects:
+                raise UserError(
+                    f"{where}: task {tid}: a person rectangle has a missing or repeated 'id' ({r.get('id')!r})"
+                )
+            _region_numbers(r, ("x", "y", "width", "height"), where, tid)
             rects[str(r.get("id"))] = r
         elif kind == "keypointlabels" and r.get("from_name") == KEYPOINT_TAG:
             points.append(r)
         elif kind == "choices" and r.get("from_name") == VISIBILITY_TAG:
-            choice = (value.get("choices") or [None])[0]
+            choice = ((value.get("choices") if isinstance(value, dict) else None) or [None])[0]
             if choice in VISIBILITY_CHOICES:
                 visibility[str(r.get("id"))] = VISIBILITY_CHOICES[choice]
     persons: dict[str, dict] = {}
     for rid, r in rects.items():
-        w = float(r.get("original_width") or width)
-        h = float(r.get("original_height") or height)
+        w, h = _original_size(r, width, height)
         box = _rect_box(r["value"], w, h)
         wbt_id = int(rid[1:]) if rid.startswith("p") and rid[1:].isdigit() else None
         persons[rid] = {"image": image, "points": np.zeros((layout.num_keypoints, 3)), "bbox": box,
                         "area": float(box[2] * box[3]), "iscrowd": 0, "wbt_id": wbt_id, "tool_id": rid}  # fmt: skip
     for r in points:
         value = r["value"]
-        names = value.get("keypointlabels") or []
+        names = (value.get("keypointlabels") if isinstance(value, dict) else None) or []
         if len(names) != 1 or names[0] not in layout.names:
             raise UserError(
                 f"{where}: task {tid}: keypoint region {r.get('id')} has label(s) {names}, expected one {layout.name} point name"
             )
-        w = float(r.get("original_width") or width)
-        h = float(r.get("original_height") or height)
-        xy = np.array([value["x"] / 100 * w, value["y"] / 100 * h])
+        w, h = _original_size(r, width, height)
+        xy = np.array(_region_numbers(r, ("x", "y"), where, tid)) / 100 * (w, h)
         parent = r.get("parentID")
         if parent is None or str(parent) not in persons:
             inside = [rid for rid, p in persons.items() if _contains(p["bbox"], xy)]
@@ -253,6 +305,13 @@ def _task_persons(task: dict, result: list, layout: Layout, image: dict, where: 
             raise UserError(f"{where}: task {tid}: person rectangle {parent} has two '{names[0]}' points")
         person["points"][k] = (xy[0], xy[1], visibility.get(str(r.get("id")), UNKNOWN_VISIBILITY))
     return list(persons.values())
+
+
+def _original_size(region: dict, width: float, height: float) -> tuple[float, float]:
+    """The image size the region's percentages refer to (its own ``original_width`` / ``_height`` when numeric)."""
+    w, h = region.get("original_width"), region.get("original_height")
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (w, h))
+    return (float(w), float(h)) if ok else (width, height)
 
 
 def _contains(box: np.ndarray, xy: np.ndarray) -> bool:
@@ -284,6 +343,29 @@ def _reference_from_tasks(tasks: list[dict], layout: Layout, where: str) -> Pose
     )
 
 
+def _check_wbt_data(wbt: dict, layout: Layout, where: str) -> None:
+    """``data.wbt`` as wbt wrote it: an image with an integer id, persons with id, bbox, area and keypoints."""
+    if not isinstance(wbt["image"].get("id"), int) or not isinstance(wbt["persons"], list):
+        raise UserError(f"{where}: data.wbt needs an image with an integer 'id' and a 'persons' list")
+    for p in wbt["persons"]:
+        ok = isinstance(p, dict) and isinstance(p.get("id"), int) and _is_number(p.get("area"))
+        ok = ok and _numbers_list(p.get("bbox"), 4) and _numbers_list(p.get("keypoints"), 3 * layout.num_keypoints)
+        if not ok:
+            name = p.get("id") if isinstance(p, dict) else p
+            raise UserError(
+                f"{where}: data.wbt person {name!r} needs an integer 'id', a number 'area', "
+                f"4 numbers 'bbox' and {3 * layout.num_keypoints} numbers 'keypoints'"
+            )
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _numbers_list(v, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(_is_number(x) for x in v)
+
+
 def labelstudio_import(
     tasks: list, where: str, ref: PoseDataset | None = None, annotated_only: bool = False
 ) -> tuple[PoseDataset, ImportReport]:
@@ -307,6 +389,7 @@ def labelstudio_import(
         if layout is not None and this is not layout:
             raise UserError(f"{where}: tasks mix the {layout.name} and {this.name} layouts")
         layout = this
+        _check_wbt_data(wbt, layout, f"{where}: task {task.get('id', f'#{k}')}")
     if layout is None:
         raise UserError(f"{where}: no tasks")
     if ref is None:

@@ -88,6 +88,8 @@ def person_flags(labels: ReviewLabels, i: int, rules: QueueRules) -> list[Flag]:
                     Flag("low_confidence", part, severity, f"mean confidence {mean:.2f} over {len(sel)} points")
                 )
     for part, wrist in HAND_WRIST.items():
+        if part not in layout.parts:  # 17 / 26 points: no hands to check
+            continue
         root = kpts[layout.parts[part][0]]
         own, other = kpts[wrist], kpts[HAND_WRIST[OTHER_HAND[part]]]
         if root[2] > 0 and own[2] > 0 and other[2] > 0:

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from labeltool.coco import PoseDataset, image_path, tight_box, write_bytes_atomic
+from labeltool.coco import PoseDataset, image_path, new_outputs_removed_on_error, tight_box, write_bytes_atomic
 from labeltool.errors import UserError
 from labeltool.images import read_rgb
 from labeltool.layouts import WHOLEBODY_BOX_KEYS, Layout
@@ -178,6 +178,11 @@ def write_png(rgb: np.ndarray, path: str | os.PathLike) -> None:
     write_bytes_atomic(buf.tobytes(), path)
 
 
+def _overlay_name(file_name: str) -> Path:
+    """The overlay's path under the output folder: the image's relative path, as .png."""
+    return Path(file_name).with_suffix(".png")
+
+
 def _drawn(ds: PoseDataset, i: int, min_score: float) -> bool:
     return not ds.iscrowd[i] and bool((ds.keypoints[i, :, 2] > min_score).any())
 
@@ -194,7 +199,7 @@ def render_dataset(
     tile: int = 192,
     min_score: float = 0.0,
 ) -> RenderSummary:
-    """Overlays ``<out_dir>/<image stem>.png`` (every person's skeleton, optional person and part
+    """Overlays ``<out_dir>/<image file_name>`` with a .png suffix (every person's skeleton, optional person and part
     boxes) and, with ``sheet``, ``<out_dir>/contact_sheet.png``: crops of up to ``sheet_max``
     persons spread evenly over the file, captioned with their annotation ids.
 
@@ -217,12 +222,34 @@ def render_dataset(
         p = image_path(images_dir, index[image_id])
         if not p.is_file():
             raise UserError(f"{p}: image file not found (image id {image_id} in {ds.path or 'the labels'})")
+    overlay_names: dict[Path, str] = {}
+    for image_id in overlay_ids:  # sub/a.jpg -> OUT/sub/a.png: same-stem images in two folders stay apart
+        name = index[image_id]["file_name"]
+        other = overlay_names.setdefault(_overlay_name(name), name)
+        if other != name:
+            raise UserError(f"{ds.path}: images {other!r} and {name!r} would both be drawn to {_overlay_name(name)}")
     if sheet and not sheet_persons:
         raise UserError(f"{ds.path}: no labelled person to put on a contact sheet")
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
+    with new_outputs_removed_on_error(out_dir):  # a failed write (full disk) leaves no partial set
+        return _render(ds, index, by_image, images_dir, out_dir, overlay_ids, sheet_persons, boxes, tile, min_score)
+
+
+def _render(
+    ds: PoseDataset,
+    index: dict[int, dict],
+    by_image: dict[int, list[int]],
+    images_dir: Path,
+    out_dir: Path,
+    overlay_ids: list[int],
+    sheet_persons: list[int],
+    boxes: bool,
+    tile: int,
+    min_score: float,
+) -> RenderSummary:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for image_id in overlay_ids:
@@ -235,7 +262,7 @@ def render_dataset(
                 for part, box in part_boxes(ds.keypoints[i], ds.layout, ds.annotations[i]).items():
                     draw_box(rgb, box, PART_COLORS[part], thickness)
             draw_pose(rgb, ds.keypoints[i], ds.layout, min_score=min_score, radius=radius, thickness=thickness)
-        path = out_dir / f"{Path(im['file_name']).stem}.png"
+        path = out_dir / _overlay_name(im["file_name"])
         write_png(rgb, path)
         written.append(path)
 

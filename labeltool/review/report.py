@@ -195,6 +195,10 @@ def build_report(
     """(html, one-line summary) of the report."""
     ds = labels.dataset
     entries = review_queue(labels)
+    shown = entries[:top]
+    # the parts that read other files first: a bad --gt or image fails before the plots are drawn
+    ap = ap_table(labels, gt_path) if gt_path is not None else None
+    cards = crop_cards(ds, shown, images_dir) if shown else "<p>Nothing flagged.</p>"
     sections = [
         f"<h1>wbt label-quality report</h1><p>{html.escape(str(ds.path))}: {len(ds)} persons on "
         f"{len(ds.images)} images, {ds.layout.name} layout; "
@@ -211,14 +215,13 @@ def build_report(
         header, rows = status_rows(labels)
         sections.append("<h3>Merge outcome per part</h3>" + _table(header, rows))
     sections.append(f'<h2>Histograms</h2><img alt="histograms" src="{histograms_uri(labels)}">')
-    shown = entries[:top]
     sections.append(
         f"<h2>Review queue</h2><p>{len(entries)} of {len(ds)} persons flagged; the {len(shown)} most suspicious:</p>"
-        + (crop_cards(ds, shown, images_dir) if shown else "<p>Nothing flagged.</p>")
+        + cards
     )
     summary = f"{len(ds)} persons, {len(entries)} flagged"
-    if gt_path is not None:
-        table, stats = ap_table(labels, gt_path)
+    if ap is not None:
+        table, stats = ap
         sections.append("<h2>AP against the ground truth</h2>" + table)
         if "wholebody" in stats:
             summary += f", wholebody AP {100 * stats['wholebody']['AP']:.1f}"
