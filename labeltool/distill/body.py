@@ -37,6 +37,7 @@ class ImageTask:
     body: np.ndarray  # (P, 17, 3)
     bboxes: np.ndarray  # (P, 4) x y w h
     areas: np.ndarray  # (P,)
+    error: str | None = None  # set by the plan when the image must not be read (its name leaves the image folder)
 
 
 BodyPoints = tuple[np.ndarray, np.ndarray, np.ndarray]  # keypoints (P, 17, 3), confidence (P, 17), source codes (P, 17)
