@@ -35,6 +35,18 @@ def wbt(*args, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
         pytest.fail(f"wbt {' '.join(map(str, args))} hung for {timeout} s")
 
 
+def wbt_in_process(*args) -> subprocess.CompletedProcess:
+    """For mistakes refused before any work (nothing that could hang): click's runner, no new interpreter."""
+    from click.testing import CliRunner
+
+    from labeltool.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback: fail with it
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
 def assert_one_line(result: subprocess.CompletedProcess, code: int, *fragments: str) -> str:
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
@@ -287,13 +299,13 @@ def test_bad_boxes_are_one_line_exit_2(case, dataset, tmp_path):
     bad = tmp_path / "boxes.json"
     bad.write_text(_boxes(content))
     out = tmp_path / "out"
-    result = wbt("distill", "--images", dataset[1], "--boxes", bad, "--out", out, "--no-progress", timeout=60)
+    result = wbt_in_process("distill", "--images", dataset[1], "--boxes", bad, "--out", out, "--no-progress")
     assert_one_line(result, 2, str(bad), fragment)
     assert not out.exists()
 
 
 @pytest.mark.parametrize("workers", ["-1", "0"])
 def test_workers_below_one_is_one_line_exit_2(workers, dataset, tmp_path):
-    result = wbt(*distill_args(*dataset, tmp_path / "out", "--workers", workers), timeout=60)
+    result = wbt_in_process(*distill_args(*dataset, tmp_path / "out", "--workers", workers))
     assert_one_line(result, 2, f"--workers {workers}: must be at least 1")
     assert not (tmp_path / "out").exists()
