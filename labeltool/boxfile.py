@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from labeltool.coco import read_json
+from labeltool.coco import MAX_ABS_VALUE, _is_number, read_json  # the one check of a JSON number
 from labeltool.errors import UserError
 
 
@@ -42,6 +42,10 @@ def read_box_file(path: str | os.PathLike) -> BoxFile:
         for i, im in enumerate(images):
             if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
                 raise UserError(f"{path}: images[{i}] needs 'id' and 'file_name'")
+            if not _is_id(im["id"]):
+                raise UserError(f"{path}: images[{i}]: 'id' must be an integer, got {im['id']!r}")
+            if not isinstance(im["file_name"], str) or not im["file_name"]:
+                raise UserError(f"{path}: images[{i}]: 'file_name' must be a non-empty string, got {im['file_name']!r}")
         entries = data["annotations"]
     elif isinstance(data, list):
         images, entries = None, data
@@ -54,8 +58,22 @@ def read_box_file(path: str | os.PathLike) -> BoxFile:
         if "bbox" not in e:
             raise UserError(f"{boxes.where(i)} is missing required key 'bbox'")
         bbox = e["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(type(v) in (int, float) for v in bbox)):
             raise UserError(f"{boxes.where(i)}: 'bbox' must be 4 numbers [x, y, w, h]")
+        if not all(_is_number(v) for v in bbox):
+            raise UserError(f"{boxes.where(i)}: 'bbox' {bbox} must be finite and within ±{MAX_ABS_VALUE:g}")
         if "image_id" not in e and "file_name" not in e:
             raise UserError(f"{boxes.where(i)} is missing required key 'image_id'")
+        if "image_id" in e and not _is_id(e["image_id"]):
+            raise UserError(f"{boxes.where(i)}: 'image_id' must be an integer, got {e['image_id']!r}")
+        if "file_name" in e and not (isinstance(e["file_name"], str) and e["file_name"]):
+            raise UserError(f"{boxes.where(i)}: 'file_name' must be a non-empty string, got {e['file_name']!r}")
+        for key in ("score", "category_id"):
+            if key in e and not _is_number(e[key]):
+                raise UserError(f"{boxes.where(i)}: '{key}' must be a number, got {e[key]!r}")
     return boxes
+
+
+def _is_id(value) -> bool:
+    """A JSON integer (not a bool, not a float, not a string) in int64."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63

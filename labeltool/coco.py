@@ -659,23 +659,32 @@ def new_outputs_removed_on_error(folder: str | os.PathLike) -> Iterator[None]:
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
     """Write ``data`` to ``path`` through an :class:`AtomicFile` (parents created).
 
-    A failed write leaves no temp file (even when closing the file fails again, as it does on
-    a full disk) and removes the parent folders it created. An ``OSError`` (full disk,
-    read-only or unwritable folder) names ``path``, not the temp file, and the CLI prints it
-    as one line.
+    A failed write leaves no temp file and no parent folder it created. An ``OSError`` (full
+    disk, read-only or unwritable folder) names ``path``, not the temp file, and the CLI prints
+    it as one line.
     """
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected an output file name")
     # parent folders this write creates are removed again if it fails
     new_parents = new_outputs_removed_on_error(path.parent) if not path.parent.exists() else contextlib.nullcontext()
+    with write_errors_name(path), new_parents, AtomicFile(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+@contextmanager
+def write_errors_name(path: str | os.PathLike) -> Iterator[None]:
+    """An ``OSError`` raised inside names ``path`` and the system's plain reason.
+
+    A write to an open file (or pyarrow's writer) fails without a file name, and a failed
+    temp file names the temp: the user wants to read ``OUT/labels.json: No space left on device``.
+    """
     try:
-        with new_parents, AtomicFile(path) as tmp, open(tmp, "wb") as f:
-            f.write(data)
+        yield
     except OSError as err:
-        if err.errno is not None and err.filename != str(path):
-            raise OSError(err.errno, err.strerror, str(path)) from err
-        raise
+        if err.errno is None:
+            raise
+        raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
 
 
 def _numbers(a: np.ndarray) -> list:
@@ -794,6 +803,7 @@ __all__ = [
     "write_bytes_atomic",
     "AtomicFile",
     "new_outputs_removed_on_error",
+    "write_errors_name",
     "wholebody_document",
     "flat_document",
     "pose_document",

@@ -18,11 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import (
-    PoseDataset,
-    new_outputs_removed_on_error,
-    write_json_atomic,
-)
+from labeltool.coco import PoseDataset, new_outputs_removed_on_error, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.halpe import to_halpe136, to_wholebody133
 from labeltool.layouts import (

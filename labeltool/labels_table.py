@@ -40,7 +40,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labeltool.coco import AtomicFile
+from labeltool.coco import AtomicFile, write_errors_name
 from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_BOX_KEYS
 from labeltool.merge.rules import MERGED_PARTS
@@ -190,23 +190,31 @@ class LabelsWriter:
         self.path = Path(path)
         self.source_names = tuple(source_names)
         self.extra_names = tuple(extra_names)
-        self.target = AtomicFile(self.path)
-        try:
-            self.writer = pq.ParquetWriter(self.target.tmp, labels_schema(self.source_names, self.extra_names))
-        except BaseException:
-            self.target.abort()
-            raise
+        with write_errors_name(self.path):  # a full disk names the output, not the temp file
+            self.target = AtomicFile(self.path)
+            try:
+                self.writer = pq.ParquetWriter(self.target.tmp, labels_schema(self.source_names, self.extra_names))
+            except BaseException:
+                self.target.abort()
+                raise
 
     def write(self, rows: LabelsTable) -> None:
-        self.writer.write_table(rows.to_arrow())
+        with write_errors_name(self.path):
+            self.writer.write_table(rows.to_arrow())
+
+    def finish(self) -> None:
+        """Close the temp file; :meth:`AtomicFile.commit` of ``target`` then renames it."""
+        with write_errors_name(self.path):
+            try:
+                self.writer.close()
+            except BaseException:
+                self.target.abort()
+                raise
 
     def close(self) -> None:
-        try:
-            self.writer.close()
-        except BaseException:
-            self.target.abort()
-            raise
-        self.target.commit()
+        self.finish()
+        with write_errors_name(self.path):
+            self.target.commit()
 
     def abort(self) -> None:
         """Drop the temp file (after an error); the previous file at ``path``, if any, stays."""

@@ -43,6 +43,7 @@ class ImageTask:
     bboxes: np.ndarray  # (P, 4) x y w h
     areas: np.ndarray  # (P,)
     extra: np.ndarray | None = None  # (P, E, 3) the input dataset's extra points (head top, neck, ...)
+    error: str | None = None  # set by the plan when the image must not be read (its name leaves the image folder)
 
 
 BodyPoints = tuple[np.ndarray, np.ndarray, np.ndarray]  # keypoints (P, 17, 3), confidence (P, 17), source codes (P, 17)

@@ -153,6 +153,11 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, mi
         progress=not no_progress,
         engine=run_engine,
     )
+    images = summary["images"]
+    if images["failed"] and not images["labelled"]:  # a wrong --images, say: not a success, whatever was written
+        raise UserError(
+            f"{out_dir}: every image failed ({images['failed']}); the reasons are in {Path(out_dir) / 'errors.jsonl'}"
+        )
     persons, parts, run = summary["persons"], summary["parts"], summary["run"]
     click.echo(
         f"{out_dir}: {summary['images']['in_output']} images, {persons['in_output']} persons "

@@ -128,7 +128,8 @@ def list_images(images_dir: Path) -> list[dict]:
     Ids are the file names' numbers when every name is a number (COCO's 000000000785.jpg
     -> 785), else 1, 2, ... in name order.
     """
-    files = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    # not only regular files: a FIFO or a dangling link named x.jpg is logged in errors.jsonl (never opened)
+    files = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
     if not files:
         raise UserError(f"{images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     stems = [Path(f).stem for f in files]

@@ -204,9 +204,13 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
     outputs = Outputs(out_dir, wholebody=layout in ("133", "both"), halpe=layout in ("136", "both"))
     stats = _assemble(inp, config, plan, pending, outputs)
     stats.wall_seconds = wall
-    files = [p for p, on in (("wholebody133.json", outputs.wholebody), ("halpe136.json", outputs.halpe)) if on]
+    layouts = (("wholebody133.json", outputs.wholebody), ("halpe136.json", outputs.halpe))
+    files = [p for p, on in layouts if on]
     summary = build_summary(inp, config, plan, stats, [*files, "labels.parquet", "errors.jsonl"], workers)
     write_bytes_atomic(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n", out_dir / "summary.json")
+    for name, on in layouts:  # a previous run's other --layout would sit beside this run's outputs as if current
+        if not on:
+            (out_dir / name).unlink(missing_ok=True)
     return summary
 
 
@@ -230,7 +234,12 @@ def _label(plan, pending, inp, config, workers, engine, out_dir: Path, progress:
         bar = Progress(sum(len(plan.chunks[k]) for k in pending), progress)
         try:
             tasks = (task for k in pending for task in plan.tasks_of(plan.chunks[k]))
-            write_shards(plan, pending, engine(tasks, config, inp.body, workers), out_dir / SHARD_DIR, bar)
+            results = engine(tasks, config, inp.body, workers)
+            try:
+                write_shards(plan, pending, results, out_dir / SHARD_DIR, bar)
+            finally:  # on an error (a full disk) too: free the teachers / the pool now, not at interpreter exit
+                if hasattr(results, "close"):
+                    results.close()
         finally:
             bar.close()
     return time.perf_counter() - start

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labeltool.coco import image_path
+from labeltool.coco import resolve_inside
 from labeltool.distill.body import ImageTask
 from labeltool.distill.inputs import DistillInput
 from labeltool.distill.shards import chunk
@@ -48,8 +48,11 @@ def make_plan(inp: DistillInput, limit: int | None, shard_size: int) -> Plan:
     def tasks_of(image_ids: list[int]) -> Iterator[ImageTask]:
         for image_id in image_ids:
             sel = persons.get(image_id, none)
-            path = str(image_path(inp.images_dir, index[image_id]))
-            task = inp.body.task(ds, image_id, path, sel[to_label[sel]])
+            name = index[image_id]["file_name"]
+            inside = resolve_inside(inp.images_dir, name)  # a name outside the folder is logged, never read
+            task = inp.body.task(ds, image_id, str(inside or name), sel[to_label[sel]])
+            if inside is None:
+                task.error = f"{name!r}: file name outside the image folder {inp.images_dir} (not read)"
             if inp.extra is not None and len(task.ann_ids):
                 task.extra = inp.extra[sel[to_label[sel]]]
             yield task

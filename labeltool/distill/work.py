@@ -128,6 +128,9 @@ class Distiller:
         """Label one image; a missing / unreadable image or a teacher failure becomes ``result.error``."""
         start = time.perf_counter()
         result = ImageResult(image_id=task.image_id)
+        if task.error:  # the plan refused the image (its name leaves the image folder): never read
+            result.error = task.error
+            return result
         try:
             image = read_rgb(task.path)
         except ImageReadError as err:

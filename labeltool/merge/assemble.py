@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from labeltool.coco import KEYPOINT_KEYS, AtomicFile, PoseDataset, flat_document, wholebody_document
+from labeltool.coco import (
+    KEYPOINT_KEYS,
+    AtomicFile,
+    PoseDataset,
+    flat_document,
+    wholebody_document,
+    write_errors_name,
+)
 from labeltool.distill.shards import read_shard, shard_path
 from labeltool.halpe import to_halpe136
 from labeltool.labels_table import LabelsTable, LabelsWriter
@@ -41,28 +48,40 @@ class JsonDocumentWriter:
     def __init__(self, path: Path, head: dict, list_key: str, tail: dict):
         self.path = Path(path)
         self.tail = tail
-        self.target = AtomicFile(self.path)
-        self.file = open(self.target.tmp, "wb")  # noqa: SIM115 - closed by close() / abort()
-        self.file.write(b"{")
-        for key, value in head.items():
-            self.file.write(orjson.dumps(key) + b":" + _dumps(value) + b",")
-        self.file.write(orjson.dumps(list_key) + b":[")
+        with write_errors_name(self.path):  # a full disk names the output, not the temp file
+            self.target = AtomicFile(self.path)
+            try:
+                self.file = open(self.target.tmp, "wb")  # noqa: SIM115 - closed by close() / abort()
+            except BaseException:
+                self.target.abort()
+                raise
+            self.file.write(b"{")
+            for key, value in head.items():
+                self.file.write(orjson.dumps(key) + b":" + _dumps(value) + b",")
+            self.file.write(orjson.dumps(list_key) + b":[")
         self.first = True
 
     def write(self, items: list[dict]) -> None:
-        for item in items:
-            if not self.first:
-                self.file.write(b",")
-            self.file.write(_dumps(item))
-            self.first = False
+        with write_errors_name(self.path):
+            for item in items:
+                if not self.first:
+                    self.file.write(b",")
+                self.file.write(_dumps(item))
+                self.first = False
+
+    def finish(self) -> None:
+        """Write the tail and close the temp file; :meth:`AtomicFile.commit` of ``target`` then renames it."""
+        with write_errors_name(self.path):
+            self.file.write(b"]")
+            for key, value in self.tail.items():
+                self.file.write(b"," + orjson.dumps(key) + b":" + _dumps(value))
+            self.file.write(b"}")
+            self.file.close()
 
     def close(self) -> None:
-        self.file.write(b"]")
-        for key, value in self.tail.items():
-            self.file.write(b"," + orjson.dumps(key) + b":" + _dumps(value))
-        self.file.write(b"}")
-        self.file.close()
-        self.target.commit()
+        self.finish()
+        with write_errors_name(self.path):
+            self.target.commit()
 
     def abort(self) -> None:
         with suppress(OSError):  # closing flushes, which fails again on a full disk
@@ -232,9 +251,12 @@ def assemble(
             if len(batch) >= FLUSH_PERSONS:
                 flush()
         flush()
-        for _, w in writers:
-            w.close()
-        parquet.close()
+        for _, w in writers:  # every file finished before any is renamed: a full disk changes none of them
+            w.finish()
+        parquet.finish()
+        for target in [*(w.target for _, w in writers), parquet.target]:
+            with write_errors_name(target.path):
+                target.commit()
     except BaseException:
         for _, w in writers:
             w.abort()
