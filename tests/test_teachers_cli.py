@@ -114,3 +114,24 @@ def test_teach_hand_results_list_with_side(tmp_path, realdata):
     (p,) = json.loads(out.read_text())
     assert p["side"] == "left" and p["handedness_contradicts"] is True and p["right_prob"] > 0.8
     assert len(p["keypoints"]) == 63 and p["score"] > 0.5
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"images": [{"id": 1, "file_name": "../secret.jpg"}], "annotations": [{"image_id": 1, "bbox": [0, 0, 5, 5]}]},
+        [{"image_id": 1, "file_name": "../secret.jpg", "bbox": [0, 0, 5, 5]}],
+    ],
+)
+def test_teach_never_reads_an_image_outside_the_image_folder(tmp_path, content):
+    import cv2
+
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(tmp_path / "secret.jpg"), np.zeros((8, 8, 3), np.uint8))  # exists, beside --images
+    path = _boxes(tmp_path, content)
+    out = tmp_path / "out.json"
+    result = _run(["--part", "face", "--images", str(images), "--boxes", path, "--out", str(out)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "'../secret.jpg'" in result.output and "outside the image folder" in result.output
+    assert not out.exists()

@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from labeltool.boxfile import read_box_file
+from labeltool.coco import image_path
 from labeltool.errors import UserError
 from labeltool.teachers.base import CROP_HAND, Teacher
 from labeltool.teachers.registry import DEFAULT_BACKENDS, NONE, backends_of, build_teacher, lookup_spec
@@ -38,7 +39,7 @@ def read_boxes(path: Path, images_dir: Path) -> tuple[dict[int, Path], list[BoxE
     ``<image_id as 12 digits>.jpg`` (COCO), else ``<image_id>.jpg`` / ``.png`` in the image folder.
     """
     boxes = read_box_file(path)
-    files = {int(im["id"]): images_dir / im["file_name"] for im in boxes.images or []}
+    files = {int(im["id"]): image_path(images_dir, im) for im in boxes.images or []}
     out = []
     for i, e in enumerate(boxes.entries):
         where = boxes.where(i)
@@ -71,7 +72,7 @@ def read_boxes(path: Path, images_dir: Path) -> tuple[dict[int, Path], list[BoxE
 
 
 def _find_image(images_dir: Path, image_id: int, file_name: str | None, boxes_path: Path) -> Path:
-    candidates = [images_dir / file_name] if file_name else []
+    candidates = [image_path(images_dir, {"id": image_id, "file_name": file_name})] if file_name else []
     candidates += [images_dir / f"{image_id:012d}.jpg", images_dir / f"{image_id}.jpg", images_dir / f"{image_id}.png"]
     for c in candidates:
         if c.is_file():
