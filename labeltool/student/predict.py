@@ -22,6 +22,7 @@ from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_for
 from labeltool.student.codec import SimCCCodec, flip_simcc
 from labeltool.student.data import BOX_PADDING, box_center_scale, crop_matrices, invert_affine, read_rgb
+from labeltool.student.mmpose_checkpoint import load_mmpose_checkpoint
 from labeltool.student.model import Student, StudentConfig
 
 KEYPOINT_SCORE_THR = 0.2  # mmpose's rescoring: instance score = box score x mean of the scores above this
@@ -32,6 +33,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    from_mmpose = load_mmpose_checkpoint(path)  # an mmpose RTMPose checkpoint, as a student checkpoint
+    if from_mmpose is not None:
+        return from_mmpose
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many types for a damaged file
@@ -43,6 +47,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> Student:
     """The student in ``ckpt`` (its EMA weights when present and ``use_ema``), in eval mode."""
+    if ckpt.get("incomplete"):  # e.g. an RTMW checkpoint: its backbone alone is no model
+        raise UserError(ckpt["incomplete"])
     model = Student(StudentConfig.from_dict(ckpt["config"]))
     state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
     model.load_state_dict(state)
