@@ -137,7 +137,9 @@ def convert_mmpose_state(state: dict[str, torch.Tensor], path: Path, split_ratio
         why = (f"its neck ({', '.join(neck)}; RTMW's CSPNeXtPAFPN) is not part of the student" if neck
                else "it has no RTMCC head (head.final_layer / head.cls_x)")
         backbone = {k: v for k, v in renamed.items() if k.startswith("backbone.")}
-        return _checkpoint(config, backbone, f"mmpose {name} backbone", path,
+        origin = (f"mmpose checkpoint with a neck (RTMW-style), its CSPNeXt backbone as in {name}" if neck
+                  else f"mmpose {name} backbone")
+        return _checkpoint(config, backbone, origin, path,
                            incomplete=f"{path}: {why}; only its CSPNeXt backbone can load "
                                       f"(wbt train-student --init), not a whole model")
     config = _head_config(renamed, preset, deepen, widen, split_ratio, path)
