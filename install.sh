@@ -37,6 +37,26 @@ elif [ "${1:-}" = "--test" ]; then
       python3 -m venv "$venv" && "$venv/bin/pip" install "$pkg"
     fi
   done
+  # --- RTMPose ecosystem test venvs (tests/test_student_mmpose.py, tests/test_export_rtmlib.py) ---
+  # mmpose 1.3.2 without compiled ops (mmcv-lite; mmdet refuses mmcv-lite 2.2) on the CPU torch, and
+  # rtmlib 0.0.16 with headless OpenCV. Installed last with --no-deps: their metadata asks for
+  # torchvision, chumpy and the GUI OpenCV; what they import is installed first.
+  venv="$HOME/.cache/wbt/mmpose-venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/pip" show mmpose >/dev/null 2>&1; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "torch==2.13.0"
+    "$venv/bin/pip" install -q addict yapf termcolor rich munkres shapely terminaltables json_tricks six pyyaml \
+      packaging "setuptools<81" numpy opencv-python-headless scipy matplotlib cython wheel
+    "$venv/bin/pip" install -q --no-build-isolation --no-binary xtcocotools xtcocotools
+    "$venv/bin/pip" install -q --no-deps mmengine==0.10.7 mmcv-lite==2.1.0 mmdet==3.3.0 mmpose==1.3.2
+  fi
+  venv="$HOME/.cache/wbt/rtmlib-venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/pip" show rtmlib >/dev/null 2>&1; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q onnxruntime numpy opencv-python-headless tqdm
+    "$venv/bin/pip" install -q --no-deps rtmlib==0.0.16
+  fi
+  # --- end of the RTMPose ecosystem block ---
   # Headless Chromium (Debian) for the HTML report test; needs root, else that test skips.
   if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium

@@ -63,7 +63,8 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--val-every", default=10, show_default=True, help="Validate every N epochs (and after the last).")
 @click.option("--val-flip", is_flag=True, help="Flip test-time augmentation in validation.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
-@click.option("--init", type=click.Path(), default="", help="Start from this checkpoint's weights.")
+@click.option("--init", type=click.Path(), default="", help="Start from this checkpoint's weights (a student or "
+              "an mmpose RTMPose checkpoint; tensors that do not fit start fresh).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--max-steps-per-epoch", default=0, help="Cap the steps per epoch (0: a full pass).")
@@ -116,7 +117,8 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
 
 
 @click.command("predict")
-@click.option("--model", "model_path", required=True, type=click.Path(), help="Student checkpoint (last.pt).")
+@click.option("--model", "model_path", required=True, type=click.Path(),
+              help="Student checkpoint (last.pt), or an mmpose RTMPose checkpoint (.pth).")
 @click.option("--images", required=True, type=click.Path(), help="Image directory.")
 @click.option("--gt", type=click.Path(), help="GT json: predict on its person boxes (and map image ids to files).")
 @click.option("--boxes", type=click.Path(), help="Detector boxes (COCO detection results json).")
@@ -142,13 +144,15 @@ def predict_command(model_path, images, gt, boxes, out, flip, batch_size, worker
 
 
 @click.command("export")
-@click.option("--model", "model_path", required=True, type=click.Path(), help="Student checkpoint.")
+@click.option("--model", "model_path", required=True, type=click.Path(),
+              help="Student checkpoint, or an mmpose RTMPose checkpoint.")
 @click.option("--onnx", "onnx_path", required=True, type=click.Path(), help="Output .onnx file.")
 @click.option("--no-check", is_flag=True, help="Do not run the file with onnxruntime.")
 @click.option("--no-ema", is_flag=True)
 def export_command(model_path, onnx_path, no_check, no_ema):
-    """Export a student to ONNX (input: RGB float 0..255, N x 3 x H x W; outputs: SimCC x / y logits)."""
-    from labeltool.student.predict import export_onnx
+    """Export a student to ONNX as rtmlib's RTMPose runs it (input: (BGR - mean) / std, N x 3 x H x W;
+    outputs: SimCC x / y logits, arg-max / 2 = input pixels). See docs/student.md."""
+    from labeltool.student.export import export_onnx
 
     click.echo(export_onnx(model_path, onnx_path, use_ema=not no_ema, check=not no_check))
 

@@ -1,4 +1,4 @@
-"""Top-down inference with a trained student: checkpoints, batched crops, flip TTA, results json, pose NMS, ONNX.
+"""Top-down inference with a trained student: checkpoints, batched crops, flip TTA, results json, pose NMS.
 
 Results are written in the COCO-WholeBody results format that ``wbt eval`` (and the official
 xtcocotools scripts) read: per person ``image_id``, ``category_id``, ``score`` and the split
@@ -9,7 +9,6 @@ keys ``keypoints`` (17 x 3), ``foot_kpts``, ``face_kpts``, ``lefthand_kpts``,
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +16,12 @@ import cv2
 import numpy as np
 import torch
 
-from labeltool.coco import image_path, load_pose_dataset, read_json, write_bytes_atomic, write_json_atomic
+from labeltool.coco import image_path, load_pose_dataset, read_json, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_for
 from labeltool.student.codec import SimCCCodec, flip_simcc
 from labeltool.student.data import BOX_PADDING, box_center_scale, crop_matrices, invert_affine, read_rgb
+from labeltool.student.mmpose_checkpoint import load_mmpose_checkpoint
 from labeltool.student.model import Student, StudentConfig
 
 KEYPOINT_SCORE_THR = 0.2  # mmpose's rescoring: instance score = box score x mean of the scores above this
@@ -32,6 +32,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    from_mmpose = load_mmpose_checkpoint(path)  # an mmpose RTMPose checkpoint, as a student checkpoint
+    if from_mmpose is not None:
+        return from_mmpose
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many types for a damaged file
@@ -43,6 +46,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> Student:
     """The student in ``ckpt`` (its EMA weights when present and ``use_ema``), in eval mode."""
+    if ckpt.get("incomplete"):  # e.g. an RTMW checkpoint: its backbone alone is no model
+        raise UserError(ckpt["incomplete"])
     model = Student(StudentConfig.from_dict(ckpt["config"]))
     state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
     model.load_state_dict(state)
@@ -262,42 +267,3 @@ def _nms_per_image(keypoints, image_ids, scores, bboxes, layout, method, thr):
     if not kps:
         return np.zeros((0, k, 3)), np.zeros(0, np.int64), np.zeros(0)
     return np.concatenate(kps), np.concatenate(ids), np.concatenate(scs)
-
-
-# --------------------------------------------------------------------------- export
-
-
-def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = True, opset: int = 17) -> str:
-    """Write the student as ONNX (input ``images`` (B, 3, H, W) float RGB 0..255, outputs ``simcc_x`` and
-    ``simcc_y``, dynamic batch). With ``check``, runs it with onnxruntime (if installed) against PyTorch and
-    returns a line saying how close they agree."""
-    import io
-
-    model = model_from_checkpoint(load_checkpoint(model_path), use_ema)
-    w, h = model.config.input_size
-    example = torch.rand(2, 3, h, w) * 255
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (example,), buffer, input_names=["images"], output_names=["simcc_x", "simcc_y"],
-                          dynamic_axes={"images": {0: "batch"}, "simcc_x": {0: "batch"}, "simcc_y": {0: "batch"}},
-                          opset_version=opset, dynamo=False)
-    write_bytes_atomic(buffer.getvalue(), out_path)
-    if not check:
-        return f"wrote {out_path} (not checked)"
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return f"wrote {out_path}; not checked: onnxruntime is not installed (pip install onnxruntime)"
-    session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
-    x = (torch.rand(3, 3, h, w) * 255).numpy().astype(np.float32)
-    ox, oy = session.run(["simcc_x", "simcc_y"], {"images": x})
-    with torch.no_grad():
-        tx, ty = model(torch.from_numpy(x))
-    err = max(float(np.abs(ox - tx.numpy()).max()), float(np.abs(oy - ty.numpy()).max()))
-    scale = max(float(np.abs(tx.numpy()).max()), float(np.abs(ty.numpy()).max()))
-    if not err <= 1e-3 * max(scale, 1.0):
-        raise UserError(f"{out_path}: onnxruntime output differs from PyTorch by {err:.3g} (max |output| {scale:.3g})")
-    return f"wrote {out_path}; onnxruntime {ort.__version__} agrees with PyTorch (max abs diff {err:.2e} on batch 3)"

@@ -327,6 +327,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     trainer = Trainer(cfg, layout, device, world, total_steps=steps_per_epoch * cfg.epochs)
     model, ema, optimizer, scheduler = trainer.model, trainer.ema, trainer.optimizer, trainer.scheduler
     if cfg.init and resume_state is None:
+        from labeltool.student.mmpose_checkpoint import init_message
         from labeltool.student.predict import load_checkpoint
 
         init = load_checkpoint(cfg.init)
@@ -334,7 +335,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         if ema is not None:
             ema.module.load_state_dict(model.state_dict())
         if main_process and missing:
-            print(f"--init {cfg.init}: {missing} tensors did not fit this model and start fresh")
+            print(init_message(cfg.init, init, model))
     start_epoch, history = 0, []
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])

@@ -1,0 +1,88 @@
+"""`wbt export`: the student as an ONNX file that rtmlib's ``RTMPose`` (and mmdeploy's convention) runs as is.
+
+The convention (rtmlib 0.0.16, ``RTMPose(onnx_model=FILE, model_input_size=(W, H))`` with its
+defaults): the caller crops the person from the **BGR** image it holds, computes
+``(crop - mean) / std`` with mean (123.675, 116.28, 103.53) and std (58.395, 57.12, 57.375)
+applied to the channels in that (B, G, R) order, and feeds ``input`` (N, 3, H, W) float32;
+the outputs ``simcc_x`` (N, K, 2W) and ``simcc_y`` (N, K, 2H) are raw SimCC logits, decoded by
+arg-max / 2. The student was trained on RGB 0..255 and normalises itself, so the exported graph
+first undoes the caller's normalisation and reorders the channels; what the network computes is
+otherwise unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from labeltool.coco import write_bytes_atomic
+from labeltool.errors import UserError
+from labeltool.student.model import IMAGENET_MEAN, IMAGENET_STD, Student
+
+# rtmlib's RTMPose defaults, applied to the BGR channels in this order.
+RTMLIB_MEAN = IMAGENET_MEAN
+RTMLIB_STD = IMAGENET_STD
+
+
+class RtmlibInput(nn.Module):
+    """The student behind rtmlib's input: ``(BGR - RTMLIB_MEAN) / RTMLIB_STD`` in, SimCC logits out."""
+
+    def __init__(self, student: Student):
+        super().__init__()
+        self.student = student
+        self.register_buffer("mean", torch.tensor(RTMLIB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(RTMLIB_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, normalised_bgr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        bgr = normalised_bgr * self.std + self.mean
+        return self.student(bgr.flip(1))
+
+
+def rtmlib_input(crops_bgr: np.ndarray) -> np.ndarray:
+    """What rtmlib feeds the network for uint8 BGR crops (B, H, W, 3): (B, 3, H, W) float32."""
+    x = (crops_bgr.astype(np.float64) - np.asarray(RTMLIB_MEAN)) / np.asarray(RTMLIB_STD)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = True, opset: int = 17) -> str:
+    """Write the student at ``model_path`` (a student or mmpose checkpoint) as ONNX in rtmlib's convention
+    (input ``input``, outputs ``simcc_x`` and ``simcc_y``, dynamic batch). With ``check``, runs the file with
+    onnxruntime (if installed) against PyTorch on BGR crops and returns a line saying how close they agree."""
+    from labeltool.student.predict import load_checkpoint, model_from_checkpoint
+
+    student = model_from_checkpoint(load_checkpoint(model_path), use_ema)
+    model = RtmlibInput(student).eval()
+    w, h = student.config.input_size
+    rng = np.random.default_rng(0)
+    example = torch.from_numpy(rtmlib_input(rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)))
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), buffer, input_names=["input"], output_names=["simcc_x", "simcc_y"],
+                          dynamic_axes={"input": {0: "batch"}, "simcc_x": {0: "batch"}, "simcc_y": {0: "batch"}},
+                          opset_version=opset, dynamo=False)
+    write_bytes_atomic(buffer.getvalue(), out_path)
+    if not check:
+        return f"wrote {out_path} (not checked)"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return f"wrote {out_path}; not checked: onnxruntime is not installed (pip install onnxruntime)"
+    session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
+    bgr = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
+    ox, oy = session.run(["simcc_x", "simcc_y"], {"input": rtmlib_input(bgr)})
+    with torch.no_grad():  # the student itself on the same crops, as RGB 0..255
+        tx, ty = student(torch.from_numpy(bgr[..., ::-1].copy()).permute(0, 3, 1, 2).float())
+    err = max(float(np.abs(ox - tx.numpy()).max()), float(np.abs(oy - ty.numpy()).max()))
+    scale = max(float(np.abs(tx.numpy()).max()), float(np.abs(ty.numpy()).max()))
+    if not err <= 1e-3 * max(scale, 1.0):
+        raise UserError(f"{out_path}: onnxruntime output differs from PyTorch by {err:.3g} (max |output| {scale:.3g})")
+    return (f"wrote {out_path} (rtmlib convention: BGR crops, (x - mean) / std, {w}x{h}); onnxruntime "
+            f"{ort.__version__} agrees with PyTorch (max abs diff {err:.2e} on batch 3)")

@@ -1,0 +1,236 @@
+"""mmpose RTMPose checkpoints in the student: key names, architecture inference, safe reading, and
+(slow) equality with mmpose's own model built in mmpose's own environment.
+
+The slow tests run ``tests/mmpose_rtmpose_reference.py`` in the mmpose venv that ``install.sh
+--test`` makes at ``~/.cache/wbt/mmpose-venv`` (mmpose 1.3.2 on mmcv-lite, CPU torch, no
+torchvision; or point ``WBT_MMPOSE_PYTHON`` at another interpreter), and skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from labeltool.cli import main
+from labeltool.errors import UserError
+from labeltool.student.mmpose_checkpoint import InertObject, convert_mmpose_state, read_weights_only, student_key
+from labeltool.student.model import Student, StudentConfig, count_parameters
+from labeltool.student.predict import load_checkpoint, model_from_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+MMPOSE_PYTHON = Path(os.environ.get("WBT_MMPOSE_PYTHON", Path.home() / ".cache" / "wbt" / "mmpose-venv" / "bin"
+                                    / "python"))
+RTMPOSE_M_WHOLEBODY_PARAMETERS = 17_953_039  # mmpose's count (measured by the issue's author and by this test)
+
+# Real names from mmpose 1.3.2's RTMPose-m state dict -> the student's.
+KNOWN_NAMES = {
+    "backbone.stem.0.conv.weight": "backbone.stem.0.0.weight",
+    "backbone.stem.2.bn.running_var": "backbone.stem.2.1.running_var",
+    "backbone.stage1.0.bn.num_batches_tracked": "backbone.stages.0.0.1.num_batches_tracked",
+    "backbone.stage1.1.main_conv.conv.weight": "backbone.stages.0.1.main.0.weight",
+    "backbone.stage2.1.short_conv.bn.bias": "backbone.stages.1.1.short.1.bias",
+    "backbone.stage3.1.final_conv.bn.weight": "backbone.stages.2.1.final.1.weight",
+    "backbone.stage1.1.blocks.1.conv1.conv.weight": "backbone.stages.0.1.blocks.1.conv1.0.weight",
+    "backbone.stage2.1.blocks.0.conv2.depthwise_conv.conv.weight": "backbone.stages.1.1.blocks.0.depthwise.0.weight",
+    "backbone.stage2.1.blocks.0.conv2.pointwise_conv.bn.running_mean":
+        "backbone.stages.1.1.blocks.0.pointwise.1.running_mean",
+    "backbone.stage1.1.attention.fc.bias": "backbone.stages.0.1.attention.fc.bias",
+    "backbone.stage4.1.conv1.conv.weight": "backbone.stages.3.1.reduce.0.weight",
+    "backbone.stage4.1.conv2.bn.weight": "backbone.stages.3.1.out.1.weight",
+    "backbone.stage4.2.blocks.0.conv1.bn.weight": "backbone.stages.3.2.blocks.0.conv1.1.weight",
+    "head.final_layer.weight": "head.final.weight",
+    "head.mlp.0.g": "head.mlp.0.g",
+    "head.mlp.1.weight": "head.mlp.1.weight",
+    "head.gau.ln.g": "head.gau.norm.g",
+    "head.gau.res_scale.scale": "head.gau.res_scale",
+    "head.gau.uv.weight": "head.gau.uv.weight",
+    "head.cls_y.weight": "head.cls_y.weight",
+}
+
+
+def test_mmpose_names_map_onto_the_student():
+    for mmpose_name, ours in KNOWN_NAMES.items():
+        assert student_key(mmpose_name) == ours, mmpose_name
+    assert student_key("module.head.cls_x.weight") == "head.cls_x.weight"
+
+
+def _as_mmpose(state: dict) -> dict:
+    """A student state dict under mmpose's names (the inverse of student_key, for the known layer kinds)."""
+    inverse = {}
+    for key, value in state.items():
+        k = re.sub(r"^backbone\.stages\.(\d)\.", lambda m: f"backbone.stage{int(m[1]) + 1}.", key)
+        k = re.sub(r"\.reduce\.", ".conv1.", k)
+        k = re.sub(r"\.out\.", ".conv2.", k)
+        for ours, theirs in ((".main.", ".main_conv."), (".short.", ".short_conv."), (".final.", ".final_conv."),
+                             (".depthwise.", ".conv2.depthwise_conv."), (".pointwise.", ".conv2.pointwise_conv.")):
+            k = k.replace(ours, theirs) if k.startswith("backbone.") else k
+        k = re.sub(r"\.0\.(weight)$", r".conv.\1", k) if k.startswith("backbone.") else k
+        k = re.sub(r"\.1\.(weight|bias|running_mean|running_var|num_batches_tracked)$", r".bn.\1", k) \
+            if k.startswith("backbone.") else k
+        k = {"head.final.weight": "head.final_layer.weight", "head.final.bias": "head.final_layer.bias",
+             "head.gau.norm.g": "head.gau.ln.g", "head.gau.res_scale": "head.gau.res_scale.scale"}.get(k, k)
+        inverse[k] = value
+    assert {student_key(k) for k in inverse} == set(state)
+    return inverse
+
+
+@pytest.mark.parametrize("preset,keypoints,size", [("s", 26, (192, 256)), ("tiny", 136, (288, 384)),
+                                                   ("tiny", 17, (192, 256))])
+def test_architecture_is_read_from_the_weights(preset, keypoints, size, tmp_path):
+    config = StudentConfig(preset=preset, num_keypoints=keypoints, input_size=size)
+    model = Student(config).eval()
+    state = {k: v for k, v in _as_mmpose(model.state_dict()).items() if "num_batches_tracked" not in k}
+    path = tmp_path / "published.pth"
+    torch.save({"meta": {"cfg": "codec = dict(simcc_split_ratio=2.0)"}, "state_dict": state}, path)
+    ckpt = load_checkpoint(path)
+    assert StudentConfig.from_dict(ckpt["config"]) == config
+    assert ckpt["incomplete"] is None and f"{keypoints}" in ckpt["origin"]
+    loaded = model_from_checkpoint(ckpt)
+    images = torch.rand(2, 3, size[1], size[0]) * 255
+    with torch.no_grad():
+        for a, b in zip(loaded(images), model(images)):
+            assert torch.equal(a, b)
+
+
+def test_other_architectures_are_refused_naming_what_is_missing(tmp_path):
+    vitpose = {"backbone.patch_embed.projection.weight": torch.zeros(768, 3, 16, 16),
+               "head.deconv_layers.0.weight": torch.zeros(768, 256, 4, 4)}
+    with pytest.raises(UserError, match=r"no CSPNeXt backbone \(backbone.stem.0.conv.weight missing"):
+        convert_mmpose_state(vitpose, tmp_path / "vitpose.pth")
+    state = _as_mmpose(Student(StudentConfig(preset="tiny", num_keypoints=17)).state_dict())
+    state["head.gau.w"] = torch.zeros(10)  # a GAU with relative position bias
+    with pytest.raises(UserError, match=r"tensors the student does not have: head.gau.w"):
+        convert_mmpose_state(state, tmp_path / "relbias.pth")
+    state.pop("head.gau.w")
+    state.pop("head.gau.uv.weight")
+    with pytest.raises(UserError, match=r"tensors the file lacks: head.gau.uv.weight"):
+        convert_mmpose_state(state, tmp_path / "partial.pth")
+
+
+class _Exploit:
+    """Unpickling this would run code (exec writes a marker file)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+class MetaThing:
+    def __init__(self):
+        self.values = [1, 2, 3]
+
+
+def test_foreign_objects_are_read_as_inert_stand_ins(tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "mmpose-like.pth"
+    state = _as_mmpose(Student(StudentConfig(preset="tiny", num_keypoints=17)).state_dict())
+    torch.save({"meta": {"hub": MetaThing(), "evil": _Exploit(marker)}, "state_dict": state}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)  # what torch alone says
+    obj = read_weights_only(path)
+    assert not marker.exists()  # nothing from the file ran
+    assert isinstance(obj["meta"]["hub"], InertObject) and obj["meta"]["hub"].state == {"values": [1, 2, 3]}
+    assert isinstance(obj["meta"]["evil"], InertObject)
+    assert load_checkpoint(path)["origin"].startswith("mmpose RTMPose-t body-17")
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- against mmpose itself (slow)
+
+
+@pytest.fixture(scope="module")
+def mmpose_reference(tmp_path_factory) -> Path:
+    if not MMPOSE_PYTHON.is_file():
+        pytest.skip(f"mmpose venv not found at {MMPOSE_PYTHON} (install.sh --test makes it)")
+    out = tmp_path_factory.mktemp("mmpose")
+    run = subprocess.run([str(MMPOSE_PYTHON), str(REPO / "tests" / "mmpose_rtmpose_reference.py"), str(out)],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "RTMPose-m whole-body built" in run.stdout
+    return out
+
+
+@pytest.mark.slow
+def test_rtmpose_m_wholebody_gives_mmposes_logits(mmpose_reference):
+    ckpt = load_checkpoint(mmpose_reference / "rtmpose-m.pth")  # a full training checkpoint, meta and all
+    assert ckpt["origin"] == "mmpose RTMPose-m whole-body-133, input 192x256"
+    model = model_from_checkpoint(ckpt)
+    reference = torch.load(mmpose_reference / "reference.pt", weights_only=True)
+    images = torch.load(mmpose_reference / "images.pt", weights_only=True)
+    assert count_parameters(model) == reference["parameters"] == RTMPOSE_M_WHOLEBODY_PARAMETERS
+    with torch.no_grad():
+        ours = model(images)
+    for axis, got in zip(("simcc_x", "simcc_y"), ours):
+        want = reference[axis]
+        assert got.shape == want.shape
+        assert float((got - want).abs().max()) <= 1e-5 * float(want.abs().max()), axis  # measured: 0.0
+        assert torch.equal(got.argmax(-1), want.argmax(-1)), axis
+    # RTMDet's batch norm eps (what the student had) moves the same weights' outputs: the check can fail
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eps = 1e-3
+    with torch.no_grad():
+        old_x, _ = model(images)
+    assert float((old_x - reference["simcc_x"]).abs().max()) > 0.1  # measured 4.65, 19 % of arg-maxes moved
+
+
+@pytest.mark.slow
+def test_predict_and_export_take_an_mmpose_checkpoint(mmpose_reference, realdata, tmp_path):
+    gt = realdata / "coco_wholebody" / "test_coco_wholebody.json"
+    out = tmp_path / "results.json"
+    run = CliRunner().invoke(main, ["predict", "--model", str(mmpose_reference / "rtmpose-m.pth"), "--images",
+                                    str(realdata / "coco_wholebody"), "--gt", str(gt), "--out", str(out),
+                                    "--workers", "0", "--device", "cpu"])
+    assert run.exit_code == 0, run.output
+    assert "wrote 14 poses" in run.output
+    run = CliRunner().invoke(main, ["export", "--model", str(mmpose_reference / "rtmpose-m.pth"), "--onnx",
+                                    str(tmp_path / "m.onnx"), "--no-check"])
+    assert run.exit_code == 0, run.output
+    assert (tmp_path / "m.onnx").stat().st_size > 60_000_000
+
+
+@pytest.mark.slow
+def test_body17_checkpoint_initialises_a_wholebody_student(mmpose_reference, realdata, tmp_path):
+    """A bare state dict of RTMPose-t body-17: the backbone loads, the 17-point keypoint layer starts fresh."""
+    d = realdata / "coco_wholebody"
+    run = CliRunner().invoke(main, [
+        "train-student", "--train", str(d / "test_coco_wholebody.json"), "--images", str(d), "--out",
+        str(tmp_path / "run"), "--preset", "tiny", "--init", str(mmpose_reference / "rtmpose-t-body17.pth"),
+        "--epochs", "1", "--max-steps-per-epoch", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu",
+        "--no-augment", "--no-ema"])
+    assert run.exit_code == 0, run.output
+    line = next(s for s in run.output.splitlines() if s.startswith("--init"))
+    assert line.endswith("rtmpose-t-body17.pth: mmpose RTMPose-t body-17, input 192x256: backbone loaded; head: "
+                         "keypoint layer starts fresh (17 keypoints in the file, 133 here), its 10 other tensors "
+                         "loaded"), line
+    body17 = torch.load(mmpose_reference / "rtmpose-t-body17.pth", weights_only=True)
+    trained = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
+    # one step of AdamW at warm-up lr moves each weight by ~lr: the stem is still the file's
+    assert torch.allclose(trained["backbone.stem.0.0.weight"], body17["backbone.stem.0.conv.weight"], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_rtmw_is_refused_as_a_model_but_lends_its_backbone(mmpose_reference, realdata, tmp_path):
+    d = realdata / "coco_wholebody"
+    rtmw = str(mmpose_reference / "rtmw-m.pth")
+    run = CliRunner().invoke(main, ["export", "--model", rtmw, "--onnx", str(tmp_path / "rtmw.onnx")])
+    assert run.exit_code == 2
+    assert "its neck (neck.bottom_up_blocks, neck.downsamples, neck.reduce_layers, neck.top_down_blocks; RTMW's " \
+           "CSPNeXtPAFPN) is not part of the student; only its CSPNeXt backbone can load" in run.output
+    assert "Traceback" not in run.output and not (tmp_path / "rtmw.onnx").exists()
+    run = CliRunner().invoke(main, [
+        "train-student", "--train", str(d / "test_coco_wholebody.json"), "--images", str(d), "--out",
+        str(tmp_path / "run"), "--preset", "m", "--init", rtmw, "--epochs", "1", "--max-steps-per-epoch", "1",
+        "--batch-size", "2", "--workers", "0", "--device", "cpu", "--no-augment", "--no-ema"])
+    assert run.exit_code == 0, run.output
+    assert (f"--init {rtmw}: mmpose checkpoint with a neck (RTMW-style), its CSPNeXt backbone as in RTMPose-m: "
+            "backbone loaded; head starts fresh") in run.output
