@@ -222,7 +222,7 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
 
     timing = {"images": 0, "persons": 0, "teacher_seconds": 0.0, "work_seconds": 0.0}
     this_run = dict(timing)
-    part_seconds = dict.fromkeys(("body", "face", "hand", "foot"), 0.0)
+    part_seconds = dict.fromkeys(("body", "face", "hand", "foot", "wholebody"), 0.0)
     pending_set = set(pending)
     for k in range(len(plan.chunks)):
         t = read_shard(shard_path(shard_dir, k)).timing
@@ -249,6 +249,7 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
         "points_by_source": {sources[k]: v for k, v in sorted(counts.sources.items())},
         "sources": sources,
         "models": config.teachers.describe(body=inp.body.needs_teacher),
+        "ensembles": {p: [s.source for s in specs] for p, specs in config.teachers.fillers().items() if len(specs) > 1},
         "body_from": inp.body.description,
         "small_toe": _small_toe_note(config),
         "halpe_head": "no offline teacher predicts the top of the head: Halpe 'head' stays unlabelled",
@@ -312,6 +313,11 @@ def _writes_to_fd2(stream) -> bool:
 
 def _small_toe_note(config: DistillConfig) -> str:
     foot = config.teachers.spec("foot")
+    whole = [s.source for s in config.teachers.fillers()["foot"] if s.part != "foot"]
+    if whole:
+        return f"the small toe is predicted by the whole-body model ({', '.join(whole)})" + (
+            f"; the foot teacher's is ESTIMATED (source '{foot.source}:small_toe_estimated')"
+            if foot.backend != "none" and config.teachers.small_toe == "estimate" else "")
     if foot.backend != "none" and config.teachers.small_toe == "estimate":
         return (
             "no offline model predicts the small toe: it is ESTIMATED from the foot's 3D pose and foot proportions "

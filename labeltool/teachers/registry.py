@@ -129,6 +129,13 @@ def build_teacher(spec: TeacherSpec, options: BuildOptions | None = None) -> Tea
     return BACKENDS[(spec.part, spec.backend)].build(spec, options or BuildOptions())
 
 
+def check_model_files(spec: TeacherSpec) -> None:
+    """Open and check the model file of ``spec`` when its backend has one (a one-line UserError when wrong)."""
+    entry = BACKENDS[(spec.part, spec.backend)]
+    if entry.check is not None:
+        entry.check(spec)
+
+
 def describe_spec(spec: TeacherSpec) -> dict:
     """What :meth:`Teacher.describe` of ``spec`` returns, without building the teacher."""
     return BACKENDS[(spec.part, spec.backend)].describe(spec)
@@ -216,10 +223,9 @@ class TeacherChoice:
 
     def check_files(self) -> None:
         """Open the model file of every spec whose backend checks one (a one-line UserError when wrong)."""
-        for spec in {s: None for s in self.specs if s.backend != NONE}:
-            entry = BACKENDS[(spec.part, spec.backend)]
-            if entry.check is not None:
-                entry.check(spec)
+        named_first = sorted((s for s in self.specs if s.backend != NONE), key=lambda s: s.part == "body")
+        for spec in named_first:  # a body teacher taken from a whole-body model is checked after it
+            check_model_files(spec)
 
     def spec(self, part: str) -> TeacherSpec:
         """The (first) spec of ``part``."""
