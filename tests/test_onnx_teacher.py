@@ -56,19 +56,19 @@ def test_crop_geometry_is_rtmlibs():
 
 
 def test_simcc_decoding_is_rtmlibs():
-    """arg-max / 2 per axis; score = the smaller maximum; a point with score <= 0 is not predicted."""
+    """arg-max / 2 per axis; score = the mean of the two maxima; a point with score <= 0 is not predicted."""
     sx = np.zeros((1, 3, 8))
     sy = np.zeros((1, 3, 6))
-    sx[0, 0, 5], sy[0, 0, 2] = 0.9, 0.7  # -> (2.5, 1.0), score 0.7
-    sx[0, 1, 1], sy[0, 1, 4] = 1.6, 1.2  # -> (0.5, 2.0), score 1.2, confidence clipped to 1
-    sy[0, 2] = -0.2
-    sx[0, 2, 3], sy[0, 2, 3] = 0.5, -0.1  # score -0.1: no prediction
+    sx[0, 0, 5], sy[0, 0, 2] = 0.9, 0.7  # -> (2.5, 1.0), score 0.8
+    sx[0, 1, 1], sy[0, 1, 4] = 1.6, 1.2  # -> (0.5, 2.0), score 1.4, confidence clipped to 1
+    sy[0, 2] = -0.7
+    sx[0, 2, 3], sy[0, 2, 3] = 0.5, -0.6  # score -0.05: no prediction
     locs, scores = decode_simcc(sx, sy)
     np.testing.assert_allclose(locs[0, :2], [[2.5, 1.0], [0.5, 2.0]])
-    np.testing.assert_allclose(scores[0], [0.7, 1.2, -0.1])
+    np.testing.assert_allclose(scores[0], [0.8, 1.4, -0.05])
     center, scale = np.array([[100.0, 50.0]]), np.array([[40.0, 30.0]])  # a 4x3 input over a 40x30 region
     out = to_image(locs, scores, center, scale, (4, 3))
-    np.testing.assert_allclose(out[0, 0], [2.5 / 4 * 40 + 80, 1.0 / 3 * 30 + 35, 0.7])
+    np.testing.assert_allclose(out[0, 0], [2.5 / 4 * 40 + 80, 1.0 / 3 * 30 + 35, 0.8])
     np.testing.assert_allclose(out[0, 1, 2], 1.0)
     assert not out[0, 2].any()
 

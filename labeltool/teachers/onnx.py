@@ -9,8 +9,8 @@ pre_processings.py, post_processings.py), so any model rtmlib runs is a teacher 
 - input: the **BGR** crop, ``(crop - mean) / std`` with mean (123.675, 116.28, 103.53) and std
   (58.395, 57.12, 57.375) applied to the channels in that (B, G, R) order, float32 (N, 3, H, W);
 - outputs ``simcc_x`` (N, K, 2W) and ``simcc_y`` (N, K, 2H), decoded by arg-max / 2 (split
-  ratio 2); the score is the smaller of the two maxima (rtmlib's ``get_simcc_maximum``), and a
-  point whose score is <= 0 is not predicted. The score, clipped to [0, 1], is the point's
+  ratio 2); the score is the mean of the two maxima (rtmlib 0.0.16's ``get_simcc_maximum``;
+  older rtmlib took the smaller one), and a point whose score is <= 0 is not predicted. The score, clipped to [0, 1], is the point's
   confidence (a logit maximum: well-trained RTMPose models give 0.3-1 on visible points).
 
 One onnxruntime session per model file and process, shared by the teachers built from it
@@ -90,9 +90,9 @@ def rtmlib_input(image_rgb: np.ndarray, matrices: np.ndarray, input_size: tuple[
 
 
 def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Input-pixel keypoints (M, K, 2) and scores (M, K): arg-max / 2, score = min of the two maxima (rtmlib)."""
+    """Input-pixel keypoints (M, K, 2) and scores (M, K): arg-max / 2, score = mean of the two maxima (rtmlib 0.0.16)."""
     locs = np.stack([simcc_x.argmax(axis=-1), simcc_y.argmax(axis=-1)], axis=-1).astype(np.float64) / SPLIT_RATIO
-    scores = np.minimum(simcc_x.max(axis=-1), simcc_y.max(axis=-1)).astype(np.float64)
+    scores = 0.5 * (simcc_x.max(axis=-1).astype(np.float64) + simcc_y.max(axis=-1))
     return locs, scores
 
 
