@@ -368,3 +368,23 @@ def test_teach_with_a_whole_body_model_writes_133_points(student_onnx, realdata,
     assert len(results) == 14 and all(len(r["keypoints"]) == 133 * 3 for r in results)
     conf = np.array([r["keypoints"][2::3] for r in results])
     assert ((conf >= 0) & (conf <= 1)).all() and (conf > 0).any()
+
+
+@pytest.mark.slow
+def test_without_body_keypoints_the_whole_body_model_is_the_body_teacher_too(student_onnx, realdata, tmp_path):
+    from labeltool.distill import inputs
+    from labeltool.distill.pipeline import distill
+    from labeltool.distill.work import DistillConfig
+    from labeltool.labels_table import read_labels
+
+    choice = TeacherChoice.parse(f"wholebody=onnx:{student_onnx}")
+    assert choice.spec("body") == TeacherSpec("body", "onnx", str(student_onnx))
+    summary = distill(inputs.from_images(realdata / "coco_wholebody"), tmp_path / "out", DistillConfig(choice),
+                      workers=1, progress=False)  # fmt: skip
+    table = read_labels(tmp_path / "out" / "labels.parquet")
+    names = list(table.source_names)
+    body = table.source[:, WHOLEBODY133.parts["body"]]
+    assert set(np.unique(body)) <= {names.index("none"), names.index("body:onnx:student")} and (body > 0).any()
+    models = summary["models"]
+    assert set(models) == {"body:onnx:student", "wholebody:onnx:student"}
+    assert models["body:onnx:student"]["files"] == models["wholebody:onnx:student"]["files"]
