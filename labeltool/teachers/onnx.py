@@ -178,7 +178,7 @@ def load_model(arg: str, expected: tuple[int, ...], what: str, threads: int | No
     try:
         import onnxruntime as ort
     except ImportError:
-        raise UserError(f"{path}: ONNX teachers need onnxruntime (pip install onnxruntime)") from None
+        raise UserError(f"{path}: ONNX teachers need onnxruntime (pip install -e '.[onnx]')") from None
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
