@@ -194,6 +194,7 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
     run = {
         "input": inp.identity,
         "teachers": config.teachers.as_dict(),
+        "models": config.teachers.describe(body=inp.body.needs_teacher),  # a changed model file is another run
         "rules": config.rules.as_dict(),
         "limit": limit,
         "shard_size": shard_size,
