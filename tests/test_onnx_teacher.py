@@ -379,6 +379,10 @@ def test_without_body_keypoints_the_whole_body_model_is_the_body_teacher_too(stu
 
     choice = TeacherChoice.parse(f"wholebody=onnx:{student_onnx}")
     assert choice.spec("body") == TeacherSpec("body", "onnx", str(student_onnx))
+    body_teacher, whole_teacher = choice.build(body=True)
+    assert body_teacher.model is whole_teacher.model  # one onnxruntime session for both
+    body_teacher.close()
+    whole_teacher.close()
     config = DistillConfig(choice, MergeRules(body_min_conf=0.01))  # the 6-step student's scores are low
     summary = distill(inputs.from_images(realdata / "coco_wholebody"), tmp_path / "out", config, workers=1,
                       progress=False)  # fmt: skip

@@ -124,7 +124,7 @@ class ModelInfo:
 class OnnxPoseModel:
     """An onnxruntime session of a top-down SimCC model and its rtmlib pre- and post-processing."""
 
-    def __init__(self, arg: str, expected: tuple[int, ...], what: str, threads: int | None = None):
+    def __init__(self, arg: str, expected: tuple[int, ...] = (), what: str = "onnx", threads: int | None = None):
         self.info, self.session = load_model(arg, expected, what, threads)
 
     def predict(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -154,25 +154,41 @@ _MODELS_LOCK = threading.Lock()
 
 
 def shared_model(arg: str, expected: tuple[int, ...], what: str, threads: int | None = None) -> OnnxPoseModel:
-    """The process's one :class:`OnnxPoseModel` of ``arg`` (built on first use, freed when no teacher holds it)."""
+    """The process's one :class:`OnnxPoseModel` of ``arg`` (built on first use, freed when no teacher holds it).
+
+    Teachers of one file share it (the whole-body and the body teacher); each checks its keypoint count.
+    """
     path, size = parse_arg(arg)
-    key = (str(path.resolve()), size, expected, threads)
+    key = (str(path.resolve()), size, threads)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
             model = OnnxPoseModel(arg, expected, what, threads)
             _MODELS[key] = model
-        return model
+    check_keypoints(model.info, expected, what)
+    return model
 
 
-def load_model(arg: str, expected: tuple[int, ...], what: str, threads: int | None = None):
+def _hint(what: str, expected: tuple[int, ...]) -> str:
+    want = " or ".join(str(k) for k in expected) if expected else "K"
+    return f"{what}:FILE[:WxH] expects a top-down SimCC model in rtmlib's convention with {want} keypoints"
+
+
+def check_keypoints(info: ModelInfo, expected: tuple[int, ...], what: str) -> None:
+    """One line naming the file when its keypoint count is not one of ``expected``."""
+    if info.num_keypoints not in expected:
+        want = " or ".join(str(k) for k in expected)
+        raise UserError(f"{info.path}: {info.num_keypoints} keypoints; expected {want} for {what} ({_hint(what, expected)})")
+
+
+def load_model(arg: str, expected: tuple[int, ...] = (), what: str = "onnx", threads: int | None = None):
     """Open and check ``FILE[:WxH]``: (:class:`ModelInfo`, session). Every mistake is one line naming the file.
 
-    ``expected``: the keypoint counts accepted; ``what``: the spec being built ('wholebody=onnx'), for messages.
+    ``expected``: the keypoint counts accepted (empty: any); ``what``: the spec being built
+    ('wholebody=onnx'), for messages.
     """
     path, given = parse_arg(arg)
-    want = " or ".join(str(k) for k in expected)
-    hint = f"{what}:FILE[:WxH] expects a top-down SimCC model in rtmlib's convention with {want} keypoints"
+    hint = _hint(what, expected)
     if not path.is_file():
         raise UserError(f"{path}: model file not found ({hint})")
     try:
@@ -217,14 +233,14 @@ def load_model(arg: str, expected: tuple[int, ...], what: str, threads: int | No
     if ox.ndim != 3 or oy.ndim != 3 or ox.shape[1] != oy.shape[1]:
         raise UserError(f"{path}: outputs of shapes {list(ox.shape)} and {list(oy.shape)}; expected (N, K, bins) ({hint})")
     k = ox.shape[1]
-    if k not in expected:
-        raise UserError(f"{path}: {k} keypoints; expected {want} for {what} ({hint})")
+    info = ModelInfo(path, inputs[0].name, (int(size[0]), int(size[1])), batch, int(k), outputs)
+    if expected:
+        check_keypoints(info, expected, what)
     if ox.shape[2] != SPLIT_RATIO * size[0] or oy.shape[2] != SPLIT_RATIO * size[1]:
         raise UserError(
             f"{path}: {ox.shape[2]} x {oy.shape[2]} SimCC bins for a {size[0]}x{size[1]} input; "
             f"expected {int(SPLIT_RATIO * size[0])} x {int(SPLIT_RATIO * size[1])} (split ratio 2)"
         )
-    info = ModelInfo(path, inputs[0].name, (int(size[0]), int(size[1])), batch, int(k), outputs)
     return info, session
 
 
