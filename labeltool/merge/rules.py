@@ -18,6 +18,8 @@ in docs/distill.md) are:
   Accepted teacher points get visibility ``TEACHER_VISIBILITY`` (2: labelled).
 - Every point carries a confidence (1 for ground truth, the teacher's own otherwise, 0 for
   none) and a source code (an index into the run's source names).
+- Several teachers for one part (an ensemble) are first combined point by point by their
+  agreement (:func:`combine_candidates`); the rules above then judge the combined candidate.
 """
 
 from __future__ import annotations
