@@ -6,8 +6,14 @@ defaults): the caller crops the person from the **BGR** image it holds, computes
 applied to the channels in that (B, G, R) order, and feeds ``input`` (N, 3, H, W) float32;
 the outputs ``simcc_x`` (N, K, 2W) and ``simcc_y`` (N, K, 2H) are raw SimCC logits, decoded by
 arg-max / 2. The student was trained on RGB 0..255 and normalises itself, so the exported graph
-first undoes the caller's normalisation and reorders the channels; what the network computes is
-otherwise unchanged.
+first undoes the caller's normalisation and reorders the channels.
+
+rtmlib (like mmpose) puts the box centre at crop pixel (W / 2, H / 2); wbt's crops put it at
+((W - 1) / 2, (H - 1) / 2), half a pixel away. The graph therefore resamples rtmlib's crop onto
+wbt's pixel grid (half a pixel in x and y, 4-tap Catmull-Rom) so the network sees the crop it
+was trained on, and shifts the SimCC outputs by half a pixel (one bin at split ratio 2) back
+onto rtmlib's grid. Measured on a briefly trained student: without this the points differ from
+``wbt predict`` by 0.75 px (median), with it by 0.15 px, the rest being rtmlib's plain arg-max.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from labeltool.coco import write_bytes_atomic
@@ -29,18 +36,38 @@ RTMLIB_MEAN = IMAGENET_MEAN
 RTMLIB_STD = IMAGENET_STD
 
 
+# Catmull-Rom weights of the pixels x - 1, x, x + 1, x + 2 for the value at x + 0.5.
+HALF_PIXEL_TAPS = (-1 / 16, 9 / 16, 9 / 16, -1 / 16)
+
+
 class RtmlibInput(nn.Module):
-    """The student behind rtmlib's input: ``(BGR - RTMLIB_MEAN) / RTMLIB_STD`` in, SimCC logits out."""
+    """The student behind rtmlib's input and crop: ``(BGR - RTMLIB_MEAN) / RTMLIB_STD`` of a crop centred on
+    (W / 2, H / 2) in, SimCC logits on that crop's grid out."""
 
     def __init__(self, student: Student):
         super().__init__()
+        bins_per_half_pixel = student.config.split_ratio / 2
+        if bins_per_half_pixel != int(bins_per_half_pixel):
+            raise UserError(f"SimCC split ratio {student.config.split_ratio}: rtmlib export needs an even ratio")
+        self.shift_bins = int(bins_per_half_pixel)
         self.student = student
         self.register_buffer("mean", torch.tensor(RTMLIB_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(RTMLIB_STD).view(1, 3, 1, 1), persistent=False)
+        taps = torch.tensor(HALF_PIXEL_TAPS)
+        self.register_buffer("taps_x", taps.view(1, 1, 1, 4).repeat(3, 1, 1, 1), persistent=False)
+        self.register_buffer("taps_y", taps.view(1, 1, 4, 1).repeat(3, 1, 1, 1), persistent=False)
 
     def forward(self, normalised_bgr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        bgr = normalised_bgr * self.std + self.mean
-        return self.student(bgr.flip(1))
+        rgb = (normalised_bgr * self.std + self.mean).flip(1)
+        rgb = F.pad(rgb, (1, 2, 1, 2), mode="replicate")  # resample half a pixel right and down: wbt's grid
+        rgb = F.conv2d(F.conv2d(rgb, self.taps_x, groups=3), self.taps_y, groups=3)
+        simcc_x, simcc_y = self.student(rgb)
+        return self._to_rtmlib_bins(simcc_x), self._to_rtmlib_bins(simcc_y)
+
+    def _to_rtmlib_bins(self, logits: torch.Tensor) -> torch.Tensor:
+        """Bin b on wbt's grid is bin b + shift on rtmlib's; the first bins get the row's minimum."""
+        low = logits.amin(dim=-1, keepdim=True).expand(-1, -1, self.shift_bins)
+        return torch.cat([low, logits[..., :-self.shift_bins]], dim=-1)
 
 
 def rtmlib_input(crops_bgr: np.ndarray) -> np.ndarray:
@@ -78,8 +105,8 @@ def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = T
     session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
     bgr = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
     ox, oy = session.run(["simcc_x", "simcc_y"], {"input": rtmlib_input(bgr)})
-    with torch.no_grad():  # the student itself on the same crops, as RGB 0..255
-        tx, ty = student(torch.from_numpy(bgr[..., ::-1].copy()).permute(0, 3, 1, 2).float())
+    with torch.no_grad():
+        tx, ty = model(torch.from_numpy(rtmlib_input(bgr)))
     err = max(float(np.abs(ox - tx.numpy()).max()), float(np.abs(oy - ty.numpy()).max()))
     scale = max(float(np.abs(tx.numpy()).max()), float(np.abs(ty.numpy()).max()))
     if not err <= 1e-3 * max(scale, 1.0):
