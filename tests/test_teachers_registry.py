@@ -36,9 +36,9 @@ def test_default_source_codes_are_those_of_earlier_outputs():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("face=magic", "unknown face backend 'magic' (choose from facemesh, dlib, fan, none)"),
-        ("body=none", "unknown body backend 'none' (choose from mediapipe)"),
-        ("elbow=x", "expected PART=BACKEND[:ARG][,...] with PART in body, face, hand, foot, small_toe"),
+        ("face=magic", "unknown face backend 'magic' (choose from facemesh, dlib, fan, onnx, none)"),
+        ("body=none", "unknown body backend 'none' (choose from mediapipe, onnx)"),
+        ("elbow=x", "expected PART=BACKEND[:ARG][,...] with PART in body, face, hand, foot, wholebody, small_toe"),
         ("face", "expected PART=BACKEND[:ARG][,...]"),
         ("face=dlib:model.dat", "face=dlib takes no ':model.dat'"),
         ("small_toe=maybe", "unknown small_toe choice 'maybe'"),
@@ -102,11 +102,16 @@ def test_spec_argument_goes_unchanged_to_the_factory(wholebody_backend):
         parse_spec("wholebody=fake")
 
 
-def test_two_teachers_for_one_part_are_refused_until_an_ensemble_exists(wholebody_backend):
-    with pytest.raises(UserError, match="foot=mediapipe and wholebody=fake:m.onnx both fill foot"):
-        TeacherChoice.parse("wholebody=fake:m.onnx")
+def test_a_whole_body_model_replaces_unnamed_part_teachers_and_ensembles_named_ones(wholebody_backend):
+    alone = TeacherChoice.parse("wholebody=fake:m.onnx")
+    assert {p: [str(s) for s in v] for p, v in alone.fillers().items()} == dict.fromkeys(
+        ("foot", "face", "lefthand", "righthand"), ["wholebody=fake:m.onnx"]
+    )
+    named = TeacherChoice.parse("foot=mediapipe,wholebody=fake:m.onnx")  # two teachers for the feet: an ensemble
+    assert [str(s) for s in named.fillers()["foot"]] == ["foot=mediapipe", "wholebody=fake:m.onnx"]
+    assert [str(s) for s in named.fillers()["face"]] == ["wholebody=fake:m.onnx"]
     choice = TeacherChoice.parse("face=none,hand=none,foot=none,wholebody=fake:m.onnx")
-    assert choice.sources()[-1] == "wholebody:fake"  # appended: the default codes do not move
+    assert choice.sources()[-1] == "wholebody:fake:m"  # appended (named by the model file): the default codes do not move
 
 
 def test_a_whole_body_teacher_fills_its_parts_through_the_distill_work(wholebody_backend, tmp_path):
@@ -128,7 +133,7 @@ def test_a_whole_body_teacher_fills_its_parts_through_the_distill_work(wholebody
     (box,) = teacher.calls[0]  # the person box: the body points' extent grown by 15 % per side
     np.testing.assert_allclose(box, [265 - 0.15 * 110, 90 - 0.15 * 340, 375 + 0.15 * 110, 430 + 0.15 * 340])
     labels = result.labels
-    code = choice.sources().index("wholebody:fake")
+    code = choice.sources().index("wholebody:fake:m")
     face = WHOLEBODY133.parts["face"]
     # every point at the person box centre (320, 260): the merge judges each part by its own rules.
     # face: centre inside the box the teacher ran on (the person box) -> accepted, with its source
@@ -167,7 +172,7 @@ def test_a_whole_body_teacher_near_the_body_is_accepted(wholebody_backend, tmp_p
     task = ImageTask(1, str(tmp_path / "a.jpg"), np.array([7]), body, np.zeros((1, 4)), np.zeros(1))
     with Distiller(DistillConfig(choice), AnnotatedBody(), teachers=[Placed(choice.spec("wholebody"))]) as d:
         labels = d.label_image(task).labels
-    code = choice.sources().index("wholebody:fake")
+    code = choice.sources().index("wholebody:fake:m")
     assert all(labels.status[p] == [ACCEPTED] for p in ("foot", "face", "lefthand", "righthand"))
     for part in ("foot", "face", "lefthand", "righthand"):
         idx = WHOLEBODY133.parts[part]

@@ -219,6 +219,7 @@ def _run_record(inp: DistillInput, config: DistillConfig, plan: Plan, limit: int
     return {
         "input": inp.identity,
         "teachers": config.teachers.as_dict(),
+        "models": config.teachers.describe(body=inp.body.needs_teacher),  # a changed model file is another run
         "rules": config.rules.as_dict(),
         "limit": limit,
         "shard_size": shard_size,

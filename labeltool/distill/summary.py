@@ -93,6 +93,7 @@ def build_summary(inp, config, plan: Plan, stats: RunStats, output_files: list[s
         "points_by_source": {sources[k]: v for k, v in sorted(counts.sources.items())},
         "sources": sources,
         "models": config.teachers.describe(body=inp.body.needs_teacher),
+        "ensembles": {p: [s.source for s in specs] for p, specs in config.teachers.fillers().items() if len(specs) > 1},
         "body_from": inp.body.description,
         "small_toe": _small_toe_note(config),
         "halpe_head": "no offline teacher predicts the top of the head: Halpe 'head' stays unlabelled",
@@ -119,6 +120,11 @@ def build_summary(inp, config, plan: Plan, stats: RunStats, output_files: list[s
 
 def _small_toe_note(config) -> str:
     foot = config.teachers.spec("foot")
+    whole = [s.source for s in config.teachers.fillers()["foot"] if s.part != "foot"]
+    if whole:
+        return f"the small toe is predicted by the whole-body model ({', '.join(whole)})" + (
+            f"; the foot teacher's is ESTIMATED (source '{foot.source}:small_toe_estimated')"
+            if foot.backend != "none" and config.teachers.small_toe == "estimate" else "")
     if foot.backend != "none" and config.teachers.small_toe == "estimate":
         return (
             "no offline model predicts the small toe: it is ESTIMATED from the foot's 3D pose and foot proportions "

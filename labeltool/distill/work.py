@@ -21,7 +21,14 @@ from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.shards import ImageResult
 from labeltool.images import ImageReadError, read_rgb
 from labeltool.layouts import WHOLEBODY133
-from labeltool.merge.rules import MergedPersons, MergeRules, PartCandidate, combine_candidates, merge_persons
+from labeltool.merge.rules import (
+    MERGED_PARTS,
+    MergedPersons,
+    MergeRules,
+    PartCandidate,
+    combine_candidates,
+    merge_persons,
+)
 from labeltool.proposals import face_boxes_from_body, foot_boxes_from_body, hand_boxes_from_body, person_boxes_from_body
 from labeltool.teachers.base import CROP_FACE, CROP_FEET, CROP_HAND, CROP_PERSON, Teacher, split_parts
 from labeltool.teachers.registry import TeacherChoice
@@ -101,8 +108,8 @@ class Distiller:
         self.body_source = body
         self.owns_teachers = teachers is None
         built = config.teachers.build(body=body.needs_teacher, threads=1) if teachers is None else list(teachers)
-        self.body_teacher = next((t for t in built if "body" in t.fills), None)
-        self.part_teachers = [t for t in built if "body" not in t.fills]
+        self.body_teacher = next((t for t in built if t.spec.part == "body"), None)
+        self.part_teachers = [t for t in built if t.spec.part != "body"]
         self.teachers = built
         if body.needs_teacher and self.body_teacher is None:
             raise ValueError("this input takes its body from the body teacher: give one")
@@ -111,6 +118,10 @@ class Distiller:
             if t.spec.source not in sources:
                 raise ValueError(f"teacher {t.spec} is not one of the run's sources {sources}")
         self.sources = sources
+        self.ensemble_codes = {
+            frozenset(sources.index(m) for m in members): sources.index(name)
+            for name, members in config.teachers.ensembles().items()
+        }
 
     def close(self) -> None:
         """Free the models (those this Distiller built)."""
@@ -208,9 +219,12 @@ class Distiller:
                         flags[name][req.ok] = values
                 codes = self._source_codes(teacher, k)
                 for part, part_pts in split_parts(pts, req.parts).items():
+                    if part not in MERGED_PARTS:  # a whole-body model's body: the body comes from the body source
+                        continue
                     source = codes if np.isscalar(codes) else split_parts(codes[None], req.parts)[part][0]
                     candidates.setdefault(part, []).append(PartCandidate(source, part_pts, req.ok, req.boxes, flags))
-        return {part: combine_candidates(found) for part, found in candidates.items()}
+        rules = self.config.rules
+        return {part: combine_candidates(found, part, rules, self.ensemble_codes) for part, found in candidates.items()}
 
 
 def _union(boxes: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

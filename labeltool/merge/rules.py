@@ -21,6 +21,8 @@ in docs/distill.md) are:
   Accepted teacher points get visibility ``TEACHER_VISIBILITY`` (2: labelled).
 - Every point carries a confidence (1 for ground truth, the teacher's own otherwise, 0 for
   none) and a source code (an index into the run's source names).
+- Several teachers for one part (an ensemble) are first combined point by point by their
+  agreement (:func:`combine_candidates`); the rules above then judge the combined candidate.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class MergeRules:
     hand_root_max_dist: float = 0.5  # hand root to body wrist, in hand sizes (diagonal of the points' box)
     foot_max_dist: float = 1.0  # foot point to ankle, in shin lengths (knee-ankle)
     reject_handedness_mismatch: bool = True
+    # ensembles: two models' points agree within this share of the part size (the diagonal of the
+    # box around its points), about PCK@0.2 of the box side
+    ensemble_agree_dist: float = 0.15
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -99,7 +104,7 @@ class PartCandidate:
     """One teacher's points for one part of every person of an image, and the proposal they came from.
 
     ``source``: the source code of every point, or (K,) codes when points differ (the
-    estimated small toe); ``points`` (P, K, 3): x, y in image pixels and confidence (0 = no prediction);
+    estimated small toe), or (P, K) codes per person and point (an ensemble); ``points`` (P, K, 3): x, y in image pixels and confidence (0 = no prediction);
     ``proposed`` (P,): whether a crop was proposed (and the teacher run) for the person;
     ``boxes`` (P, 4): the proposal boxes [x0, y0, x1, y1]; ``flags``: the teacher's per-person
     flags (:class:`labeltool.teachers.base.PartPrediction`), e.g. ``handedness_contradicts``.
@@ -112,17 +117,95 @@ class PartCandidate:
     flags: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def combine_candidates(candidates: list[PartCandidate]) -> PartCandidate:
-    """The one candidate the rules judge for a part, from every teacher that filled it.
+def combine_candidates(
+    candidates: list[PartCandidate],
+    part: str = "",
+    rules: MergeRules | None = None,
+    ensemble_codes: dict[frozenset[int], int] | None = None,
+) -> PartCandidate:
+    """The one candidate the rules judge for ``part``, from every teacher that filled it.
 
-    Extension point for ensembles: today a run has one teacher per part
-    (:meth:`labeltool.teachers.registry.TeacherChoice.check` refuses more), so this returns
-    it. Combining several (per-point confidence-weighted fusion, or picking the teacher the
-    rules accept) goes here; the rest of the merge is unchanged by it.
+    One teacher: its candidate unchanged. Several (an **ensemble**), per person and point
+    (docs/distill.md, "Ensembles"):
+
+    - the models that *ran* are those whose crop was proposed for the person (``n`` of them);
+      a model whose handedness contradicts the body side gives no points for that person
+      (when ``rules.reject_handedness_mismatch``), but still counts in ``n``;
+    - two predictions (confidence > 0) *agree* when they lie within ``rules.ensemble_agree_dist``
+      x the part size, the median over the models of the diagonal of the box around their
+      predicted points of the part (of one foot for the foot points; the smallest proposal
+      box's diagonal when no model predicted two points);
+    - the agreeing set is the largest set of predictions within that distance of one of them
+      (ties: the larger summed confidence, then the first model); its members' mean position
+      is the point, ``len(set) / n x mean(their confidences)`` its confidence, and its source the
+      ensemble of its members (``ensemble_codes[frozenset(member codes)]``), or the member's own
+      source when one model alone gives the point.
+
+    The combined candidate is proposed where any model ran; its box (read by the face rule) is
+    the smallest proposed box; its handedness flag is set when every model that ran contradicts.
     """
-    if len(candidates) != 1:
-        raise NotImplementedError(f"{len(candidates)} teachers for one part: combining teachers is not implemented")
-    return candidates[0]
+    if len(candidates) == 1:
+        return candidates[0]
+    rules = rules or MergeRules()
+    ensemble_codes = ensemble_codes or {}
+    num, k = candidates[0].points.shape[:2]
+    proposed = np.stack([c.proposed for c in candidates])  # (T, P)
+    codes = np.stack([np.broadcast_to(np.asarray(c.source), (num, k)) if np.ndim(c.source) < 2 else c.source
+                      for c in candidates]).astype(np.int64)  # (T, P, K)
+    pts = np.stack([np.asarray(c.points, dtype=np.float64) for c in candidates])  # (T, P, K, 3)
+    pts = np.where(proposed[:, :, None, None], pts, 0.0)
+    contradicts = np.stack([c.flags.get(HANDEDNESS_CONTRADICTS, np.zeros(num, dtype=bool)) for c in candidates])
+    if rules.reject_handedness_mismatch:
+        pts = np.where(contradicts[:, :, None, None], 0.0, pts)
+    areas = np.stack([np.prod(np.clip(c.boxes[:, 2:] - c.boxes[:, :2], 0, None), axis=1) for c in candidates])
+    areas = np.where(proposed, areas, np.inf)
+    smallest = areas.argmin(axis=0)
+    boxes = np.stack([candidates[t].boxes[p] for p, t in enumerate(smallest)]) if num else candidates[0].boxes
+    groups = list(FOOT_SIDES.values()) if part == "foot" else [np.arange(k)]
+    out = np.zeros((num, k, 3))
+    source = np.full((num, k), SOURCE_NONE, dtype=np.int64)
+    for p in range(num):
+        ran = int(proposed[:, p].sum())
+        if ran == 0:
+            continue
+        diagonal = float(np.linalg.norm(boxes[p, 2:] - boxes[p, :2]))
+        for idx in groups:
+            radius = rules.ensemble_agree_dist * _part_size(pts[:, p, idx], diagonal)
+            for j in idx:
+                out[p, j], source[p, j] = _agree(pts[:, p, j], codes[:, p, j], radius, ran, ensemble_codes)
+    flags = {HANDEDNESS_CONTRADICTS: (contradicts | ~proposed).all(axis=0) & proposed.any(axis=0)}
+    return PartCandidate(source, out, proposed.any(axis=0), boxes, flags)
+
+
+def _part_size(points: np.ndarray, fallback: float) -> float:
+    """Median over the models (T, K, 3) with 2+ predicted points of their points' box diagonal; else ``fallback``."""
+    sizes = []
+    for model in points:
+        xy = model[model[:, 2] > 0, :2]
+        if len(xy) >= 2:
+            sizes.append(float(np.linalg.norm(xy.max(axis=0) - xy.min(axis=0))))
+    return float(np.median(sizes)) if sizes else fallback
+
+
+def _agree(point: np.ndarray, codes: np.ndarray, radius: float, ran: int,
+           ensemble_codes: dict[frozenset[int], int]) -> tuple[np.ndarray, int]:
+    """One point from the models' predictions (T, 3): the agreeing set's mean, confidence and source."""
+    found = np.flatnonzero(point[:, 2] > 0)
+    if not len(found):
+        return np.zeros(3), SOURCE_NONE
+    xy, conf = point[found, :2], point[found, 2]
+    close = np.linalg.norm(xy[:, None] - xy[None], axis=-1) <= radius  # (F, F)
+    support = close.sum(axis=1)
+    weight = close @ conf
+    best = max(range(len(found)), key=lambda i: (support[i], weight[i], -i))
+    members = np.flatnonzero(close[best])
+    mean_xy = xy[members].mean(axis=0)
+    confidence = len(members) / ran * float(conf[members].mean())
+    member_codes = frozenset(int(codes[found[m]]) for m in members)
+    code = next(iter(member_codes)) if len(members) == 1 else ensemble_codes.get(member_codes)
+    if code is None:
+        raise ValueError(f"no source name for the ensemble of source codes {sorted(member_codes)}")
+    return np.array([mean_xy[0], mean_xy[1], confidence]), code
 
 
 @dataclass
@@ -205,7 +288,8 @@ def merge_persons(
             out.keypoints[p, idx[accepted], :2] = pts[accepted, :2]
             out.keypoints[p, idx[accepted], 2] = TEACHER_VISIBILITY
             out.confidence[p, idx[accepted]] = pts[accepted, 2]
-            out.source[p, idx[accepted]] = np.broadcast_to(pred.source, accepted.shape)[accepted]
+            source = pred.source[p] if np.ndim(pred.source) == 2 else pred.source
+            out.source[p, idx[accepted]] = np.broadcast_to(source, accepted.shape)[accepted]
     return out
 
 

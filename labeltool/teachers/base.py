@@ -17,8 +17,10 @@ Parts are the COCO-WholeBody-133 part names of :data:`labeltool.layouts.WHOLEBOD
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -53,8 +55,15 @@ class TeacherSpec:
 
     @property
     def source(self) -> str:
-        """The source name of this teacher's points in the outputs ('face:dlib')."""
-        return f"{self.part}:{self.backend}"
+        """The source name of this teacher's points in the outputs ('face:dlib').
+
+        A spec with a model file adds the file's name without its extension (and without a
+        trailing ``:WxH``): ``wholebody=onnx:models/rtmw-x.onnx:288x384`` -> 'wholebody:onnx:rtmw-x',
+        so two models of one backend keep apart.
+        """
+        if self.arg is None:
+            return f"{self.part}:{self.backend}"
+        return f"{self.part}:{self.backend}:{PurePath(re.sub(r':[0-9]+x[0-9]+$', '', self.arg)).stem}"
 
 
 @dataclass

@@ -12,7 +12,14 @@ from labeltool.boxfile import read_box_file
 from labeltool.coco import image_path
 from labeltool.errors import UserError
 from labeltool.teachers.base import CROP_HAND, Teacher
-from labeltool.teachers.registry import DEFAULT_BACKENDS, NONE, backends_of, build_teacher, lookup_spec
+from labeltool.teachers.registry import (
+    DEFAULT_BACKENDS,
+    NONE,
+    backends_of,
+    build_teacher,
+    check_model_files,
+    lookup_spec,
+)
 from labeltool.teachers.registry import parts as registered_parts
 
 PARTS = tuple(registered_parts())  # the parts with a registered teacher
@@ -144,11 +151,11 @@ def run_teacher(teacher: Teacher, image: np.ndarray, entries: list[BoxEntry], bo
 @click.option("--box-scale", type=float, default=1.0, show_default=True,
               help="Grow each box about its centre first (1.5 turns tight GT hand / face boxes into proposal-sized ones).")  # fmt: skip
 def teach_command(part, images_dir, boxes_path, out_path, backend, side, box_scale):
-    """Run one teacher (face, hand, foot or body) on given boxes; write COCO-style keypoint results.
+    """Run one teacher (face, hand, foot, body or wholebody) on given boxes; write COCO-style keypoint results.
 
     Output: a json list with one entry per input box, in input order: image_id,
     category_id 1, keypoints (flat K x 3: x, y, confidence; K = 68 face, 21 hand, 6 foot
-    in COCO-WholeBody order, 17 body), score (mean confidence of the predicted points, 0
+    in COCO-WholeBody order, 17 body, 133 wholebody), score (mean confidence of the predicted points, 0
     when the teacher found nothing), bbox (the input box), source_id (the input entry's
     id), and for hands side, right_prob and handedness_contradicts.
 
@@ -157,6 +164,7 @@ def teach_command(part, images_dir, boxes_path, out_path, backend, side, box_sca
       wbt teach --part face --images 300w/ --boxes test_300w.json --out face_pred.json
       wbt teach --part hand --images panoptic/ --boxes test_panoptic.json --box-scale 1.5 --out hand_pred.json
       wbt teach --part body --images photos/ --boxes detections.json --out body_pred.json
+      wbt teach --part wholebody --backend onnx:rtmw-x.onnx --images photos/ --boxes persons.json --out wb_pred.json
     """
     from labeltool.coco import write_json_atomic
     from labeltool.images import read_rgb
@@ -172,6 +180,7 @@ def teach_command(part, images_dir, boxes_path, out_path, backend, side, box_sca
     spec = lookup_spec(part, *_backend_and_arg(backend), option="--backend")
     if spec.backend == NONE:
         raise UserError("--backend none: give the teacher to run")
+    check_model_files(spec)  # a wrong model file fails before the boxes are read
     files, entries = read_boxes(Path(boxes_path), images_dir)
     for e in entries:
         if e.side is None:

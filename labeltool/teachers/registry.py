@@ -17,9 +17,8 @@ A whole-body model (one network giving feet, face and hands per person box, e.g.
 RTMW) registers under part ``'wholebody'`` with ``fills = ('foot', 'face', 'lefthand',
 'righthand')`` and ``crop = 'person'``; its spec carries the model file as ARG
 (``wholebody=onnx:rtmw.onnx``). The distill worker then calls it once per image on the
-person boxes and hands each filled part to the merge. Where two teachers fill one part, the
-merge must combine them (an ensemble): :meth:`TeacherChoice.check` refuses that today and
-names the extension point, :func:`labeltool.merge.rules.combine_candidates`.
+person boxes and hands each filled part to the merge. Where several teachers fill one part,
+the merge combines them (an ensemble, :func:`labeltool.merge.rules.combine_candidates`).
 
 The built-in backends wrap the model classes of face.py, hand.py, foot.py and body.py
 (whose array-returning ``predict`` the benchmarks and unit tests use directly).
@@ -71,6 +70,7 @@ class Backend:
     build: Callable[[TeacherSpec, BuildOptions], Teacher]
     describe: Callable[[TeacherSpec], dict]
     needs_arg: bool = False  # the spec must carry ':ARG' (a model file)
+    check: Callable[[TeacherSpec], None] | None = None  # opens the spec's model file before any work
 
 
 BACKENDS: dict[tuple[str, str], Backend] = {}
@@ -133,26 +133,46 @@ def build_teacher(spec: TeacherSpec, options: BuildOptions | None = None) -> Tea
     return BACKENDS[(spec.part, spec.backend)].build(spec, options or BuildOptions())
 
 
+def check_model_files(spec: TeacherSpec) -> None:
+    """Open and check the model file of ``spec`` when its backend has one (a one-line UserError when wrong)."""
+    entry = BACKENDS[(spec.part, spec.backend)]
+    if entry.check is not None:
+        entry.check(spec)
+
+
 def describe_spec(spec: TeacherSpec) -> dict:
     """What :meth:`Teacher.describe` of ``spec`` returns, without building the teacher."""
     return BACKENDS[(spec.part, spec.backend)].describe(spec)
 
 
+MAX_ENSEMBLE = 4  # teachers filling one part at most (the source names of their agreeing subsets grow as 2^n)
+
+
 @dataclass(frozen=True)
 class TeacherChoice:
-    """The teachers of a run: one spec per part (backend 'none' = off) and the foot's small-toe option.
+    """The teachers of a run: the specs per part (backend 'none' = off) and the foot's small-toe option.
 
-    Built from ``--teachers face=dlib,hand=none`` (unnamed parts keep their default). The
-    order of ``specs`` fixes the run's source codes (:meth:`sources`).
+    Built from ``--teachers face=dlib,hand=none`` (unnamed parts keep their default). A part
+    named several times gets all of them (``hand=mediapipe,hand=onnx:A.onnx``); where several
+    teachers fill one merged part (also a whole-body model next to a part teacher) the merge
+    combines them, an **ensemble** (:func:`labeltool.merge.rules.combine_candidates`). A
+    whole-body teacher replaces the defaults of the parts it fills unless those are named
+    (``wholebody=onnx:A.onnx`` alone: feet, face and hands from A), and, unless ``body`` is
+    named, is the body teacher too when the input has no body keypoints (``body=onnx:A.onnx``).
+    The order of ``specs`` fixes the run's source codes (:meth:`sources`).
     """
 
     specs: tuple[TeacherSpec, ...] = tuple(TeacherSpec(p, b) for p, b in DEFAULT_BACKENDS.items())
     small_toe: str = "estimate"  # 'estimate' (from the foot's 3D pose) or 'none' (left unlabelled)
 
     @classmethod
-    def parse(cls, text: str | None, option: str = "--teachers") -> TeacherChoice:
-        """``face=dlib,hand=none`` -> a choice (unnamed parts keep their default)."""
-        chosen = {p: TeacherSpec(p, b) for p, b in DEFAULT_BACKENDS.items()}
+    def parse(cls, text: str | None, option: str = "--teachers", check_files: bool = True) -> TeacherChoice:
+        """``face=dlib,hand=none`` -> a choice (unnamed parts keep their default).
+
+        ``check_files``: open every model file given (ONNX) now, so a wrong one fails before any work.
+        """
+        chosen: dict[str, list[TeacherSpec]] = {p: [TeacherSpec(p, b)] for p, b in DEFAULT_BACKENDS.items()}
+        named: set[str] = set()
         small_toe = "estimate"
         for item in filter(None, (s.strip() for s in (text or "").split(","))):
             key, _, value = item.partition("=")
@@ -165,49 +185,108 @@ class TeacherChoice:
                 names = ", ".join([*parts(), *OPTIONS])
                 raise UserError(f"{option} {text!r}: expected PART=BACKEND[:ARG][,...] with PART in {names}")
             spec = parse_spec(item, option)
-            chosen[spec.part] = spec
-        choice = cls(tuple(chosen.values()), small_toe)
-        choice.check()
+            if spec.part not in named:
+                chosen[spec.part] = [spec]
+                named.add(spec.part)
+            elif spec in chosen[spec.part]:
+                raise UserError(f"{option}: {spec} is given twice")
+            elif NONE in (spec.backend, chosen[spec.part][0].backend):
+                raise UserError(f"{option}: {spec.part}=none goes alone (got it with another {spec.part} teacher)")
+            else:
+                chosen[spec.part].append(spec)
+        wholes = [s for s in chosen.get("wholebody", []) if s.backend != NONE]
+        for part, specs in chosen.items():
+            if not wholes or part in named or part == "wholebody":
+                continue
+            if part == "body":  # the first whole-body model, when its backend has a body teacher
+                if (part, wholes[0].backend) in BACKENDS:
+                    chosen[part] = [TeacherSpec(part, wholes[0].backend, wholes[0].arg)]
+            elif specs[0].backend != NONE and any(set(_fills(specs[0])) & set(_fills(w)) for w in wholes):
+                chosen[part] = [TeacherSpec(part, NONE)]
+        choice = cls(tuple(s for specs in chosen.values() for s in specs), small_toe)
+        choice.check(option)
+        if check_files:
+            choice.check_files()
         return choice
 
-    def check(self) -> None:
-        """One teacher per filled part: several for one part would need an ensemble, which the merge does not do yet.
+    def check(self, option: str = "--teachers") -> None:
+        """Distinct source names, at most MAX_ENSEMBLE teachers per part, source codes that fit int8."""
+        seen: dict[str, TeacherSpec] = {}
+        for spec in self.specs:
+            if spec.source in seen:
+                raise UserError(
+                    f"{option}: {seen[spec.source]} and {spec} would both be named {spec.source!r} in the outputs; "
+                    "give the model files different names"
+                )
+            seen[spec.source] = spec
+        for part, specs in self.fillers().items():
+            if len(specs) > MAX_ENSEMBLE:
+                raise UserError(f"{option}: {len(specs)} teachers fill {part}; an ensemble takes at most {MAX_ENSEMBLE}")
+        if len(self.sources()) > 127:
+            raise UserError(f"{option}: {len(self.sources())} source names; the outputs store at most 127")
 
-        The extension point is :func:`labeltool.merge.rules.combine_candidates`, where the
-        distill worker hands the merge every candidate of a part.
-        """
-        filled: dict[str, str] = {}
-        for spec in self.active():
-            for part in _fills(spec):
-                if part in filled:
-                    raise UserError(
-                        f"--teachers: {filled[part]} and {spec} both fill {part}; switch one off "
-                        f"({spec.part}=none or {filled[part].split('=')[0]}=none): combining teachers is not supported yet"
-                    )
-                filled[part] = str(spec)
+    def check_files(self) -> None:
+        """Open the model file of every spec whose backend checks one (a one-line UserError when wrong)."""
+        named_first = sorted((s for s in self.specs if s.backend != NONE), key=lambda s: s.part == "body")
+        for spec in named_first:  # a body teacher taken from a whole-body model is checked after it
+            check_model_files(spec)
 
     def spec(self, part: str) -> TeacherSpec:
+        """The (first) spec of ``part``."""
         return next(s for s in self.specs if s.part == part)
 
     def active(self, body: bool = False) -> list[TeacherSpec]:
         """The specs that run: every part's not switched off; the body teacher only when ``body``."""
         return [s for s in self.specs if s.backend != NONE and (body or s.part != "body")]
 
+    def fillers(self) -> dict[str, list[TeacherSpec]]:
+        """{merged part: the specs that fill it}, parts in COCO-WholeBody order (foot, face, lefthand, righthand)."""
+        from labeltool.merge.rules import MERGED_PARTS
+
+        return {p: [s for s in self.active() if p in _fills(s)] for p in MERGED_PARTS}
+
+    def ensembles(self) -> dict[str, tuple[str, ...]]:
+        """{ensemble source name: its members' source names}, for every subset of 2+ teachers of a part that can agree.
+
+        A member is named by the source of the point it gave (the foot teacher's estimated small
+        toe has its own), so 'foot:ensemble(mediapipe:small_toe_estimated+wholebody:onnx:A)'
+        still says the small toe was estimated. Members of one spec part drop that prefix:
+        ``hand=mediapipe,hand=onnx:A.onnx`` gives 'hand:ensemble(mediapipe+onnx:A)'; a whole-body
+        model beside a hand teacher gives 'hand:ensemble(mediapipe+wholebody:onnx:A)'.
+        """
+        import itertools
+
+        out: dict[str, tuple[str, ...]] = {}
+        for part, specs in self.fillers().items():
+            family = "hand" if part.endswith("hand") else part
+            for size in range(2, len(specs) + 1):
+                for subset in itertools.combinations(specs, size):
+                    spec_parts = {s.part for s in subset}
+                    group = spec_parts.pop() if len(spec_parts) == 1 else family
+                    options = [[s.source, *(f"{s.source}:{n}" for n in _point_sources(s))] for s in subset]
+                    for members in itertools.product(*options):
+                        short = [m[len(group) + 1 :] if m.startswith(f"{group}:") else m for m in members]
+                        out.setdefault(f"{group}:ensemble({'+'.join(short)})", tuple(members))
+        return out
+
     def sources(self) -> list[str]:
         """Source names of a run: index = the code stored per keypoint.
 
         The fixed codes, one per spec ('face:dlib', 'face:none'), then the point sources of
-        the specs ('foot:mediapipe:small_toe_estimated'). Only ever appended to, so the codes of
-        the default teachers stay what older outputs hold.
+        the specs ('foot:mediapipe:small_toe_estimated'), then the ensembles' (:meth:`ensembles`).
+        Only ever appended to, so the codes of the default teachers stay what older outputs hold.
         """
         from labeltool.merge.rules import FIXED_SOURCES
 
         extra = [f"{s.source}:{name}" for s in self.specs if s.backend != NONE for name in _point_sources(s)]
-        return [*FIXED_SOURCES, *(s.source for s in self.specs), *extra]
+        return [*FIXED_SOURCES, *(s.source for s in self.specs), *extra, *self.ensembles()]
 
     def as_dict(self) -> dict:
-        """{part: backend[:arg], ..., 'small_toe': ...} (run.json, summary.json)."""
-        out = {s.part: str(s).split("=", 1)[1] for s in self.specs}
+        """{part: backend[:arg] (a list when several), ..., 'small_toe': ...} (run.json, summary.json)."""
+        values: dict[str, list[str]] = {}
+        for s in self.specs:
+            values.setdefault(s.part, []).append(str(s).split("=", 1)[1])
+        out: dict = {p: v[0] if len(v) == 1 else v for p, v in values.items()}
         out["small_toe"] = self.small_toe
         return out
 
@@ -438,3 +517,29 @@ register(Backend("face", "dlib", FaceTeacher, _face, _describe_dlib))
 register(Backend("face", "fan", FaceTeacher, _face, _describe_fan))
 register(Backend("hand", "mediapipe", HandTeacher, _hand, _describe_hand))
 register(Backend("foot", "mediapipe", FootTeacher, _foot, _describe_foot))
+
+
+def _onnx(teacher_class_name: str) -> tuple[type, Callable[[TeacherSpec, BuildOptions], Teacher], Callable[[TeacherSpec], None]]:
+    from labeltool.teachers import onnx
+
+    cls = getattr(onnx, teacher_class_name)
+    return cls, lambda spec, options: cls(spec, threads=options.threads), lambda spec: onnx.check_onnx(spec, cls)
+
+
+def _register_onnx() -> None:
+    from labeltool.teachers.onnx import describe_onnx
+
+    # ONNX SimCC models in rtmlib's convention, FILE[:WxH]: whole-body 133 points per person box (RTMW,
+    # DWPose, a wbt export); 21 points per hand box (RTMPose-hand); 68 per face box; COCO-17 (the
+    # first 17 points of a 17/26/133/136-point model) per person box
+    for part, name in (
+        ("wholebody", "OnnxWholeBodyTeacher"),
+        ("hand", "OnnxHandTeacher"),
+        ("face", "OnnxFaceTeacher"),
+        ("body", "OnnxBodyTeacher"),
+    ):
+        cls, build, check = _onnx(name)
+        register(Backend(part, "onnx", cls, build, describe_onnx, needs_arg=True, check=check))
+
+
+_register_onnx()

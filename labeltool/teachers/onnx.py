@@ -1,0 +1,337 @@
+"""ONNX top-down SimCC models as teachers, in rtmlib's convention (RTMW, DWPose, RTMPose-hand / -face, a wbt export).
+
+The convention is rtmlib's ``RTMPose`` (``rtmlib/tools/pose_estimation``: rtmpose.py,
+pre_processings.py, post_processings.py), so any model rtmlib runs is a teacher unchanged:
+
+- crop: the person (or part) box ``[x0, y0, x1, y1]`` -> centre and size x 1.25 (``padding``),
+  the size grown to the input's aspect ratio, an affine warp (no rotation) of that region to
+  the input size W x H, bilinear, black outside the image (:func:`warp_matrices`);
+- input: the **BGR** crop, ``(crop - mean) / std`` with mean (123.675, 116.28, 103.53) and std
+  (58.395, 57.12, 57.375) applied to the channels in that (B, G, R) order, float32 (N, 3, H, W);
+- outputs ``simcc_x`` (N, K, 2W) and ``simcc_y`` (N, K, 2H), decoded by arg-max / 2 (split
+  ratio 2); the score is the mean of the two maxima (rtmlib 0.0.16's ``get_simcc_maximum``;
+  older rtmlib took the smaller one), and a point whose score is <= 0 is not predicted. The score, clipped to [0, 1], is the point's
+  confidence (a logit maximum: well-trained RTMPose models give 0.3-1 on visible points).
+
+One onnxruntime session per model file and process, shared by the teachers built from it
+(the whole-body teacher and the body teacher of a run without body annotations); the crops of
+one call (all persons of an image, or all hands of one side) run as one batch when the model's
+batch dimension is dynamic, else one run per crop.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from labeltool.errors import UserError
+from labeltool.teachers.base import CROP_FACE, CROP_HAND, CROP_PERSON, PartPrediction, Sides, TeacherSpec
+
+RTMLIB_MEAN = (123.675, 116.28, 103.53)  # subtracted from the B, G, R channels in this order
+RTMLIB_STD = (58.395, 57.12, 57.375)
+BOX_PADDING = 1.25  # rtmlib's bbox_xyxy2cs(padding=1.25)
+SPLIT_RATIO = 2.0  # SimCC bins per input pixel
+
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+
+def parse_arg(arg: str) -> tuple[Path, tuple[int, int] | None]:
+    """``FILE[:WxH]`` -> (file, (W, H) or None)."""
+    head, colon, tail = arg.rpartition(":")
+    match = _SIZE.match(tail) if colon else None
+    if match and head:
+        return Path(head), (int(match.group(1)), int(match.group(2)))
+    return Path(arg), None
+
+
+# ------------------------------------------------------------------ geometry and decoding (rtmlib's)
+
+
+def box_center_scale(boxes: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (M, 2) and region sizes (M, 2) of ``[x0, y0, x1, y1]`` boxes: x 1.25, then grown to the input aspect."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    center = (boxes[:, :2] + boxes[:, 2:]) * 0.5
+    w = (boxes[:, 2] - boxes[:, 0]) * BOX_PADDING
+    h = (boxes[:, 3] - boxes[:, 1]) * BOX_PADDING
+    aspect = input_size[0] / input_size[1]
+    wide = w > h * aspect
+    scale = np.stack([np.where(wide, w, h * aspect), np.where(wide, w / aspect, h)], axis=1)
+    return center, scale
+
+
+def warp_matrices(center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """(M, 2, 3) image -> input maps: ``center`` to (W/2, H/2), the region's width to W (rtmlib's get_warp_matrix, rot 0)."""
+    w, h = input_size
+    s = w / scale[:, 0]
+    m = np.zeros((len(center), 2, 3))
+    m[:, 0, 0] = m[:, 1, 1] = s
+    m[:, 0, 2] = w * 0.5 - s * center[:, 0]
+    m[:, 1, 2] = h * 0.5 - s * center[:, 1]
+    return m
+
+
+def rtmlib_input(image_rgb: np.ndarray, matrices: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """The network input (M, 3, H, W) float32 for crops of an RGB image: BGR, ``(x - mean) / std``."""
+    w, h = input_size
+    out = np.empty((len(matrices), 3, h, w), dtype=np.float32)
+    mean = np.asarray(RTMLIB_MEAN, dtype=np.float32)
+    std = np.asarray(RTMLIB_STD, dtype=np.float32)
+    for i, m in enumerate(matrices):
+        crop = cv2.warpAffine(image_rgb, m, (w, h), flags=cv2.INTER_LINEAR)
+        bgr = crop[:, :, ::-1].astype(np.float32)
+        out[i] = ((bgr - mean) / std).transpose(2, 0, 1)
+    return out
+
+
+def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Input-pixel keypoints (M, K, 2) and scores (M, K): arg-max / 2, score = mean of the two maxima (rtmlib 0.0.16)."""
+    locs = np.stack([simcc_x.argmax(axis=-1), simcc_y.argmax(axis=-1)], axis=-1).astype(np.float64) / SPLIT_RATIO
+    scores = 0.5 * (simcc_x.max(axis=-1).astype(np.float64) + simcc_y.max(axis=-1))
+    return locs, scores
+
+
+def to_image(locs: np.ndarray, scores: np.ndarray, center: np.ndarray, scale: np.ndarray,
+             input_size: tuple[int, int]) -> np.ndarray:
+    """(M, K, 3) x, y in image pixels and confidence = score clipped to [0, 1]; zeros where score <= 0."""
+    xy = locs / np.asarray(input_size, dtype=np.float64) * scale[:, None] + center[:, None] - scale[:, None] / 2
+    conf = np.clip(scores, 0.0, 1.0)
+    out = np.concatenate([xy, conf[..., None]], axis=-1)
+    out[scores <= 0] = 0.0
+    return out
+
+
+# ------------------------------------------------------------------ the model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a checked ONNX file is: input name and size (W, H), batch size (None: dynamic), keypoints, output names."""
+
+    path: Path
+    input_name: str
+    input_size: tuple[int, int]
+    batch: int | None
+    num_keypoints: int
+    outputs: tuple[str, str]
+
+
+class OnnxPoseModel:
+    """An onnxruntime session of a top-down SimCC model and its rtmlib pre- and post-processing."""
+
+    def __init__(self, arg: str, expected: tuple[int, ...] = (), what: str = "onnx", threads: int | None = None):
+        self.info, self.session = load_model(arg, expected, what, threads)
+
+    def predict(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(M, K, 3) x, y, confidence of the model on ``boxes`` (M, 4) ``[x0, y0, x1, y1]`` of an RGB image."""
+        info = self.info
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if not len(boxes):
+            return np.zeros((0, info.num_keypoints, 3))
+        center, scale = box_center_scale(boxes, info.input_size)
+        x = rtmlib_input(image_rgb, warp_matrices(center, scale, info.input_size), info.input_size)
+        step = info.batch or len(x)
+        sx, sy = [], []
+        for start in range(0, len(x), step):
+            chunk = x[start : start + step]
+            if len(chunk) < step:  # a fixed batch larger than 1: pad with zeros
+                chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
+            ox, oy = self.session.run(list(info.outputs), {info.input_name: chunk})
+            n = min(step, len(x) - start)
+            sx.append(ox[:n])
+            sy.append(oy[:n])
+        locs, scores = decode_simcc(np.concatenate(sx), np.concatenate(sy))
+        return to_image(locs, scores, center, scale, info.input_size)
+
+
+_MODELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_MODELS_LOCK = threading.Lock()
+
+
+def shared_model(arg: str, expected: tuple[int, ...], what: str, threads: int | None = None) -> OnnxPoseModel:
+    """The process's one :class:`OnnxPoseModel` of ``arg`` (built on first use, freed when no teacher holds it).
+
+    Teachers of one file share it (the whole-body and the body teacher); each checks its keypoint count.
+    """
+    path, size = parse_arg(arg)
+    key = (str(path.resolve()), size, threads)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            model = OnnxPoseModel(arg, expected, what, threads)
+            _MODELS[key] = model
+    check_keypoints(model.info, expected, what)
+    return model
+
+
+def _hint(what: str, expected: tuple[int, ...]) -> str:
+    want = " or ".join(str(k) for k in expected) if expected else "K"
+    return f"{what}:FILE[:WxH] expects a top-down SimCC model in rtmlib's convention with {want} keypoints"
+
+
+def check_keypoints(info: ModelInfo, expected: tuple[int, ...], what: str) -> None:
+    """One line naming the file when its keypoint count is not one of ``expected``."""
+    if info.num_keypoints not in expected:
+        want = " or ".join(str(k) for k in expected)
+        raise UserError(f"{info.path}: {info.num_keypoints} keypoints; expected {want} for {what} ({_hint(what, expected)})")
+
+
+def load_model(arg: str, expected: tuple[int, ...] = (), what: str = "onnx", threads: int | None = None):
+    """Open and check ``FILE[:WxH]``: (:class:`ModelInfo`, session). Every mistake is one line naming the file.
+
+    ``expected``: the keypoint counts accepted (empty: any); ``what``: the spec being built
+    ('wholebody=onnx'), for messages.
+    """
+    path, given = parse_arg(arg)
+    hint = _hint(what, expected)
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found ({hint})")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError(f"{path}: ONNX teachers need onnxruntime (pip install onnxruntime)") from None
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for unreadable files
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: not an ONNX model onnxruntime can load ({reason}); {hint}") from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, "3"):
+        shapes = ", ".join(f"{i.name} {list(i.shape)}" for i in inputs)
+        raise UserError(f"{path}: input {shapes}; expected one image input (N, 3, H, W) ({hint})")
+    shape = inputs[0].shape
+    fixed = (shape[3], shape[2]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
+    if fixed and given and tuple(given) != fixed:
+        raise UserError(f"{path}: the file's input is {fixed[0]}x{fixed[1]}, the spec says {given[0]}x{given[1]}")
+    size = fixed or given
+    if size is None:
+        raise UserError(f"{path}: the input size is not fixed in the file: give it as {what}:{path}:WxH")
+    names = [o.name for o in session.get_outputs()]
+    if {"simcc_x", "simcc_y"} <= set(names):
+        outputs = ("simcc_x", "simcc_y")
+    elif len(names) == 2:
+        outputs = (names[0], names[1])
+    else:
+        raise UserError(f"{path}: outputs {names}; expected simcc_x and simcc_y ({hint})")
+    batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    probe = np.zeros((batch or 1, 3, size[1], size[0]), dtype=np.float32)
+    try:
+        ox, oy = session.run(list(outputs), {inputs[0].name: probe})
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0][:160]
+        raise UserError(f"{path}: does not run on a {size[0]}x{size[1]} input ({reason}); {hint}") from None
+    if ox.ndim != 3 or oy.ndim != 3 or ox.shape[1] != oy.shape[1]:
+        raise UserError(f"{path}: outputs of shapes {list(ox.shape)} and {list(oy.shape)}; expected (N, K, bins) ({hint})")
+    k = ox.shape[1]
+    info = ModelInfo(path, inputs[0].name, (int(size[0]), int(size[1])), batch, int(k), outputs)
+    if expected:
+        check_keypoints(info, expected, what)
+    if ox.shape[2] != SPLIT_RATIO * size[0] or oy.shape[2] != SPLIT_RATIO * size[1]:
+        raise UserError(
+            f"{path}: {ox.shape[2]} x {oy.shape[2]} SimCC bins for a {size[0]}x{size[1]} input; "
+            f"expected {int(SPLIT_RATIO * size[0])} x {int(SPLIT_RATIO * size[1])} (split ratio 2)"
+        )
+    return info, session
+
+
+# ------------------------------------------------------------------ teachers
+
+
+class OnnxTeacher:
+    """Base: an rtmlib-convention ONNX model behind the Teacher protocol; subclasses fix parts, crop and K."""
+
+    fills: tuple[str, ...] = ()
+    crop: str = CROP_PERSON
+    point_sources: dict[str, tuple[int, ...]] = {}
+    keypoints: tuple[int, ...] = ()  # the model output sizes accepted
+
+    def __init__(self, spec: TeacherSpec, threads: int | None = None):
+        self.spec = spec
+        self.model: OnnxPoseModel | None = shared_model(spec.arg, self.keypoints, f"{spec.part}={spec.backend}", threads)
+
+    def _points(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError(f"teacher {self.spec} is closed")
+        return self.model.predict(image, boxes)
+
+    def predict(self, image: np.ndarray, boxes: np.ndarray, body: np.ndarray | None = None,
+                sides: Sides = None) -> PartPrediction:
+        return PartPrediction(self._points(image, boxes))
+
+    def describe(self) -> dict:
+        return describe_onnx(self.spec)
+
+    def close(self) -> None:
+        self.model = None  # the shared session is freed with its last teacher
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class OnnxWholeBodyTeacher(OnnxTeacher):
+    """133 COCO-WholeBody points per person box (RTMW, DWPose, RTMPose-wholebody, a wbt export).
+
+    Fills every part; distill merges foot, face and hands (the body is the input's, or the
+    body teacher's, which for a run without body annotations is this model by default).
+    """
+
+    fills = ("body", "foot", "face", "lefthand", "righthand")
+    crop = CROP_PERSON
+    keypoints = (133,)
+
+
+class OnnxBodyTeacher(OnnxTeacher):
+    """COCO-17 body points per person box: a body model, or the first 17 points of a whole-body / Halpe model."""
+
+    fills = ("body",)
+    crop = CROP_PERSON
+    keypoints = (17, 26, 133, 136)  # every layout here starts with the 17 COCO body points
+
+    def predict(self, image, boxes, body=None, sides=None) -> PartPrediction:
+        return PartPrediction(self._points(image, boxes)[:, :17])
+
+
+class OnnxHandTeacher(OnnxTeacher):
+    """21 hand points on hand boxes (RTMPose-hand convention); the model has no handedness, so no flag."""
+
+    fills = ("lefthand", "righthand")
+    crop = CROP_HAND
+    keypoints = (21,)
+
+
+class OnnxFaceTeacher(OnnxTeacher):
+    """68 iBUG-300W face points on face boxes."""
+
+    fills = ("face",)
+    crop = CROP_FACE
+    keypoints = (68,)
+
+
+def describe_onnx(spec: TeacherSpec) -> dict:
+    """Model file (name, sha256) and onnxruntime version, without loading the model."""
+    from labeltool.teachers.registry import file_record, package_version
+
+    path, size = parse_arg(spec.arg or "")
+    model = f"ONNX top-down SimCC model, rtmlib convention ({spec.part}={spec.backend}:{path.name})"
+    out = {"model": model, "version": package_version("onnxruntime", "onnxruntime-gpu"), "files": [file_record(path)]}
+    if size is not None:
+        out["input_size"] = list(size)
+    return out
+
+
+def check_onnx(spec: TeacherSpec, teacher_class: type[OnnxTeacher]) -> None:
+    """Open and check the model of ``spec`` (in the main process, before any work); one-line UserError when wrong."""
+    load_model(spec.arg, teacher_class.keypoints, f"{spec.part}={spec.backend}", threads=1)
