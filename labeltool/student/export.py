@@ -29,12 +29,8 @@ from torch import nn
 
 from labeltool.coco import write_bytes_atomic
 from labeltool.errors import UserError
-from labeltool.student.model import IMAGENET_MEAN, IMAGENET_STD, Student
-
-# rtmlib's RTMPose defaults, applied to the BGR channels in this order.
-RTMLIB_MEAN = IMAGENET_MEAN
-RTMLIB_STD = IMAGENET_STD
-
+from labeltool.student.model import Student
+from labeltool.teachers.onnx import RTMLIB_MEAN, RTMLIB_STD  # rtmlib's defaults, on the B, G, R channels in order
 
 # Catmull-Rom weights of the pixels x - 1, x, x + 1, x + 2 for the value at x + 0.5.
 HALF_PIXEL_TAPS = (-1 / 16, 9 / 16, 9 / 16, -1 / 16)
