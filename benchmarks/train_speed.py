@@ -43,7 +43,11 @@ DATASHEET_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, 
 
 def tiled_table(data: Path, persons: int) -> PersonTable:
     d = data / "coco_wholebody"
-    base = load_json_source(d / "test_coco_wholebody.json", d, WHOLEBODY133)
+    return tile_table(load_json_source(d / "test_coco_wholebody.json", d, WHOLEBODY133), persons)
+
+
+def tile_table(base: PersonTable, persons: int) -> PersonTable:
+    """``base`` repeated to ``persons`` persons, each with its own image entry (one JPEG decode per person)."""
     reps = -(-persons // len(base))
     idx = np.tile(np.arange(len(base)), reps)[:persons]
     t = base.subset(idx)
@@ -115,7 +119,7 @@ def main() -> None:
     table = tiled_table(args.data, persons)
     cfg = TrainConfig(preset=args.preset, input_size=(w, h), batch_size=args.batch_size, amp=not args.no_amp,
                       channels_last=not args.no_channels_last, compile=args.compile, ema=not args.no_ema,
-                      workers=args.workers, warmup_steps=10)
+                      workers=args.workers, warmup_steps=10, epochs=2)
     geometry = CropGeometry((w, h), cfg.cache_margin)
     tmp = tempfile.TemporaryDirectory(prefix="wbt_crop_cache_")
     if args.cache:
@@ -125,7 +129,7 @@ def main() -> None:
         source = CachedCrops(table, geometry, tmp.name)
     else:
         source = ImageCrops(table, geometry)
-    trainer = Trainer(cfg, WHOLEBODY133, device, total_steps=total)
+    trainer = Trainer(cfg, WHOLEBODY133, device, steps_per_epoch=total)
     loader = batch_loader(source, BatchIndices(persons, args.batch_size, seed=0), args.workers,
                           pin_memory=device.type == "cuda")
 

@@ -48,13 +48,6 @@ def test_decode_is_invariant_to_logit_shift_and_scale():
     assert torch.allclose(a, b, atol=1e-4)
 
 
-def test_points_outside_the_input_get_weight_zero():
-    codec = SimCCCodec((192, 256))
-    pts = torch.tensor([[[-1.0, 10.0], [10.0, 256.0], [191.0, 255.0], [0.0, 0.0]]])
-    _, _, w = codec.encode(pts, torch.tensor([[1.0, 1.0, 0.7, 0.5]]))
-    assert w.tolist() == [[0.0, 0.0, pytest.approx(0.7), 0.5]]
-
-
 def test_default_sigmas_are_rtmposes():
     assert default_sigma((192, 256)) == (4.9, 5.66)
     assert default_sigma((288, 384)) == (6.93, 7.99)
@@ -87,12 +80,30 @@ def test_flip_tta_maps_flipped_outputs_back_exactly():
     assert (decoded - pts)[inner].abs().max() < 0.05
 
 
-def test_scores_are_low_for_flat_outputs():
+def test_scores_are_mmposes_smaller_axis_maximum():
+    """mmpose's get_simcc_maximum: score = min(max over x bins, max over y bins) of the raw outputs."""
     codec = SimCCCodec((192, 256))
-    flat_x = torch.zeros(1, 3, 384)
-    flat_y = torch.zeros(1, 3, 512)
-    _, scores = codec.decode(flat_x + 0.01 * torch.randn(1, 3, 384), flat_y + 0.01 * torch.randn(1, 3, 512))
-    assert scores.max() < 0.1
+    simcc_x = torch.zeros(1, 3, 384)
+    simcc_y = torch.zeros(1, 3, 512)
+    simcc_x[0, :, 100] = torch.tensor([0.9, 0.2, -0.5])
+    simcc_y[0, :, 300] = torch.tensor([0.7, 0.6, -0.4])
+    simcc_y[0, 2, 10] = -0.1  # all-negative y: its maximum is the zeros elsewhere
+    kp, scores = codec.decode(simcc_x, simcc_y)
+    assert scores[0].tolist() == pytest.approx([0.7, 0.2, 0.0])
+    assert kp[0, 0].tolist() == pytest.approx([50.0, 150.0])
+
+
+def test_a_point_keeps_supervision_while_its_3_sigma_gaussian_touches_the_bins():
+    """mmpose SimCCLabel: weight 0 only when mu - 3 sigma >= W or mu + 3 sigma + 1 < 0 (in bins)."""
+    codec = SimCCCodec((192, 256))  # 384 x 512 bins, sigma 4.9 / 5.66 bins: radius 14.7 / 16.98 bins
+    xs = torch.tensor([-7.8, -7.9, 191.5 + 7.3, 191.5 + 7.4])  # input pixels; bins = 2 x
+    pts = torch.stack([xs, torch.full_like(xs, 100.0)], dim=-1)[None]
+    _, _, w = codec.encode(pts, torch.ones(1, 4))
+    # -7.8 px = -15.6 bins: -15.6 + 14.7 + 1 = 0.1 >= 0 keeps it; -7.9 px: -0.1 < 0 drops it
+    # 198.8 px = 397.6 bins: 397.6 - 14.7 = 382.9 < 384 keeps it; 198.9 px: 383.1 < 384 keeps it too
+    assert w[0].tolist() == [1.0, 0.0, 1.0, 1.0]
+    _, _, w = codec.encode(torch.tensor([[[199.9, 100.0]]]), torch.ones(1, 1))  # 399.8 - 14.7 = 385.1 >= 384
+    assert w.tolist() == [[0.0]]
 
 
 # --------------------------------------------------------------------------- model

@@ -35,9 +35,9 @@ def overfit(realdata, tmp_path_factory):
     gt, images = _data(realdata)
     out = tmp_path_factory.mktemp("overfit")
     cfg = TrainConfig(train=gt, images=images, out=str(out), preset="tiny", input_size=(96, 128),
-                      epochs=OVERFIT_EPOCHS, batch_size=12, lr=4e-3, warmup_steps=3, weight_decay=0.0, workers=0,
-                      augment=False, ema=False, bn_momentum=0.5, val=gt, val_images=images, val_every=10,
-                      device="cpu", progress=False)
+                      epochs=OVERFIT_EPOCHS, batch_size=12, lr=4e-3, lr_base_batch=0, warmup_steps=3,
+                      weight_decay=0.0, workers=0, augment=False, ema=False, bn_momentum=0.5, val=gt,
+                      val_images=images, val_every=10, device="cpu", progress=False)
     return train(cfg), gt, images
 
 
@@ -146,7 +146,8 @@ def test_export_onnx_matches_pytorch(overfit, tmp_path):
 def _small(realdata: Path, out: Path, epochs: int, resume: bool = False) -> TrainConfig:
     gt, images = _data(realdata)
     return TrainConfig(train=gt, images=images, out=str(out), preset="tiny", input_size=(64, 64), epochs=epochs,
-                       batch_size=4, lr=2e-3, warmup_steps=4, workers=0, augment=True, ema=True, resume=resume,
+                       batch_size=4, lr=2e-3, lr_base_batch=0, warmup_steps=4, workers=0, augment=True, ema=True,
+                       resume=resume,
                        device="cpu", progress=False, seed=7)
 
 
@@ -158,12 +159,12 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(realdata, tmp_pat
     halves.stop_after = 2
     first = train(halves)
     assert first.epochs_done == 2
-    ckpt = torch.load(tmp_path / "halves" / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "halves" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["args"]["epochs"] == 4
     resumed = _small(realdata, tmp_path / "halves", 4, resume=True)
     train(resumed)
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "halves" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "halves" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 4
     for key in ("model", "ema"):
         for name, tensor in a[key].items():
@@ -175,7 +176,9 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(realdata, 
     from labeltool.student.codec import SimCCCodec
 
     out = tmp_path / "run"
-    train(_small(realdata, out, 1))
+    first = _small(realdata, out, 3)
+    first.stop_after = 1
+    train(first)
     digest = hashlib.sha256((out / "last.pt").read_bytes()).hexdigest()
     monkeypatch.setattr(SimCCCodec, "loss", lambda self, *a: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(TrainingDiverged, match=r"not finite.*epoch 2 by step 1.*last good checkpoint.*epoch 1"):
@@ -184,7 +187,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(realdata, 
     gt, images = _data(realdata)
     run = CliRunner().invoke(main, ["train-student", "--train", gt, "--images", images, "--out", str(out), "--preset",
                                     "tiny", "--input-size", "64x64", "--epochs", "3", "--batch-size", "4", "--workers",
-                                    "0", "--device", "cpu", "--resume"])
+                                    "0", "--device", "cpu", "--resume", "--lr", "2e-3", "--lr-base-batch", "0",
+                                    "--warmup-steps", "4", "--seed", "7"])
     assert run.exit_code == 2
     assert run.stderr.count("\n") == 1 and run.stderr.startswith("wbt: error: training loss became nan")
     assert hashlib.sha256((out / "last.pt").read_bytes()).hexdigest() == digest
@@ -225,6 +229,7 @@ def test_torchrun_world_size_one_trains_like_a_single_process(realdata, tmp_path
     gt, images = _data(realdata)
     args = ["train-student", "--train", gt, "--images", images, "--preset", "tiny", "--input-size", "64x64",
             "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--seed", "3", "--lr", "2e-3",
+            "--lr-base-batch", "0",
             "--warmup-steps", "2"]
     torchrun = Path(sys.executable).parent / "torchrun"
     if not torchrun.is_file():
@@ -240,8 +245,8 @@ def test_torchrun_world_size_one_trains_like_a_single_process(realdata, tmp_path
     finally:
         torch.set_num_threads(threads)
     assert single.exit_code == 0, single.output
-    a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "single" / "last.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
     diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
     assert diff < 1e-6, diff
 
@@ -256,8 +261,8 @@ def test_training_from_the_crop_cache_equals_training_from_the_images(realdata, 
                                        "--build-cache", "--workers", "2"])
     assert plain.exit_code == 0 and cached.exit_code == 0, plain.output + cached.output
     assert (tmp_path / "cache" / "crops.u8").stat().st_size == 12 * 80 * 80 * 3
-    a = torch.load(tmp_path / "plain" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "cached" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "plain" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cached" / "last.pt", weights_only=True)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
@@ -283,7 +288,7 @@ def test_distill_then_train_predict_eval_end_to_end(realdata, tmp_path):
     log = json.loads((tmp_path / "run" / "log.json").read_text())
     assert len(log) == 2 and "AP_wholebody" in log[-1]
     # 12 distilled persons + 2 faces + 4 hands = 18 persons: 3 batches of 6 per epoch
-    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["scheduler"]["last_epoch"] == 6
     res = tmp_path / "results.json"
     run = runner.invoke(main, ["predict", "--model", str(tmp_path / "run" / "last.pt"), "--images", images, "--gt",

@@ -4,8 +4,9 @@ One affine per sample (flip, box noise or half-body box, scale, rotation) is bui
 matrix from source-crop pixels to model-input pixels; the image goes through
 ``grid_sample`` (bilinear, zeros outside, pixel centres at integers as ``cv2.warpAffine``),
 the keypoints through the same matrix, and flipped samples swap left/right points with the
-layout's ``flip_index``. Then colour (brightness, contrast, saturation) and one coarse dropout
-hole, as RTMPose's pipeline has. Parameter ranges follow mmpose's ``RandomFlip``,
+layout's ``flip_index``. Then colour (brightness, contrast, saturation), box and median blur and
+one coarse dropout hole, as RTMPose's pipeline has; face-only and hand-only sources zoom out a
+further 1.5-2x as RTMW's part pipelines do. Parameter ranges follow mmpose's ``RandomFlip``,
 ``RandomHalfBody`` and ``RandomBBoxTransform`` as RTMPose configures them.
 
 Box noise, in the spirit of AlphaPose's pose-guided proposal generator: each edge of the
@@ -46,14 +47,25 @@ class AugmentConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
-    dropout_prob: float = 0.5
+    blur_prob: float = 0.1  # Albumentation Blur(p=0.1): box blur, kernel 3, 5 or 7
+    median_blur_prob: float = 0.1  # MedianBlur(p=0.1), kernel 3, 5 or 7
+    blur_kernels: tuple[int, ...] = (3, 5, 7)  # albumentations' blur_limit=7
+    dropout_prob: float = 1.0  # CoarseDropout(max_holes=1, 0.2-0.4 of each side, p=1.0) in stage 1
     dropout_size: tuple[float, float] = (0.2, 0.4)  # hole side as a fraction of the input side
+    part_zoom: tuple[float, float] = (1.5, 2.0)  # RTMW face / hand pipelines: RandomBBoxTransform scale 1.5-2.0
 
     @staticmethod
     def none() -> AugmentConfig:
         """No augmentation: the nominal crop, as at test time."""
         return AugmentConfig(flip_prob=0, half_body_prob=0, box_noise_prob=0, scale_range=(1.0, 1.0), rotate_prob=0,
-                             colour_prob=0, dropout_prob=0)
+                             colour_prob=0, blur_prob=0, median_blur_prob=0, dropout_prob=0, part_zoom=(1.0, 1.0))
+
+    @staticmethod
+    def stage2() -> AugmentConfig:
+        """RTMPose's ``train_pipeline_stage2``: RandomBBoxTransform(shift_factor=0., scale_factor=[0.75, 1.25],
+        rotate_factor=60) (no shift: no box noise here), CoarseDropout p=0.5; flip, half body, colour and
+        blurs as in stage 1."""
+        return AugmentConfig(box_noise_prob=0, scale_range=(0.75, 1.25), rotate_max=60.0, dropout_prob=0.5)
 
 
 def lower_body_mask(layout: Layout) -> np.ndarray:
@@ -128,6 +140,10 @@ def augment_batch(batch: dict[str, torch.Tensor], layout: Layout, input_size: tu
     # scale and rotation
     lo, hi = config.scale_range
     size = size * ((hi + lo) / 2 + (hi - lo) / 2 * _truncnorm(b, device, generator))[:, None]
+    if "part_only" in batch and config.part_zoom != (1.0, 1.0):  # face / hand sources zoom out further
+        lo, hi = config.part_zoom
+        zoom = (hi + lo) / 2 + (hi - lo) / 2 * _truncnorm(b, device, generator)
+        size = size * torch.where(batch["part_only"], zoom, 1.0)[:, None]
     rotate = torch.rand(b, device=device, generator=generator) < config.rotate_prob
     theta = torch.where(rotate, _truncnorm(b, device, generator) * config.rotate_max, 0.0) * (math.pi / 180)
 
@@ -142,12 +158,16 @@ def augment_batch(batch: dict[str, torch.Tensor], layout: Layout, input_size: tu
     m[:, 2, 2] = 1
     kp = kp @ m[:, :2, :2].transpose(1, 2) + m[:, None, :2, 2]
     flip_m = torch.eye(3, device=device).repeat(b, 1, 1)
-    flip_m[flip, 0, 0] = -1
-    flip_m[flip, 0, 2] = cw - 1
+    flip_m[:, 0, 0] = torch.where(flip, -1.0, 1.0)  # torch.where, not a boolean-mask write (a host sync on CUDA)
+    flip_m[:, 0, 2] = torch.where(flip, float(cw - 1), 0.0)
     images = warp_batch(crops, m @ flip_m, (w_in, h_in))
 
     if config.colour_prob > 0:
         images = _colour(images, config, generator)
+    if config.blur_prob > 0:
+        images = _blur_some(images, config.blur_prob, "mean", config.blur_kernels, generator)
+    if config.median_blur_prob > 0:
+        images = _blur_some(images, config.median_blur_prob, "median", config.blur_kernels, generator)
     if config.dropout_prob > 0:
         images = _dropout(images, config, generator)
     return images, kp, weights
@@ -211,6 +231,32 @@ def _colour(images: torch.Tensor, config: AugmentConfig, generator: torch.Genera
     gray = (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
     images = (images - gray) * factor(config.saturation) + gray
     return images.clamp(0, 255)
+
+
+def _blur_some(images: torch.Tensor, prob: float, kind: str, kernels: tuple[int, ...],
+               generator: torch.Generator | None) -> torch.Tensor:
+    """Box ("mean") or median blur on round(prob x batch) random samples, kernels split evenly among them.
+
+    A fixed count per batch (not a coin per sample) keeps every shape static: no host sync on CUDA,
+    and the median's k x k unfold is only built for the chosen samples. Borders reflect (cv2's
+    BORDER_REFLECT_101, as albumentations blurs)."""
+    b = images.shape[0]
+    m = int(round(prob * b))
+    if m == 0:
+        return images
+    pick = torch.randperm(b, device=images.device, generator=generator)[:m]
+    chosen = images[pick]
+    parts = []
+    for k, group in zip(kernels, torch.tensor_split(torch.arange(m), len(kernels))):
+        if not len(group):
+            continue
+        x = F.pad(chosen[group.to(images.device)], (k // 2,) * 4, mode="reflect")
+        if kind == "mean":
+            parts.append(F.avg_pool2d(x, k, stride=1))
+        else:
+            windows = x.unfold(2, k, 1).unfold(3, k, 1)  # (m, 3, H, W, k, k)
+            parts.append(windows.reshape(*windows.shape[:4], k * k).median(dim=-1).values)
+    return images.index_copy(0, pick, torch.cat(parts))
 
 
 def _dropout(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None) -> torch.Tensor:

@@ -5,6 +5,7 @@ torch is imported inside the commands, so ``wbt --help`` stays fast.
 
 from __future__ import annotations
 
+import math
 import os
 
 import click
@@ -39,11 +40,17 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--input-size", default="192x256", show_default=True, help="WIDTHxHEIGHT (multiples of 32).")
 @click.option("--no-gau", is_flag=True, help="Head without the gated attention unit.")
 @click.option("--describe", is_flag=True, help="Print the model's parameters and GFLOPs and exit.")
-@click.option("--epochs", default=210, show_default=True)
+@click.option("--epochs", default=270, show_default=True, help="LR flat after warm-up to half of them, then cosine "
+              "to 5 %; the last --stage2-epochs train with milder augmentation (RTMPose's schedule).")
 @click.option("--batch-size", default=256, show_default=True, help="Per process (GPU).")
-@click.option("--lr", default=4e-3, show_default=True)
+@click.option("--lr", default=4e-3, show_default=True, help="AdamW learning rate at a total batch of "
+              "--lr-base-batch; the run uses it scaled linearly to its total batch (--batch-size x processes).")
+@click.option("--lr-base-batch", default=512, show_default=True, help="The total batch --lr is meant for (RTMPose "
+              "whole-body: 4e-3 at 512); 0: use --lr as given at any batch.")
 @click.option("--weight-decay", default=0.05, show_default=True)
-@click.option("--warmup-steps", default=1000, show_default=True)
+@click.option("--warmup-steps", default=1000, show_default=True, help="Linear warm-up from 1e-5 x the LR.")
+@click.option("--stage2-epochs", default=30, show_default=True, help="Last epochs with milder augmentation (no box "
+              "noise, scale 0.75-1.25, rotation 60, dropout p 0.5); RTMW uses 10.")
 @click.option("--no-ema", is_flag=True)
 @click.option("--clip-grad", default=35.0, show_default=True, help="Max gradient norm (0: off).")
 @click.option("--no-amp", is_flag=True, help="No bf16 autocast on CUDA.")
@@ -61,7 +68,8 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--val", type=click.Path(), default="", help="Validation GT json (evaluated on its GT boxes).")
 @click.option("--val-images", type=click.Path(), default="")
 @click.option("--val-every", default=10, show_default=True, help="Validate every N epochs (and after the last).")
-@click.option("--val-flip", is_flag=True, help="Flip test-time augmentation in validation.")
+@click.option("--val-flip/--no-val-flip", default=True, show_default=True,
+              help="Flip test-time augmentation in validation (the anchors' flip_test=True).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--init", type=click.Path(), default="", help="Start from this checkpoint's weights (a student or "
               "an mmpose RTMPose checkpoint; tensors that do not fit start fresh).")
@@ -72,7 +80,8 @@ def _size(text: str) -> tuple[int, int]:
               "continue later with --resume.")
 @click.option("--log-every", default=50, show_default=True)
 def train_student_command(train_path, images, extra, out, preset, num_keypoints, input_size, no_gau, describe,
-                          epochs, batch_size, lr, weight_decay, warmup_steps, no_ema, clip_grad, no_amp,
+                          epochs, batch_size, lr, lr_base_batch, weight_decay, warmup_steps, stage2_epochs,
+                          no_ema, clip_grad, no_amp,
                           no_channels_last, compile_, workers, cache, build_cache, cache_margin, no_augment,
                           face_weight, val, val_images, val_every, val_flip, resume, init, seed, device,
                           max_steps_per_epoch, stop_after, log_every):
@@ -99,13 +108,11 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
         raise UserError("--build-cache needs --cache DIR")
     if val and not val_images:
         raise UserError("--val needs --val-images DIR")
-    for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--val-every", val_every)):
-        if value < 1:
-            raise UserError(f"{name} must be at least 1 (got {value})")
     cfg = TrainConfig(
         train=train_path, images=images, out=out, extra_sources=[tuple(e) for e in extra], preset=preset,
         num_keypoints=int(num_keypoints), input_size=size, use_gau=not no_gau, epochs=epochs,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, ema=not no_ema,
+        batch_size=batch_size, lr=lr, lr_base_batch=lr_base_batch, weight_decay=weight_decay,
+        warmup_steps=warmup_steps, stage2_epochs=stage2_epochs, ema=not no_ema,
         clip_grad=clip_grad, amp=not no_amp, channels_last=not no_channels_last, compile=compile_,
         workers=workers, cache=cache, build_cache=build_cache, cache_margin=cache_margin, augment=not no_augment,
         face_weight=face_weight, val=val, val_images=val_images, val_every=val_every, val_flip=val_flip,
@@ -123,7 +130,8 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
 @click.option("--gt", type=click.Path(), help="GT json: predict on its person boxes (and map image ids to files).")
 @click.option("--boxes", type=click.Path(), help="Detector boxes (COCO detection results json).")
 @click.option("--out", required=True, type=click.Path(), help="Results json (the format wbt eval reads).")
-@click.option("--flip", is_flag=True, help="Average with the horizontally flipped crop.")
+@click.option("--flip/--no-flip", default=True, show_default=True,
+              help="Average with the horizontally flipped crop (the anchors' flip_test=True).")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--workers", default=2, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -137,6 +145,15 @@ def predict_command(model_path, images, gt, boxes, out, flip, batch_size, worker
     """Top-down whole-body keypoints for GT or detector boxes, written as COCO-WholeBody results."""
     from labeltool.student.predict import run_predict
     from labeltool.student.train import pick_device
+
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1 (got {batch_size})")
+    if workers < 0:
+        raise UserError(f"--workers must not be negative (got {workers})")
+    for name, value, lo, hi in (("--nms-thr", nms_thr, 0.0, 1.0), ("--box-thr", box_thr, -math.inf, math.inf)):
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise UserError(f"{name} must be a finite number{f' in [{lo}, {hi}]' if math.isfinite(lo) else ''} "
+                            f"(got {value})")
 
     n = run_predict(model_path, images, out, gt=gt, boxes=boxes, flip=flip, batch_size=batch_size, workers=workers,
                     device=str(pick_device(device)), nms=nms, nms_thr=nms_thr, box_thr=box_thr, use_ema=not no_ema)

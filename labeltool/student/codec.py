@@ -53,13 +53,18 @@ class SimCCCodec:
     def encode(self, keypoints: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Targets of keypoints (B, K, 2) in input pixels with weights (B, K).
 
-        Returns (target_x (B, K, Wx), target_y (B, K, Wy), weights (B, K)); a point whose bin
-        falls outside the input gets weight 0 (as mmpose's SimCCLabel).
+        Returns (target_x (B, K, Wx), target_y (B, K, Wy), weights (B, K)). As mmpose's
+        ``SimCCLabel._generate_gaussian``, a point keeps its weight while any of its +-3 sigma Gaussian
+        lies on the bins (``left, top = mu - radius; right, bottom = mu + radius + 1``; weight 0 when
+        ``left >= W or top >= H or right < 0 or bottom < 0``), so a point just outside the crop is
+        still supervised. Unlike mmpose the centre is not rounded to a bin.
         """
         bx, by = self.bins
         sx, sy = self.sigmas
         mu = keypoints.float() * self.split_ratio
-        inside = (mu[..., 0] >= 0) & (mu[..., 0] <= bx - 1) & (mu[..., 1] >= 0) & (mu[..., 1] <= by - 1)
+        rx, ry = 3 * sx, 3 * sy
+        inside = ((mu[..., 0] - rx < bx) & (mu[..., 1] - ry < by) & (mu[..., 0] + rx + 1 >= 0)
+                  & (mu[..., 1] + ry + 1 >= 0))
         weights = torch.where(inside, weights.float(), torch.zeros_like(weights, dtype=torch.float32))
         grid_x = torch.arange(bx, device=keypoints.device, dtype=torch.float32)
         grid_y = torch.arange(by, device=keypoints.device, dtype=torch.float32)
@@ -68,27 +73,17 @@ class SimCCCodec:
         return target_x, target_y, weights
 
     def decode(self, simcc_x: torch.Tensor, simcc_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keypoints (B, K, 2) in input pixels and scores (B, K) in [0, 1] from logits or targets.
+        """Keypoints (B, K, 2) in input pixels and scores (B, K) from logits or targets.
 
-        The score is the peak of ``softmax(beta * logits)`` relative to the peak of a training
-        target's distribution (1 = as sharp as a label), averaged over x and y.
+        The score is mmpose's (``get_simcc_maximum``): the smaller of the x and y maxima of the raw
+        outputs, so score thresholds mean what they mean for mmpose / rtmlib models (a training
+        label scores its peak value, ~1).
         """
-        x, px = _refined_argmax(simcc_x.float(), self.beta)
-        y, py = _refined_argmax(simcc_y.float(), self.beta)
-        tx, ty = self._target_peaks(simcc_x.device)
-        scores = (0.5 * (px / tx + py / ty)).clamp(0.0, 1.0)
+        x = _refined_argmax(simcc_x.float())
+        y = _refined_argmax(simcc_y.float())
+        scores = torch.minimum(simcc_x.float().amax(dim=-1), simcc_y.float().amax(dim=-1))
         keypoints = torch.stack([x, y], dim=-1) / self.split_ratio
         return keypoints, scores
-
-    def _target_peaks(self, device: torch.device) -> tuple[float, float]:
-        """Peak probability of softmax(beta * target) for a point in the middle of the input."""
-        w, h = self.input_size
-        centre = torch.tensor([[[(w - 1) / 2, (h - 1) / 2]]], device=device)
-        tx, ty, _ = self.encode(centre, torch.ones(1, 1, device=device))
-        return (
-            float(F.softmax(self.beta * tx, dim=-1).max()),
-            float(F.softmax(self.beta * ty, dim=-1).max()),
-        )
 
     def loss(
         self,
@@ -99,9 +94,10 @@ class SimCCCodec:
         weights: torch.Tensor,
     ) -> torch.Tensor:
         """RTMPose's KLDiscretLoss: KL(softmax(beta*t) || softmax(beta*logits)) per axis, mean over bins,
-        weighted per keypoint, averaged over keypoints and batch (scalar)."""
+        weighted per keypoint, summed over the batch and divided by the number of keypoints, as mmpose
+        reduces it (``loss / K``), so ``--clip-grad`` acts on the same gradient scale as there."""
         loss = _kl(simcc_x.float(), target_x, self.beta) + _kl(simcc_y.float(), target_y, self.beta)
-        return (loss * weights).sum() / (weights.shape[0] * weights.shape[1])
+        return (loss * weights).sum() / weights.shape[1]
 
 
 def _kl(logits: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
@@ -110,10 +106,9 @@ def _kl(logits: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor
     return (t * (torch.log(t.clamp_min(1e-30)) - log_p)).mean(dim=-1)
 
 
-def _refined_argmax(logits: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sub-bin peak position and peak probability. The position is the vertex of the parabola through the
-    arg-max and its neighbours (at the first / last bin: through the three outermost bins), kept within
-    half a bin of the arg-max."""
+def _refined_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """Sub-bin peak position: the vertex of the parabola through the arg-max and its neighbours (at the
+    first / last bin: through the three outermost bins), kept within half a bin of the arg-max."""
     n = logits.shape[-1]
     idx = logits.argmax(dim=-1, keepdim=True)
     centre = idx.clamp(1, n - 2)
@@ -124,9 +119,7 @@ def _refined_argmax(logits: torch.Tensor, beta: float) -> tuple[torch.Tensor, to
     ok = curvature < 0
     offset = torch.where(ok, 0.5 * (left - right) / torch.where(ok, curvature, -torch.ones_like(curvature)), 0.0)
     vertex = torch.where(ok, centre.float() + offset, idx.float())
-    pos = torch.minimum(torch.maximum(vertex, idx - 0.5), idx + 0.5).squeeze(-1)
-    prob = F.softmax(logits * beta, dim=-1).gather(-1, idx).squeeze(-1)
-    return pos, prob
+    return torch.minimum(torch.maximum(vertex, idx - 0.5), idx + 0.5).squeeze(-1)
 
 
 def flip_simcc(simcc_x: torch.Tensor, simcc_y: torch.Tensor, flip_index: np.ndarray, split_ratio: float,

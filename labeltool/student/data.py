@@ -113,6 +113,11 @@ def label_weights(labelled: np.ndarray, confidence: np.ndarray | None, layout: L
     return w
 
 
+def source_is_part_only(source_name: str) -> bool:
+    """True for a face-only or hand-only source (its name ends in ``:face``, ``:hand`` ...; see ``_table``)."""
+    return source_name.rsplit(":", 1)[-1] in PART_SOURCES
+
+
 def _usable(bboxes: np.ndarray, weights: np.ndarray, iscrowd: np.ndarray) -> np.ndarray:
     return (iscrowd == 0) & (bboxes[:, 2] > 1) & (bboxes[:, 3] > 1) & (weights > 0).any(axis=1)
 
@@ -319,8 +324,10 @@ class CropSource:
         b = t.bboxes[index].astype(np.float64)
         corners = apply_affine(m, np.stack([b[:, :2], b[:, :2] + b[:, 2:]], axis=1))
         boxes = np.concatenate([corners[:, 0], corners[:, 1] - corners[:, 0]], axis=1)
+        part_only = np.array([source_is_part_only(n) for n in t.source_names], dtype=bool)[t.source[index]]
         return {
             "crops": torch.from_numpy(self.crops(index)),
+            "part_only": torch.from_numpy(part_only),
             "keypoints": torch.from_numpy(keypoints.astype(np.float32)),
             "weights": torch.from_numpy(t.weights[index]),
             "boxes": torch.from_numpy(boxes.astype(np.float32)),

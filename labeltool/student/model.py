@@ -171,12 +171,10 @@ class GAU(nn.Module):
         self.s = s
         self.norm = ScaleNorm(dim)
         self.uv = nn.Linear(dim, 2 * self.e + s, bias=False)
-        self.gamma = nn.Parameter(torch.empty(2, s))
-        self.beta = nn.Parameter(torch.zeros(2, s))
+        self.gamma = nn.Parameter(torch.rand(2, s))  # mmpose RTMCCBlock: torch.rand((2, s)) for both
+        self.beta = nn.Parameter(torch.rand(2, s))
         self.o = nn.Linear(self.e, dim, bias=False)
         self.res_scale = nn.Parameter(torch.ones(dim))
-        nn.init.xavier_uniform_(self.gamma)
-        nn.init.xavier_uniform_(self.uv.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.silu(self.uv(self.norm(x)))
@@ -199,6 +197,13 @@ class SimCCHead(nn.Module):
         self.gau = GAU(hidden) if use_gau else nn.Identity()
         self.cls_x = nn.Linear(hidden, bins[0], bias=False)
         self.cls_y = nn.Linear(hidden, bins[1], bias=False)
+        # mmpose RTMCCHead.default_init_cfg: Normal(std 0.001) convs, Normal(std 0.01) linears (the GAU's
+        # too: mmengine applies it to every submodule), biases 0
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.normal_(module.weight, std=0.001 if isinstance(module, nn.Conv2d) else 0.01)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.final(feats).flatten(2)  # (B, K, h*w)

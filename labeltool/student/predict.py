@@ -9,6 +9,7 @@ keys ``keypoints`` (17 x 3), ``foot_kpts``, ``face_kpts``, ``lefthand_kpts``,
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,14 @@ from labeltool.student.model import Student, StudentConfig
 KEYPOINT_SCORE_THR = 0.2  # mmpose's rescoring: instance score = box score x mean of the scores above this
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """A student checkpoint (``last.pt`` / ``best.pt`` from ``wbt train-student``), on the CPU."""
+def load_checkpoint(path: str | os.PathLike, need: tuple[str, ...] = ("config", "model")) -> dict:
+    """A student checkpoint (``last.pt`` from ``wbt train-student``), on the CPU, with the entries ``need``.
+
+    Loaded with ``weights_only=True``: a checkpoint holds only tensors, numbers, strings, lists,
+    tuples and dicts, so a file carrying any other pickled object is refused, never run (a
+    pickle can execute code on load). A missing, truncated or foreign file is a one-line
+    :class:`UserError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
@@ -36,11 +43,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if from_mmpose is not None:
         return from_mmpose
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many types for a damaged file
-        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
-        raise UserError(f"{path}: not a wbt student checkpoint (no 'config' / 'model' entries)")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():  # junk bytes, not a refused object
+            raise UserError(f"{path}: not a readable checkpoint (damaged, truncated or not a torch file): "
+                            f"{(str(err).strip().splitlines() or [''])[0][:160]}") from None
+        # weights_only met a Python object other than tensors and plain data: name it, never build it
+        what = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:160]
+        raise UserError(f"{path}: refused: the file holds more than tensors, numbers, strings, lists and dicts "
+                        f"(loading it could run code): {what}") from None
+    except Exception as err:  # torch raises many types for a damaged or truncated file
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise UserError(f"{path}: not a readable checkpoint (damaged or truncated?): {type(err).__name__}: {first}"
+                        ) from None
+    missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise UserError(f"{path}: not a wbt student checkpoint (no {', '.join(repr(k) for k in missing)} entries)")
     return ckpt
 
 
@@ -201,7 +219,7 @@ def load_detections(path: str | os.PathLike, score_thr: float = 0.0) -> tuple[np
 
 
 def run_predict(model_path: str, images_dir: str, out: str, gt: str | None = None, boxes: str | None = None,
-                flip: bool = False, batch_size: int = 64, workers: int = 0, device: str = "cpu", nms: str = "oks",
+                flip: bool = True, batch_size: int = 64, workers: int = 0, device: str = "cpu", nms: str = "oks",
                 nms_thr: float = 0.9, box_thr: float = 0.0, use_ema: bool = True, progress: bool = True) -> int:
     """``wbt predict``: persons from GT boxes (``gt``) or detector boxes (``boxes``), results to ``out``.
 

@@ -56,16 +56,19 @@ class TrainConfig:
     num_keypoints: int = 133
     input_size: tuple[int, int] = (192, 256)
     use_gau: bool = True
-    epochs: int = 210
+    epochs: int = 270  # rtmpose-m_8xb64-270e_coco-wholebody: max_epochs = 270
     batch_size: int = 256  # per process
-    lr: float = 4e-3  # RTMPose's, for a total batch of 1024: scale with the batch
+    lr: float = 4e-3  # at a total batch of lr_base_batch (RTMPose whole-body: base_lr = 4e-3)
+    lr_base_batch: int = 512  # auto_scale_lr = dict(base_batch_size=512); 0: use lr as given at any batch
     weight_decay: float = 0.05
-    warmup_steps: int = 1000
-    min_lr_ratio: float = 0.05
+    warmup_steps: int = 1000  # LinearLR(start_factor=1.0e-5, by_epoch=False, end=1000)
+    min_lr_ratio: float = 0.05  # CosineAnnealingLR(eta_min=base_lr * 0.05, begin=max_epochs // 2)
+    stage2_epochs: int = 30  # stage2_num_epochs = 30 (PipelineSwitchHook; RTMW: 10)
     ema: bool = True
-    ema_decay: float = 0.9998
+    ema_momentum: float = 2e-4  # EMAHook(ema_type='ExpMomentumEMA', momentum=0.0002) (gamma 2000)
+    ema_gamma: float = 2000.0
     clip_grad: float = 35.0  # max gradient norm (0 = off)
-    bn_momentum: float = 0.03  # BatchNorm running-stat momentum (RTMPose's); raise it for very short runs
+    bn_momentum: float = 0.1  # BatchNorm running-stat momentum: SyncBN default of the RTMPose configs; raise it for very short runs
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
     compile: bool = False
@@ -78,7 +81,7 @@ class TrainConfig:
     val: str = ""  # validation GT json
     val_images: str = ""
     val_every: int = 10
-    val_flip: bool = False
+    val_flip: bool = True  # test_cfg=dict(flip_test=True)
     resume: bool = False
     init: str = ""  # start from this checkpoint's weights
     seed: int = 0
@@ -88,9 +91,31 @@ class TrainConfig:
     log_every: int = 50
     progress: bool = True
 
+    def check(self) -> None:
+        """One-line :class:`UserError` for a number that cannot make a run (checked before anything is read)."""
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "val_every": self.val_every, "lr": self.lr}
+        at_least_zero = {"weight_decay": self.weight_decay, "warmup_steps": self.warmup_steps,
+                         "lr_base_batch": self.lr_base_batch, "stage2_epochs": self.stage2_epochs,
+                         "clip_grad": self.clip_grad, "face_weight": self.face_weight, "workers": self.workers,
+                         "max_steps_per_epoch": self.max_steps_per_epoch, "stop_after": self.stop_after,
+                         "log_every": self.log_every}
+        for name, value in {**positive, **at_least_zero}.items():
+            flag = f"--{name.replace('_', '-')}"
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise UserError(f"{flag} must be a finite number (got {value!r})")
+            if name in positive and value <= 0:
+                raise UserError(f"{flag} must be greater than 0 (got {value})")
+            if value < 0:
+                raise UserError(f"{flag} must not be negative (got {value})")
+        if not (math.isfinite(self.cache_margin) and self.cache_margin >= 1):
+            raise UserError(f"--cache-margin must be at least 1 (got {self.cache_margin})")
+
     def student_config(self) -> StudentConfig:
         return StudentConfig(preset=self.preset, num_keypoints=self.num_keypoints, input_size=tuple(self.input_size),
                              use_gau=self.use_gau)
+
+
+RESUME_ENTRIES = ("model", "optimizer", "scheduler", "epoch", "rng", "args", "config", "history")
 
 
 class TrainingDiverged(UserError):
@@ -98,10 +123,12 @@ class TrainingDiverged(UserError):
 
 
 class EMA:
-    """Exponential moving average of the weights (integer buffers copied), with the usual warm-up of the decay."""
+    """mmpose's ``ExpMomentumEMA`` (mmengine, ``update_buffers=True``): the first update copies the weights,
+    then every float parameter and buffer moves toward the model by
+    ``(1 - momentum) * exp(-(1 + steps) / gamma) + momentum`` (integer buffers are copied)."""
 
-    def __init__(self, model: Student, decay: float, channels_last: bool = False):
-        self.decay = decay
+    def __init__(self, model: Student, momentum: float, gamma: float, channels_last: bool = False):
+        self.momentum, self.gamma = momentum, gamma
         self.steps = 0
         self.module = Student(model.config).to(next(model.parameters()).device)
         if channels_last:
@@ -119,15 +146,19 @@ class EMA:
         self._other = ([ema[k] for k, v in own.items() if not v.dtype.is_floating_point],
                        [v for v in own.values() if not v.dtype.is_floating_point])
 
+    def step_momentum(self, steps: int) -> float:
+        return (1 - self.momentum) * math.exp(-float(1 + steps) / self.gamma) + self.momentum
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        self.steps += 1
-        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
         ema, own = self._float
-        torch._foreach_mul_(ema, d)
-        torch._foreach_add_(ema, own, alpha=1 - d)
+        if self.steps == 0:
+            torch._foreach_copy_(ema, own)
+        else:
+            torch._foreach_lerp_(ema, own, self.step_momentum(self.steps))
         for e, v in zip(*self._other):
             e.copy_(v)
+        self.steps += 1
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "steps": self.steps}
@@ -137,23 +168,42 @@ class EMA:
         self.steps = state["steps"]
 
 
-def lr_lambda(warmup: int, total: int, min_ratio: float):
-    """Step -> learning-rate factor: linear warm-up from 0.001, then cosine down to ``min_ratio``."""
+WARMUP_START = 1e-5  # LinearLR(start_factor=1.0e-5)
+
+
+def lr_lambda(warmup: int, decay_start: int, total: int, min_ratio: float):
+    """Step -> learning-rate factor, mmpose's two schedulers multiplied: linear warm-up from 1e-5 over
+    ``warmup`` steps; flat until ``decay_start`` (half of training), then cosine down to ``min_ratio``
+    at ``total``, per step (``convert_to_iter_based=True``)."""
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return 0.001 + (1 - 0.001) * step / warmup
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+        warm = WARMUP_START + (1 - WARMUP_START) * min(1.0, step / warmup) if warmup > 0 else 1.0
+        if step <= decay_start:
+            return warm
+        t = min(1.0, (step - decay_start) / max(1, total - decay_start))
+        return warm * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
     return factor
 
 
+def scaled_lr(cfg: TrainConfig, world: int) -> float:
+    """``--lr`` scaled linearly from its base batch to this run's total batch (mmengine's auto_scale_lr)."""
+    if not cfg.lr_base_batch:
+        return cfg.lr
+    return cfg.lr * cfg.batch_size * world / cfg.lr_base_batch
+
+
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv / linear weights only (none on norms, biases and the GAU's scales)."""
+    """mmengine's rule for ``paramwise_cfg=dict(norm_decay_mult=0, bias_decay_mult=0)``: no decay on the
+    parameters of norm layers (by type) and on parameters named ``bias``; every other parameter decays
+    (ScaleNorm's gain, the GAU's gamma / beta and residual scale included, as there)."""
     decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if p.ndim >= 2 else no_decay).append(p)
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            (no_decay if isinstance(module, _NORMS) or name == "bias" else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -195,18 +245,65 @@ def load_training_table(cfg: TrainConfig) -> PersonTable:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, numpy, torch (and CUDA) RNG states as tensors, numbers and strings only, so a checkpoint
+    loads with ``torch.load(weights_only=True)`` (numpy's state is an ndarray, python's a tuple of ints)."""
+    version, words, gauss_next = random.getstate()
+    key, np_words, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss_next": gauss_next},
+        "numpy": {"key": str(key), "state": torch.from_numpy(np_words.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, nps = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+    np.random.set_state((nps["key"], nps["state"].numpy().astype(np.uint32), nps["pos"], nps["has_gauss"],
+                         nps["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# Arguments a resumed run may change (where it runs, how it reports, when it stops); any other
+# difference from the checkpoint's arguments would silently train another run and is refused.
+RESUMABLE_CHANGES = frozenset({
+    "out", "resume", "init", "device", "workers", "cache", "build_cache", "compile", "amp", "channels_last",
+    "val", "val_images", "val_every", "val_flip", "stop_after", "log_every", "progress",
+})
+
+
+def check_resume_args(saved: dict, cfg: TrainConfig, path: Path) -> None:
+    """A one-line :class:`UserError` naming every option that differs from the run in ``path``."""
+    now = _args_dict(cfg)
+    diff = []
+    for key, value in now.items():
+        if key in RESUMABLE_CHANGES or key not in saved:
+            continue
+        before = saved[key]
+        if _plain(before) != _plain(value):
+            diff.append(f"--{key.replace('_', '-')} ({_shown(before)} there, {_shown(value)} now)")
+    if diff:
+        raise UserError(f"{path}: --resume of a run started with other options: {'; '.join(diff)}; "
+                        "resume with the same options, or use another --out")
+
+
+def _plain(value):
+    """Lists and tuples compare alike (a checkpoint keeps tuples; the CLI may give lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
+    return str(_plain(value)) if value != "" else "(none)"
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -217,7 +314,7 @@ def save_atomic(obj: dict, path: Path) -> None:
 class Trainer:
     """Model, optimizer, schedule and EMA of a run, and one training step on a batch of source crops."""
 
-    def __init__(self, cfg: TrainConfig, layout, device: torch.device, world: int = 1, total_steps: int = 1):
+    def __init__(self, cfg: TrainConfig, layout, device: torch.device, world: int = 1, steps_per_epoch: int = 1):
         self.cfg = cfg
         self.layout = layout
         self.device = device
@@ -226,6 +323,7 @@ class Trainer:
         self.input_size = self.student_config.input_size
         self.codec = SimCCCodec(self.input_size, self.student_config.split_ratio)
         self.augment = AugmentConfig() if cfg.augment else AugmentConfig.none()
+        self.stage = 1
         # the model's initial weights and the augmentation draw from the seed alone (data loading,
         # cache building or a DataLoader's own seed draws cannot shift them)
         rank = int(os.environ.get("RANK", 0))
@@ -240,14 +338,28 @@ class Trainer:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.ema = EMA(model, cfg.ema_decay, self.channels_last) if cfg.ema else None
-        self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(cfg.warmup_steps, total_steps, cfg.min_lr_ratio))
+        self.ema = EMA(model, cfg.ema_momentum, cfg.ema_gamma, self.channels_last) if cfg.ema else None
+        self.lr = scaled_lr(cfg, world)
+        # fused AdamW on CUDA: one kernel for all parameters (the model is many small tensors)
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=self.lr, betas=(0.9, 0.999),
+                                           fused=self.cuda)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
+            cfg.warmup_steps, (cfg.epochs // 2) * steps_per_epoch, cfg.epochs * steps_per_epoch, cfg.min_lr_ratio))
+        self.amp = self.cuda and cfg.amp  # bf16 autocast (settable, so a CPU test runs the same code path)
         net: nn.Module = model
         if world > 1:
             net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if self.cuda else None)
         self.net = torch.compile(net) if cfg.compile else net
+
+    def set_epoch(self, epoch: int) -> bool:
+        """Stage 2 (mmdet's PipelineSwitchHook at ``max_epochs - stage2_num_epochs``): milder augmentation for
+        the last ``stage2_epochs`` epochs. Returns True when this epoch switches."""
+        stage = 2 if self.cfg.augment and epoch >= self.cfg.epochs - self.cfg.stage2_epochs else 1
+        switched = stage != self.stage
+        self.stage = stage
+        if self.cfg.augment:
+            self.augment = AugmentConfig.stage2() if stage == 2 else AugmentConfig()
+        return switched
 
     def inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """Augmented images and SimCC targets of a batch already on the device."""
@@ -264,7 +376,7 @@ class Trainer:
         return self.optimise(*self.inputs(batch))
 
     def optimise(self, images, target_x, target_y, weights) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda and self.cfg.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             simcc_x, simcc_y = self.net(images)
         loss = self.codec.loss(simcc_x, simcc_y, target_x, target_y, weights)
         self.optimizer.zero_grad(set_to_none=True)
@@ -290,6 +402,7 @@ class TrainResult:
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume) a student as ``cfg`` says; checkpoints and logs go to ``cfg.out``."""
+    cfg.check()
     out = Path(cfg.out)
     device = pick_device(cfg.device)
     rank, world, device = init_distributed(device)
@@ -301,7 +414,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     if cfg.resume:
         if not ckpt_path.is_file():
             raise UserError(f"{ckpt_path}: nothing to resume (no checkpoint in --out)")
-        resume_state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        from labeltool.student.predict import load_checkpoint
+
+        resume_state = load_checkpoint(ckpt_path, need=RESUME_ENTRIES)
+        check_resume_args(resume_state["args"], cfg, ckpt_path)
     torch.manual_seed(cfg.seed + rank)
     np.random.seed(cfg.seed + rank)
     random.seed(cfg.seed + rank)
@@ -323,7 +439,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise UserError(f"{cfg.train}: {len(table)} persons make no full batch of {cfg.batch_size} "
                         f"on {world} process(es); lower --batch-size")
     steps_per_epoch = len(sampler) if not cfg.max_steps_per_epoch else min(len(sampler), cfg.max_steps_per_epoch)
-    trainer = Trainer(cfg, layout, device, world, total_steps=steps_per_epoch * cfg.epochs)
+    trainer = Trainer(cfg, layout, device, world, steps_per_epoch=steps_per_epoch)
     model, ema, optimizer, scheduler = trainer.model, trainer.ema, trainer.optimizer, trainer.scheduler
     if cfg.init and resume_state is None:
         from labeltool.student.mmpose_checkpoint import init_message
@@ -354,19 +470,26 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     loader = batch_loader(source, sampler, cfg.workers, pin_memory=cuda)
     out.mkdir(parents=True, exist_ok=True)
-    val = _Validation(cfg, layout) if cfg.val and main_process else None
+    val = _Validation(cfg, layout) if cfg.val else None  # every rank validates its share of the persons
+    if main_process and cfg.progress:
+        stage2 = f", stage 2 from epoch {max(cfg.epochs - cfg.stage2_epochs, 0) + 1}" if cfg.augment else ""
+        print(f"lr {trainer.lr:.3g} (--lr {cfg.lr:g} x total batch {cfg.batch_size * world} / "
+              f"{cfg.lr_base_batch or cfg.batch_size * world}); {cfg.epochs} epochs of {steps_per_epoch} steps, "
+              f"cosine decay after epoch {cfg.epochs // 2}{stage2}", flush=True)
 
     end_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start_epoch + cfg.stop_after)
     for epoch in range(start_epoch, end_epoch):
         sampler.set_epoch(epoch)
+        if trainer.set_epoch(epoch) and main_process and cfg.progress and epoch > start_epoch:
+            print(f"epoch {epoch + 1}: stage 2 (milder augmentation) for the last {cfg.epochs - epoch} epochs",
+                  flush=True)
         model.train()
         t_epoch = time.perf_counter()
         loss_sum, n_steps, data_time = torch.zeros((), device=device), 0, 0.0
         t_data = time.perf_counter()
-        for step, batch in enumerate(loader):
+        for step, batch in enumerate(to_device(loader, device)):
             if step >= steps_per_epoch:
                 break
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             data_time += time.perf_counter() - t_data
             loss = trainer.step(batch)
             loss_sum += loss
@@ -383,12 +506,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         if not math.isfinite(mean_loss):
             _diverged(loss, epoch, n_steps - 1, ckpt_path, history)
         seconds = time.perf_counter() - t_epoch
-        record = {"epoch": epoch + 1, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
+        record = {"epoch": epoch + 1, "stage": trainer.stage, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
                   "seconds": seconds, "samples_per_s": n_steps * cfg.batch_size * world / max(seconds, 1e-9),
                   "data_seconds": data_time}
         validated = val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs)
         if validated:
-            record.update(val.run(ema.module if ema is not None else model, device))
+            record.update(val.run(ema.module if ema is not None else model, device, rank, world))
         history.append(record)
         if main_process:
             state = {
@@ -408,6 +531,32 @@ def train(cfg: TrainConfig) -> TrainResult:
     if world > 1:
         torch.distributed.barrier()
     return TrainResult(out, end_epoch, history)
+
+
+def to_device(batches, device: torch.device):
+    """Batches moved to ``device``. On CUDA the next batch's (pinned) host-to-device copy runs on a side
+    stream while the current step computes; the compute stream waits for it only when it needs it."""
+    if device.type != "cuda":
+        for batch in batches:
+            yield {k: v.to(device) for k, v in batch.items()}
+        return
+    copy_stream = torch.cuda.Stream(device)
+
+    def issue(batch):
+        with torch.cuda.stream(copy_stream):
+            return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+    pending = None
+    for batch in batches:
+        nxt = issue(batch)
+        if pending is not None:
+            yield pending
+        torch.cuda.current_stream(device).wait_stream(copy_stream)
+        for v in nxt.values():  # the copies' memory belongs to the compute stream from here on
+            v.record_stream(torch.cuda.current_stream(device))
+        pending = nxt
+    if pending is not None:
+        yield pending
 
 
 def _diverged(loss: torch.Tensor, epoch: int, step: int, ckpt_path: Path, history: list[dict]):
@@ -468,14 +617,28 @@ class _Validation:
         self.flip = cfg.val_flip
         self.workers = min(cfg.workers, 4)
 
-    def run(self, model: Student, device: torch.device) -> dict:
+    def run(self, model: Student, device: torch.device, rank: int = 0, world: int = 1) -> dict:
+        """Per-part AP on rank 0 ({} elsewhere). Under DDP every rank predicts every world-th person and
+        rank 0 gathers them, so no rank idles in a collective (and into its timeout) while one predicts."""
         from labeltool.eval import evaluate, predictions_from_arrays
         from labeltool.student.predict import Predictor, instance_scores
 
         was = model.training
         predictor = Predictor(model, device, self.flip)
-        keypoints = predictor.predict_persons(self.paths, self.image_index, self.bboxes, workers=self.workers)
+        mine = np.arange(rank, len(self.bboxes), world)
+        keypoints = predictor.predict_persons(self.paths, self.image_index[mine], self.bboxes[mine],
+                                              workers=self.workers)
         model.train(was)
+        if world > 1:
+            import torch.distributed as dist
+
+            shares = [None] * world
+            dist.all_gather_object(shares, (mine, keypoints))
+            if rank != 0:
+                return {}
+            keypoints = np.zeros((len(self.bboxes), *keypoints.shape[1:]))
+            for idx, kp in shares:
+                keypoints[idx] = kp
         scores = instance_scores(keypoints, np.ones(len(keypoints)))
         report = evaluate(self.gt, predictions_from_arrays(keypoints, self.image_ids, scores))
         return {f"AP_{part}": report.stat(part, "AP") for part in report.parts}

@@ -1,0 +1,211 @@
+"""RTMPose recipe parity: schedule, LR scaling, stage-2 switch, blurs, part zoom, no-decay set, head
+init, ExpMomentumEMA, bf16 autocast on the CPU, and DDP at world size 2 (gloo, two processes)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from labeltool.layouts import WHOLEBODY133
+from labeltool.student.augment import AugmentConfig, _blur_some, augment_batch
+from labeltool.student.model import Student, StudentConfig
+from labeltool.student.train import EMA, TrainConfig, Trainer, lr_lambda, param_groups, scaled_lr
+
+TINY = StudentConfig(preset="tiny", num_keypoints=133, input_size=(64, 64))
+
+
+def test_schedule_is_warmup_from_1e5_flat_to_half_then_cosine_to_5_percent():
+    """rtmpose-m_8xb64-270e: LinearLR(start_factor=1e-5, end=1000 iters) and CosineAnnealingLR(eta_min=5 %,
+    begin=max_epochs // 2, end=max_epochs, per iteration)."""
+    steps_per_epoch, epochs = 100, 270
+    f = lr_lambda(1000, (epochs // 2) * steps_per_epoch, epochs * steps_per_epoch, 0.05)
+    assert f(0) == pytest.approx(1e-5)
+    assert f(500) == pytest.approx(1e-5 + (1 - 1e-5) * 0.5)
+    assert f(1000) == f(5000) == f(13500) == 1.0  # flat from the end of warm-up to epoch 135
+    half = 13500 + (27000 - 13500) // 2
+    assert f(half) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert f(27000) == pytest.approx(0.05)
+    assert f(13501) < 1.0
+    values = [f(s) for s in range(13500, 27001, 100)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_lr_scales_linearly_with_the_total_batch():
+    cfg = TrainConfig(lr=4e-3, batch_size=64)
+    assert scaled_lr(cfg, world=8) == pytest.approx(4e-3)  # RTMPose's 8 x 64 = base batch 512
+    assert scaled_lr(cfg, world=1) == pytest.approx(5e-4)
+    cfg.batch_size = 256
+    assert scaled_lr(cfg, world=8) == pytest.approx(1.6e-2)
+    cfg.lr_base_batch = 0
+    assert scaled_lr(cfg, world=8) == 4e-3
+
+
+def test_stage_two_switches_for_the_last_epochs():
+    cfg = TrainConfig(preset="tiny", input_size=(64, 64), epochs=10, stage2_epochs=3, device="cpu")
+    trainer = Trainer(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=2)
+    switches = [trainer.set_epoch(e) for e in range(10)]
+    assert switches == [False] * 7 + [True, False, False]
+    assert trainer.stage == 2 and trainer.augment == AugmentConfig.stage2()
+    s2 = AugmentConfig.stage2()
+    assert (s2.box_noise_prob, s2.scale_range, s2.rotate_max, s2.dropout_prob) == (0, (0.75, 1.25), 60.0, 0.5)
+    assert AugmentConfig().dropout_prob == 1.0 and AugmentConfig().blur_prob == 0.1
+    trainer.set_epoch(0)  # a resumed run early in training goes back to stage 1
+    assert trainer.stage == 1 and trainer.augment == AugmentConfig()
+
+
+def test_blurs_touch_round_p_times_batch_samples_and_median_removes_salt():
+    g = torch.Generator().manual_seed(0)
+    images = torch.full((20, 3, 16, 12), 100.0)
+    images[:, :, 8, 6] = 255.0  # one hot pixel per image
+    out = _blur_some(images, 0.1, "median", (3, 5, 7), g)
+    changed = (out != images).flatten(1).any(1)
+    assert int(changed.sum()) == 2  # round(0.1 x 20) samples, each with its hot pixel removed
+    assert torch.all(out[changed] == 100.0)
+    box = _blur_some(images, 0.5, "mean", (3,), g)
+    changed = (box != images).flatten(1).any(1)
+    assert int(changed.sum()) == 10
+    assert float(box[changed][0, 0, 8, 6]) == pytest.approx(100 + 155 / 9, rel=1e-5)  # 3x3 box mean
+
+
+def test_part_only_sources_zoom_out():
+    """A face-only / hand-only sample is cropped 1.5-2x wider (RTMW's part pipelines): its points draw together."""
+    b = 8
+    kp = torch.zeros(b, 133, 2)
+    kp[:, :, 0] = torch.linspace(20, 100, 133)
+    kp[:, :, 1] = 80
+    batch = {"crops": torch.zeros(b, 160, 120, 3, dtype=torch.uint8), "keypoints": kp,
+             "weights": torch.ones(b, 133), "boxes": torch.tensor([[30.0, 40.0, 60.0, 80.0]]).repeat(b, 1),
+             "part_only": torch.tensor([True, False] * 4)}
+    cfg = AugmentConfig.none()
+    plain = augment_batch(batch, WHOLEBODY133, (96, 128), cfg)[1]
+    zoomed = augment_batch(batch, WHOLEBODY133, (96, 128), AugmentConfig(**{**cfg.__dict__, "part_zoom": (2.0, 2.0)}))[1]
+    spread = lambda p: (p[:, :, 0].amax(1) - p[:, :, 0].amin(1))  # noqa: E731
+    ratio = spread(zoomed) / spread(plain)
+    assert torch.allclose(ratio[0::2], torch.tensor(0.5)) and torch.allclose(ratio[1::2], torch.tensor(1.0))
+
+
+def test_no_decay_set_is_mmengines_norms_and_biases():
+    model = Student(TINY)
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    no = {names[id(p)] for p in no_decay["params"]}
+    yes = {names[id(p)] for p in decay["params"]}
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert len(no) + len(yes) == len(names)
+    bn = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    bn_params = {f"{m}.weight" for m in bn} | {f"{m}.bias" for m in bn}
+    assert bn_params <= no
+    assert all(n.endswith(".bias") for n in no - bn_params)
+    assert "backbone.stages.0.1.attention.fc.bias" in no  # a conv bias
+    # not norms by type and not named 'bias': decayed, as mmengine's DefaultOptimWrapperConstructor does
+    assert {"head.gau.gamma", "head.gau.beta", "head.gau.res_scale", "head.mlp.0.g", "head.gau.norm.g"} <= yes
+
+
+@torch.no_grad()
+def test_head_init_is_mmposes():
+    torch.manual_seed(0)
+    head = Student(StudentConfig(preset="m", num_keypoints=133)).head
+    assert float(head.final.weight.std()) == pytest.approx(0.001, rel=0.02)
+    assert float(head.final.bias.abs().max()) == 0.0
+    for linear in (head.mlp[1], head.gau.uv, head.gau.o, head.cls_x, head.cls_y):
+        assert float(linear.weight.std()) == pytest.approx(0.01, rel=0.05)
+    assert 0.0 <= float(head.gau.gamma.min()) and float(head.gau.gamma.max()) <= 1.0  # torch.rand
+
+
+def test_ema_is_mmengines_exp_momentum_ema():
+    torch.manual_seed(0)
+    student = Student(TINY)
+    ema = EMA(student, momentum=2e-4, gamma=2000)
+    reference = {k: v.clone() for k, v in student.state_dict().items()}
+    for steps in range(3):
+        with torch.no_grad():
+            for p in student.parameters():
+                p.add_(1.0)
+        ema.update(student)
+        for k, v in student.state_dict().items():
+            if not v.dtype.is_floating_point:
+                continue
+            if steps == 0:
+                reference[k] = v.clone()  # mmengine: the first update copies
+            else:
+                m = (1 - 2e-4) * math.exp(-(1 + steps) / 2000) + 2e-4
+                reference[k] = reference[k] + m * (v - reference[k])
+    for k, v in ema.module.state_dict().items():
+        if v.dtype.is_floating_point:
+            assert torch.allclose(v, reference[k], atol=1e-5), k
+    assert ema.steps == 3
+
+
+def test_bf16_autocast_step_on_the_cpu():
+    """The bf16 autocast path (on by default on CUDA) run on the CPU: bf16 outputs, finite loss near fp32's."""
+    cfg = TrainConfig(preset="tiny", input_size=(64, 64), device="cpu", augment=False, lr_base_batch=0, ema=True)
+    losses = {}
+    for amp in (False, True):
+        trainer = Trainer(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=10)
+        trainer.amp = amp
+        g = torch.Generator().manual_seed(0)
+        images = torch.rand(4, 3, 64, 64, generator=g) * 255
+        kp = torch.rand(4, 133, 2, generator=g) * 63
+        tx, ty, w = trainer.codec.encode(kp, torch.ones(4, 133))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out_x, _ = trainer.net(images)
+        assert out_x.dtype == (torch.bfloat16 if amp else torch.float32)
+        losses[amp] = [float(trainer.optimise(images, tx, ty, w)) for _ in range(3)]
+    assert all(math.isfinite(v) for v in losses[True])
+    assert np.allclose(losses[True], losses[False], rtol=0.05), losses
+
+
+# --------------------------------------------------------------------------- DDP, world size 2
+
+
+def _data(realdata: Path) -> tuple[str, str]:
+    d = realdata / "coco_wholebody"
+    return str(d / "test_coco_wholebody.json"), str(d)
+
+
+@pytest.mark.slow
+def test_torchrun_world_size_two_checkpoints_and_resumes_exactly(realdata, tmp_path):
+    """Two gloo processes: each rank's RNG state is in the checkpoint, ranks saw different augmentation,
+    validation is sharded and gathered, and 1 + 1 epochs with --resume equal 2 straight epochs."""
+    gt, images = _data(realdata)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.is_file():
+        pytest.skip(f"{torchrun} not found (torch installs it beside the interpreter)")
+    args = ["train-student", "--train", gt, "--images", images, "--preset", "tiny", "--input-size", "64x64",
+            "--epochs", "2", "--batch-size", "3", "--workers", "0", "--device", "cpu", "--seed", "4", "--lr", "2e-3",
+            "--lr-base-batch", "0", "--warmup-steps", "2", "--stage2-epochs", "1", "--val", gt, "--val-images", images,
+            "--val-every", "1", "--no-val-flip"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(out: Path, *extra: str) -> None:
+        proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "labeltool.student",
+                               *args, "--out", str(out), *extra], capture_output=True, text=True, env=env,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    run(tmp_path / "straight")
+    run(tmp_path / "halves", "--stop-after", "1")
+    run(tmp_path / "halves", "--resume")
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "halves" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    rng = a["rng"]
+    assert isinstance(rng, list) and len(rng) == 2
+    assert not torch.equal(rng[0]["augment"], rng[1]["augment"])  # each rank its own augmentation stream
+    assert not torch.equal(rng[0]["torch"], rng[1]["torch"])
+    for key in ("model", "ema"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    # 12 persons, 3 per batch, 2 ranks: 2 steps per rank per epoch
+    assert a["scheduler"]["last_epoch"] == 4
+    assert [r["stage"] for r in a["history"]] == [1, 2]
+    assert all("AP_wholebody" in r for r in a["history"])  # validated on both ranks' shares
+    assert a["history"][-1]["AP_wholebody"] == b["history"][-1]["AP_wholebody"]
