@@ -131,7 +131,7 @@ def _result(image_id: int, pts: np.ndarray, score: float) -> dict:
 # --------------------------------------------------------------------------- runners (subprocess)
 
 
-def run_wbt(gt: str, pred: str, repeat: int) -> dict:
+def run_wbt(gt: str, pred: str, repeat: int, protocol: str = "coco-wholebody") -> dict:
     from labeltool.eval.evaluator import evaluate, load_ground_truth, load_results
 
     rss0 = _rss_mb()
@@ -141,7 +141,7 @@ def run_wbt(gt: str, pred: str, repeat: int) -> dict:
         ds = load_ground_truth(gt)
         preds = load_results(ds, pred)
         t1 = _clock()
-        report = evaluate(ds, preds)
+        report = evaluate(ds, preds, protocol=protocol)
         t2 = _clock()
         runs.append((t0, t1, t2))
     stats = {p: report.results[p].stats.tolist() for p in report.parts}
@@ -253,23 +253,6 @@ def halpe_files(work: Path, doc: dict, results: list[dict]) -> tuple[Path, Path]
     return gt, pred
 
 
-def run_wbt_halpe(gt: str, pred: str, repeat: int) -> dict:
-    from labeltool.eval.evaluator import evaluate, load_ground_truth, load_results
-
-    rss0 = _rss_mb()
-    runs = []
-    for _ in range(repeat):
-        t0 = _clock()
-        ds = load_ground_truth(gt)
-        preds = load_results(ds, pred)
-        t1 = _clock()
-        report = evaluate(ds, preds, protocol="halpe")
-        t2 = _clock()
-        runs.append((t0, t1, t2))
-    stats = {p: report.results[p].stats.tolist() for p in report.parts}
-    return {**_best(runs), "peak_mb": _rss_mb(), "base_mb": rss0, "stats": stats}
-
-
 def run_halpecocotools(gt: str, pred: str, repeat: int) -> dict:
     try:
         import halpecocotools  # noqa: F401
@@ -325,7 +308,7 @@ def _best(runs: list[tuple[tuple[float, float], tuple[float, float], tuple[float
 
 
 CHILDREN = {"wbt": run_wbt, "xtcocotools": run_xtcocotools, "hotcoco": lambda *a: run_peer("hotcoco", *a),
-            "faster-coco-eval": lambda *a: run_peer("faster-coco-eval", *a), "wbt-halpe": run_wbt_halpe,
+            "faster-coco-eval": lambda *a: run_peer("faster-coco-eval", *a), "wbt-halpe": lambda *a: run_wbt(*a, protocol="halpe"),
             "halpecocotools": run_halpecocotools}  # fmt: skip
 
 
