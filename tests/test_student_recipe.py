@@ -117,7 +117,7 @@ def test_head_init_is_mmposes():
     assert float(head.final.bias.abs().max()) == 0.0
     for linear in (head.mlp[1], head.gau.uv, head.gau.o, head.cls_x, head.cls_y):
         assert float(linear.weight.std()) == pytest.approx(0.01, rel=0.05)
-    assert 0.0 <= float(head.gau.gamma.min()) and float(head.gau.gamma.max()) <= 1.0  # torch.rand
+    assert float(head.gau.beta.abs().max()) == 0.0  # ours, not mmpose's torch.rand (see model.py and the docs)
 
 
 def test_ema_is_mmengines_exp_momentum_ema():
