@@ -213,14 +213,14 @@ def wbt_cli(*args) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def student_onnx(realdata, tmp_path_factory) -> Path:
-    """The tiny student after 6 steps on the 12 real persons, exported in rtmlib's convention (64x96 input)."""
+    """The tiny student after 20 steps on the 12 real persons, exported in rtmlib's convention (64x96 input)."""
     from labeltool.student.export import export_onnx
     from labeltool.student.train import TrainConfig, train
 
     src = realdata / "coco_wholebody"
     out = tmp_path_factory.mktemp("student")
     cfg = TrainConfig(train=str(src / "test_coco_wholebody.json"), images=str(src), out=str(out), preset="tiny",
-                      input_size=(64, 96), epochs=6, batch_size=12, lr=4e-3, warmup_steps=2, weight_decay=0.0,
+                      input_size=(64, 96), epochs=20, batch_size=12, lr=4e-3, lr_base_batch=0, warmup_steps=2, weight_decay=0.0,
                       workers=0, augment=False, ema=False, bn_momentum=0.5, device="cpu", progress=False)  # fmt: skip
     result = train(cfg)
     onnx_path = out / "student.onnx"

@@ -31,13 +31,16 @@ def _data(realdata: Path) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def overfit(realdata, tmp_path_factory):
-    """40 steps of the tiny student on all 12 persons at once (no augmentation), validated every 10 epochs."""
+    """40 steps of the tiny student on all 12 persons at once (no augmentation), validated every 10 epochs.
+
+    Validation without flip test: a network trained on unflipped crops only has never seen a
+    mirrored person, and averaging with its flipped prediction measures that, not the fit."""
     gt, images = _data(realdata)
     out = tmp_path_factory.mktemp("overfit")
     cfg = TrainConfig(train=gt, images=images, out=str(out), preset="tiny", input_size=(96, 128),
                       epochs=OVERFIT_EPOCHS, batch_size=12, lr=4e-3, lr_base_batch=0, warmup_steps=3,
                       weight_decay=0.0, workers=0, augment=False, ema=False, bn_momentum=0.5, val=gt,
-                      val_images=images, val_every=10, device="cpu", progress=False)
+                      val_images=images, val_every=10, val_flip=False, device="cpu", progress=False)
     return train(cfg), gt, images
 
 
@@ -46,12 +49,12 @@ def test_tiny_student_overfits_real_persons(overfit):
     result, _, _ = overfit
     h = result.history
     assert len(h) == OVERFIT_EPOCHS
-    # RTMPose's schedule (flat for half the run) fits slower in 40 steps than the former cosine-from-the-
-    # start did (wholebody AP was 0.42 then); the loss and the foot AP show the learning
-    assert h[-1]["loss"] < h[0]["loss"] / 3  # measured: 0.156 -> 0.044
+    assert h[-1]["loss"] < h[0]["loss"] / 4  # measured: 0.155 -> 0.024
     first, last = h[9], h[-1]
-    # measured: foot AP 0.0 after 10 steps, 0.02 after 40 (0.06 in a run without the validations between)
-    assert last["AP_foot"] + last["AP_body"] > first["AP_foot"] + first["AP_body"] + 0.01
+    assert first["AP_wholebody"] < 0.05  # measured 0.0 after 10 steps
+    assert last["AP_wholebody"] > 0.4  # measured 0.71 after 40 steps
+    for part in ("body", "foot", "face", "lefthand", "righthand"):
+        assert last[f"AP_{part}"] > first[f"AP_{part}"] + 0.1, part
     out = result.out
     assert (out / "curves.png").stat().st_size > 10_000
     rows = (out / "log.csv").read_text().splitlines()
@@ -64,7 +67,7 @@ def test_predict_then_eval_reproduces_the_validation_ap(overfit, tmp_path):
     result, gt, images = overfit
     res = tmp_path / "results.json"
     run = CliRunner().invoke(main, ["predict", "--model", str(result.out / "last.pt"), "--images", images, "--gt", gt,
-                                    "--out", str(res), "--workers", "0", "--device", "cpu"])
+                                    "--out", str(res), "--workers", "0", "--device", "cpu", "--no-flip"])
     assert run.exit_code == 0, run.output
     results = json.loads(res.read_text())
     assert len(results) == 14  # every non-crowd GT box, labelled or not (as validation does)
@@ -77,7 +80,6 @@ def test_predict_then_eval_reproduces_the_validation_ap(overfit, tmp_path):
     # rounding to 3 decimals in the results file is all that separates it from the in-memory validation
     for part in ("foot", "wholebody"):
         assert _find_ap(stats, part) == pytest.approx(result.history[-1][f"AP_{part}"], abs=0.02), part
-    assert result.history[-1]["AP_foot"] > 0.01  # a non-trivial value to reproduce (measured 0.02)
 
 
 def _find_ap(obj, part: str) -> float:
