@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from labeltool.coco import image_path, load_pose_dataset, read_json, write_bytes_atomic
+from labeltool.coco import AtomicFile, image_path, load_pose_dataset, read_json, write_bytes_atomic
 from labeltool.convert import convert_keypoints, convert_points
 from labeltool.errors import UserError
 from labeltool.images import read_rgb
@@ -405,10 +404,8 @@ def build_crop_cache(table: PersonTable, geometry: CropGeometry, cache_dir: str 
     cache_dir.mkdir(parents=True, exist_ok=True)
     cw, ch = geometry.crop_size
     n = len(table)
-    fd, tmp = tempfile.mkstemp(prefix=".crops.", suffix=".tmp", dir=cache_dir)
-    os.close(fd)
     (cache_dir / "meta.json").unlink(missing_ok=True)
-    try:
+    with AtomicFile(cache_dir / "crops.u8") as tmp:  # renamed over crops.u8 when complete, removed on failure
         array = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(n, 1), ch, cw, 3))
         source = ImageCrops(table, geometry)
         # whole images per chunk: persons sorted by image, so each image is decoded once
@@ -426,11 +423,6 @@ def build_crop_cache(table: PersonTable, geometry: CropGeometry, cache_dir: str 
         del array
         if n == 0:
             os.truncate(tmp, 0)
-        os.replace(tmp, cache_dir / "crops.u8")
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     write_bytes_atomic(json.dumps(_cache_meta(table, geometry)).encode("utf-8"), cache_dir / "meta.json")
     return cache_dir
 
