@@ -114,16 +114,22 @@ def test_a_whole_body_model_replaces_unnamed_part_teachers_and_ensembles_named_o
     assert choice.sources()[-1] == "wholebody:fake:m"  # appended (named by the model file): the default codes do not move
 
 
-def test_a_whole_body_teacher_fills_its_parts_through_the_distill_work(wholebody_backend, tmp_path):
-    """One call per image on the person boxes; the merge judges each filled part with the teacher's source."""
-    image = np.full((480, 640, 3), 128, np.uint8)
-    path = tmp_path / "a.jpg"
-    cv2.imwrite(str(path), image)
+def standing_body() -> np.ndarray:
+    """(1, 17, 3): a labelled person standing in a 640x480 image, wrists at (375, 260) and (265, 260)."""
     body = np.zeros((1, 17, 3))
     body[0, :, :2] = [(320, 100), (330, 90), (310, 90), (340, 95), (300, 95), (360, 150), (280, 150), (370, 210),
                       (270, 210), (375, 260), (265, 260), (350, 270), (290, 270), (352, 350), (288, 350), (354, 430),
                       (286, 430)]  # fmt: skip
     body[0, :, 2] = 2
+    return body
+
+
+def test_a_whole_body_teacher_fills_its_parts_through_the_distill_work(wholebody_backend, tmp_path):
+    """One call per image on the person boxes; the merge judges each filled part with the teacher's source."""
+    image = np.full((480, 640, 3), 128, np.uint8)
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), image)
+    body = standing_body()
     choice = TeacherChoice.parse("face=none,hand=none,foot=none,wholebody=fake:m.onnx")
     teacher = FakeWholeBody(choice.spec("wholebody"))
     task = ImageTask(1, str(path), np.array([7]), body, np.array([[250.0, 80, 140, 360]]), np.array([5e4]))
@@ -163,11 +169,7 @@ def test_a_whole_body_teacher_near_the_body_is_accepted(wholebody_backend, tmp_p
 
     image = np.full((480, 640, 3), 128, np.uint8)
     cv2.imwrite(str(tmp_path / "a.jpg"), image)
-    body = np.zeros((1, 17, 3))
-    body[0, :, :2] = [(320, 100), (330, 90), (310, 90), (340, 95), (300, 95), (360, 150), (280, 150), (370, 210),
-                      (270, 210), (375, 260), (265, 260), (350, 270), (290, 270), (352, 350), (288, 350), (354, 430),
-                      (286, 430)]  # fmt: skip
-    body[0, :, 2] = 2
+    body = standing_body()
     choice = TeacherChoice.parse("face=none,hand=none,foot=none,wholebody=fake:m.onnx")
     task = ImageTask(1, str(tmp_path / "a.jpg"), np.array([7]), body, np.zeros((1, 4)), np.zeros(1))
     with Distiller(DistillConfig(choice), AnnotatedBody(), teachers=[Placed(choice.spec("wholebody"))]) as d:
