@@ -516,22 +516,37 @@ def _accumulate(
         rows = np.nonzero(np.repeat(npig > 0, T))[0]  # area-major rows (a * T + t) to accumulate
         if len(rows) == 0:
             continue
-        keep = ~d_ignore[rows][:, dsel]
-        hit = matched[rows][:, dsel]
-        tp_sum = np.cumsum(hit & keep, axis=1).astype(np.float64)
-        fp_sum = np.cumsum(~hit & keep, axis=1).astype(np.float64)
+        all_rows = len(rows) == len(matched)
+        keep = np.take(d_ignore if all_rows else d_ignore[rows], dsel, axis=1)
+        np.logical_not(keep, out=keep)
+        tp = np.take(matched if all_rows else matched[rows], dsel, axis=1)
+        tp &= keep
+        tp_count = np.cumsum(tp, axis=1)  # integers, so exact in float64 as COCOeval's
+        tp_sum = tp_count.astype(np.float64)
+        fp_sum = (np.cumsum(keep, axis=1) - tp_count).astype(np.float64)
         nd = tp_sum.shape[1]
-        rc = tp_sum / np.repeat(npig, T)[rows, None]
+        row_npig = np.repeat(npig, T)[rows]
+        rc = tp_sum / row_npig[:, None]
         pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
         pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision envelope
-        for i, row in enumerate(rows):
-            a, t = divmod(int(row), T)
-            recall[t, c, a] = rc[i, -1] if nd else 0
-            inds = np.searchsorted(rc[i], RECALL_THRESHOLDS, side="left")
-            ok = inds < nd
-            q = np.zeros(R)
-            q[ok] = pr[i, inds[ok]]
-            precision[t, :, c, a] = q
+        a_row, t_row = np.divmod(rows, T)
+        recall[t_row, c, a_row] = rc[:, -1] if nd else 0
+        # COCOeval: searchsorted(rc, RECALL_THRESHOLDS, "left") per row. rc = tp / npig only takes
+        # the values k / npig, so find the least k reaching each threshold (the same division, so
+        # exact), then the first detection with tp >= k, for all rows at once in one sorted array
+        # (row r's integers offset by r * stride).
+        k_needed = np.empty((len(rows), R), np.int64)
+        for n in np.unique(row_npig):
+            k_needed[row_npig == n] = np.searchsorted(np.arange(n + 1) / n, RECALL_THRESHOLDS, side="left")
+        np.minimum(k_needed, nd + 1, out=k_needed)  # tp <= nd (it may exceed npig: matched crowds)
+        stride = nd + 2
+        offset = np.arange(len(rows))[:, None] * stride
+        inds = np.searchsorted((tp_count + offset).reshape(-1), (k_needed + offset).reshape(-1), side="left")
+        inds = inds.reshape(len(rows), R) - np.arange(len(rows))[:, None] * nd
+        ok = inds < nd
+        q = np.zeros((len(rows), R))
+        q[ok] = pr[np.nonzero(ok)[0], inds[ok]]
+        precision[t_row, :, c, a_row] = q
     stats = _summarize(precision, recall)
     return PartResult(
         stats=stats,
