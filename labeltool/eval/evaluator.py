@@ -445,11 +445,11 @@ def _evaluate_part(
     g_max = max(1, int(g_count.max())) if len(g_count) else 1
     oks_rank = np.unique(oks, return_inverse=True)[1].reshape(-1) if len(oks) else np.zeros(0, np.int64)
     span = (len(oks) + 1) * g_max
-    key = (2 - g_ignore_a[:, pair_gt]) * span + oks_rank * g_max + local  # (A, P)
-    thr = np.tile(np.minimum(OKS_THRESHOLDS, 1 - 1e-10), A)[:, None]  # (A*T, 1), area-major
-    area_row = np.repeat(np.arange(A), T)
-    gt_taken = np.zeros((A * T, len(g_kpts)), dtype=bool)
-    match = np.full((A * T, D), -1, dtype=np.int64)
+    key = (2 - g_ignore_a[:, pair_gt].T) * span + (oks_rank * g_max + local)[:, None]  # (P, A)
+    thr = np.minimum(OKS_THRESHOLDS, 1 - 1e-10)  # (T,)
+    # pair-major arrays (pairs, A * T), area-major columns: the segment maxima run over rows
+    gt_taken = np.zeros((len(g_kpts), A * T), dtype=bool)
+    match = np.full((D, A * T), -1, dtype=np.int64)
     pair_rank = rank[pair_det]
     rank_bounds = np.searchsorted(pair_rank, np.arange(MAX_DETS + 1))
     for r in range(MAX_DETS):
@@ -457,24 +457,26 @@ def _evaluate_part(
         if lo == hi:
             continue
         pg, pd = pair_gt[lo:hi], pair_det[lo:hi]
-        eligible = (~gt_taken[:, pg] | gt.crowd[pg]) & (oks[lo:hi] >= thr)  # (A*T, S)
+        eligible = (oks[lo:hi, None] >= thr)[:, None, :] & (~gt_taken[pg] | gt.crowd[pg, None]).reshape(-1, A, T)
+        candidate = np.where(eligible, key[lo:hi, :, None], -1).reshape(hi - lo, A * T)
         starts = np.nonzero(np.r_[True, pd[1:] != pd[:-1]])[0]  # one segment per detection
-        best = np.maximum.reduceat(np.where(eligible, key[area_row, lo:hi], -1), starts, axis=1)
-        row, seg = np.nonzero(best >= 0)
-        det = pd[starts[seg]]
-        chosen = g_start[d_group[det]] + best[row, seg] % g_max
-        match[row, det] = chosen
-        gt_taken[row, chosen] = True
+        best = np.maximum.reduceat(candidate, starts, axis=0)  # (detections, A * T)
+        det = pd[starts]  # each detection has one rank: its match row is filled once, here
+        found = best >= 0
+        person = np.where(found, g_start[d_group[det], None] + best % g_max, -1)
+        match[det] = person
+        gt_taken.reshape(-1)[(person * (A * T) + np.arange(A * T))[found]] = True
+    match = np.ascontiguousarray(match.T)  # (A * T, D)
 
     # a matched detection takes its person's ignore flag; an unmatched one is ignored outside the range
+    area_row = np.repeat(np.arange(A), T)
     matched = match >= 0
     outside = ((d_area[None] < ranges[:, :1]) | (d_area[None] > ranges[:, 1:]))[area_row]  # (A*T, D)
     d_ignore = outside.copy()
-    row, col = np.nonzero(matched)
-    d_ignore[row, col] = g_ignore_a[area_row[row], match[row, col]]
-    if protocol.zero_id_unmatched:  # COCOeval stores the person's id, and id 0 reads as "no match"
-        zero = np.zeros_like(matched)
-        zero[row, col] = gt.ann_ids[match[row, col]] == 0
+    if len(g_kpts):  # (match -1 reads the last person, masked off by `matched`)
+        d_ignore = np.where(matched, g_ignore_a[area_row[:, None], match], outside)
+    if protocol.zero_id_unmatched and len(g_kpts):  # COCOeval stores the person's id, and id 0 reads as "no match"
+        zero = matched & (gt.ann_ids[match] == 0)
         d_ignore |= zero & outside
         matched &= ~zero
     return _accumulate(gt, g_ignore_a, d_group, d_score, matched, d_ignore, num_categories, D)
