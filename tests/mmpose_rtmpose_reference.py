@@ -11,10 +11,18 @@ mmengine's Runner writes it: ``meta`` with the config text and dataset metainfo,
 ``OUT_DIR/reference.pt`` (its ``simcc_x``, ``simcc_y`` and parameter count), and two more
 architectures from mmpose's configs: ``rtmpose-t-body17.pth`` (COCO body-17, a bare state dict)
 and ``rtmw-m.pth`` (RTMW-m, CSPNeXt + PAFPN neck + RTMWHead, ``{'meta', 'state_dict'}``).
+
+    python tests/mmpose_rtmpose_reference.py OUT_DIR PERSONS_JSON
+
+also runs mmpose's own top-down inference with the RTMPose-m model (the config's val pipeline:
+LoadImage, GetBBoxCenterScale, TopdownAffine, PackPoseInputs; then ``model.test_step`` with the
+config's ``flip_test=True``) on ``{"persons": [{"file", "bbox_xyxy"}]}`` and writes the image
+keypoints (N, K, 2) and scores (N, K) to ``OUT_DIR/topdown.json``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -75,7 +83,27 @@ def build(config_file: str):
     return cfg, revert_sync_batchnorm(MODELS.build(cfg.model)).eval()  # no torchvision: no init_model
 
 
-def main(out_dir: str) -> None:
+def topdown(cfg, model, dataset_meta: dict, request_path: str, out_path: str) -> None:
+    """mmpose's inference_topdown, spelled out (it lives in mmpose.apis, whose import needs torchvision)."""
+    import numpy as np
+    from mmengine.dataset import Compose, pseudo_collate
+
+    pipeline = Compose(cfg.val_dataloader.dataset.pipeline)
+    persons = json.load(open(request_path))["persons"]
+    data = []
+    for person in persons:
+        info = dict(img_path=person["file"], bbox=np.asarray([person["bbox_xyxy"]], dtype=np.float64),
+                    bbox_score=np.ones(1, dtype=np.float32))
+        info.update(dataset_meta)
+        data.append(pipeline(info))
+    with torch.no_grad():
+        results = model.test_step(pseudo_collate(data))
+    json.dump({"keypoints": [r.pred_instances.keypoints[0].tolist() for r in results],
+               "scores": [r.pred_instances.keypoint_scores[0].tolist() for r in results],
+               "flip_test": bool(cfg.model.test_cfg.get("flip_test", False))}, open(out_path, "w"))
+
+
+def main(out_dir: str, request_path: str | None = None) -> None:
     install_mmcv_ops_import_shim()
     import mmengine
     import mmpose
@@ -114,6 +142,9 @@ def main(out_dir: str) -> None:
     with torch.no_grad():
         simcc_x, simcc_y = model((images - mean) / std, None, mode="tensor")
     torch.save(images, os.path.join(out_dir, "images.pt"))
+    if request_path:
+        model.dataset_meta = dataset_meta
+        topdown(cfg, model, dataset_meta, request_path, os.path.join(out_dir, "topdown.json"))
     torch.save({"simcc_x": simcc_x, "simcc_y": simcc_y, "parameters": sum(p.numel() for p in model.parameters()),
                 "mmpose_version": mmpose.__version__}, os.path.join(out_dir, "reference.pt"))
 
@@ -128,4 +159,4 @@ def main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

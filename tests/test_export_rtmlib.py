@@ -102,5 +102,5 @@ def test_rtmlib_runs_the_export_and_agrees_with_wbt_predict(trained, tmp_path):
           f"{heights.max():.0f} px): median {np.median(exported):.3f} px, 90th percentile "
           f"{np.percentile(exported, 90):.3f} px, max {exported.max():.2f} px; the bare network: median "
           f"{np.median(before):.2f} px")
-    assert np.median(exported) <= 0.5  # measured 0.145 px (90th percentile 0.585 px)
-    assert np.median(before) > 5 * max(np.median(exported), 0.1)  # measured 25 px: channels and normalisation
+    assert np.median(exported) <= 0.5  # measured 0.172 px (90th percentile 0.351 px): rtmlib's plain arg-max
+    assert np.median(before) > 5 * max(np.median(exported), 0.1)  # measured 30 px: channels and normalisation

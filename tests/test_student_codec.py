@@ -13,30 +13,40 @@ from labeltool.student.nms import oks_nms, parametric_pose_nms
 
 
 @pytest.mark.parametrize("size", [(192, 256), (288, 384)])
-def test_simcc_round_trip_is_sub_pixel(size):
+def test_simcc_round_trip_gives_the_nearest_bin(size):
+    """mmpose's SimCCLabel centres a target on round(x * split_ratio), so a label decodes to that bin exactly."""
     codec = SimCCCodec(size)
     g = torch.Generator().manual_seed(1)
     w, h = size
-    pts = torch.rand(64, 133, 2, generator=g) * torch.tensor([w - 1.0, h - 1.0])
+    pts = 1 + torch.rand(64, 133, 2, generator=g) * torch.tensor([w - 3.0, h - 3.0])  # the edge bins fit a parabola
     tx, ty, weights = codec.encode(pts, torch.ones(64, 133))
     assert weights.min() == 1
     decoded, scores = codec.decode(tx, ty)
-    err = (decoded - pts).abs()
-    # parabola refinement: a plain argmax would be off by up to 0.25 px at split ratio 2
-    assert err.max() < 0.05, err.max()
-    assert err.mean() < 0.01
-    assert scores.min() > 0.95  # a label decodes as fully confident (up to where its peak falls between bins)
+    assert torch.equal(decoded, torch.round(pts * 2) / 2)
+    assert (decoded - pts).abs().max() <= 0.25
+    assert scores.min() == 1.0  # a label decodes as fully confident (its peak lies on a bin)
 
 
-def test_simcc_argmax_alone_would_not_be_sub_pixel_enough():
-    """The refinement is what makes the round trip precise (guards against it silently doing nothing)."""
+def test_targets_are_mmposes_rounded_gaussians():
+    """SimCCLabel._generate_gaussian with _map_coordinates: exp(-(k - round(2 x))^2 / (2 sigma^2)), half to even."""
     codec = SimCCCodec((192, 256))
-    pts = torch.tensor([[[10.2, 20.2]]])
-    tx, ty, _ = codec.encode(pts, torch.ones(1, 1))
-    argmax_x = tx.argmax(-1).float() / codec.split_ratio
-    assert abs(float(argmax_x) - 10.2) == pytest.approx(0.2, abs=1e-5)
-    decoded, _ = codec.decode(tx, ty)
-    assert torch.allclose(decoded, pts, atol=0.01)
+    pts = torch.tensor([[[10.2, 20.3], [10.25, 10.75]]])
+    tx, ty, _ = codec.encode(pts, torch.ones(1, 2))
+    assert tx.argmax(-1).tolist() == [[20, 20]]  # 20.4 -> 20; 20.5 -> 20 (half to even, as np.around)
+    assert ty.argmax(-1).tolist() == [[41, 22]]  # 40.6 -> 41; 21.5 -> 22
+    k = torch.arange(384.0)
+    assert torch.allclose(tx[0, 0], torch.exp(-((k - 20) ** 2) / (2 * 4.9**2)))
+
+
+def test_decode_refines_an_off_bin_peak():
+    """Network outputs peak between bins; the parabola vertex finds the peak (a plain arg-max is 0.2 px off)."""
+    codec = SimCCCodec((192, 256))
+    kx, ky = torch.arange(384.0), torch.arange(512.0)
+    simcc_x = torch.exp(-((kx - 20.4) ** 2) / (2 * 4.9**2))[None, None]
+    simcc_y = torch.exp(-((ky - 40.6) ** 2) / (2 * 5.66**2))[None, None]
+    decoded, _ = codec.decode(simcc_x, simcc_y)
+    assert abs(float(simcc_x.argmax(-1)) / 2 - 10.2) == pytest.approx(0.2, abs=1e-5)
+    assert torch.allclose(decoded, torch.tensor([[[10.2, 20.3]]]), atol=0.01)
 
 
 def test_decode_is_invariant_to_logit_shift_and_scale():
@@ -64,20 +74,23 @@ def test_loss_is_zero_at_the_target_and_ignores_weight_zero_points():
     assert float(codec.loss(wrong_x, ty, tx, ty, torch.tensor([[1.0, 0.0]]))) == pytest.approx(0.0, abs=1e-7)
 
 
-def test_flip_tta_maps_flipped_outputs_back_exactly():
-    """Targets of the mirrored image, flipped back, decode to the original points (pixel-exact mirror)."""
+def test_flip_tta_is_mmposes_flip_vectors():
+    """mmpose's flip_vectors: keypoints swapped by flip_index, x bins reversed (k -> 2W - 1 - k). Targets of the
+    tensor-flipped crop (x -> W - 1 - x), flipped back, decode half a pixel right of the rounded point, as in
+    mmpose's flip test."""
     layout = WHOLEBODY133
     codec = SimCCCodec((192, 256))
     w = 192
     g = torch.Generator().manual_seed(2)
-    pts = torch.rand(8, 133, 2, generator=g) * torch.tensor([w - 1.0, 255.0])
+    pts = 1 + torch.rand(8, 133, 2, generator=g) * torch.tensor([w - 3.0, 253.0])  # off the edge bins
+    pts = torch.round(pts * 2) / 2  # on bins, so rounding the mirrored point is exact
     mirrored = pts[:, layout.flip_index].clone()
     mirrored[..., 0] = (w - 1) - mirrored[..., 0]
     tx, ty, _ = codec.encode(mirrored, torch.ones(8, 133))
-    fx, fy = flip_simcc(tx, ty, layout.flip_index, codec.split_ratio)
+    fx, fy = flip_simcc(tx, ty, layout.flip_index)
+    assert torch.equal(fx, tx[:, layout.flip_index].flip(-1)) and torch.equal(fy, ty[:, layout.flip_index])
     decoded, _ = codec.decode(fx, fy)
-    inner = (pts[..., 0] > 1) & (pts[..., 0] < w - 2)  # the last bin has no mirror partner
-    assert (decoded - pts)[inner].abs().max() < 0.05
+    assert torch.equal(decoded, pts + torch.tensor([0.5, 0.0]))
 
 
 def test_scores_are_mmposes_smaller_axis_maximum():
@@ -94,16 +107,14 @@ def test_scores_are_mmposes_smaller_axis_maximum():
 
 
 def test_a_point_keeps_supervision_while_its_3_sigma_gaussian_touches_the_bins():
-    """mmpose SimCCLabel: weight 0 only when mu - 3 sigma >= W or mu + 3 sigma + 1 < 0 (in bins)."""
+    """mmpose SimCCLabel: weight 0 only when mu - 3 sigma >= W or mu + 3 sigma + 1 < 0 (in bins, the centre rounded)."""
     codec = SimCCCodec((192, 256))  # 384 x 512 bins, sigma 4.9 / 5.66 bins: radius 14.7 / 16.98 bins
-    xs = torch.tensor([-7.8, -7.9, 191.5 + 7.3, 191.5 + 7.4])  # input pixels; bins = 2 x
+    xs = torch.tensor([-7.6, -7.8, 199.2, 199.6])  # input pixels; bins = round(2 x), as mmpose
     pts = torch.stack([xs, torch.full_like(xs, 100.0)], dim=-1)[None]
     _, _, w = codec.encode(pts, torch.ones(1, 4))
-    # -7.8 px = -15.6 bins: -15.6 + 14.7 + 1 = 0.1 >= 0 keeps it; -7.9 px: -0.1 < 0 drops it
-    # 198.8 px = 397.6 bins: 397.6 - 14.7 = 382.9 < 384 keeps it; 198.9 px: 383.1 < 384 keeps it too
-    assert w[0].tolist() == [1.0, 0.0, 1.0, 1.0]
-    _, _, w = codec.encode(torch.tensor([[[199.9, 100.0]]]), torch.ones(1, 1))  # 399.8 - 14.7 = 385.1 >= 384
-    assert w.tolist() == [[0.0]]
+    # -7.6 px -> bin -15: -15 + 14.7 + 1 = 0.7 >= 0 keeps it; -7.8 px -> bin -16: -0.3 < 0 drops it
+    # 199.2 px -> bin 398: 398 - 14.7 = 383.3 < 384 keeps it; 199.6 px -> bin 399: 384.3 >= 384 drops it
+    assert w[0].tolist() == [1.0, 0.0, 1.0, 0.0]
 
 
 # --------------------------------------------------------------------------- model

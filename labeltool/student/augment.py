@@ -147,14 +147,14 @@ def augment_batch(batch: dict[str, torch.Tensor], layout: Layout, input_size: tu
     rotate = torch.rand(b, device=device, generator=generator) < config.rotate_prob
     theta = torch.where(rotate, _truncnorm(b, device, generator) * config.rotate_max, 0.0) * (math.pi / 180)
 
-    # crop -> input matrix: input = s * R * (x - center) + input centre, after the flip
+    # crop -> input matrix: input = s * R * (x - center) + (W / 2, H / 2) (mmpose's centre), after the flip
     s = w_in / size[:, 0]
     cos, sin = torch.cos(theta) * s, torch.sin(theta) * s
     m = torch.zeros(b, 3, 3, device=device)
     m[:, 0, 0], m[:, 0, 1] = cos, -sin
     m[:, 1, 0], m[:, 1, 1] = sin, cos
-    m[:, 0, 2] = (w_in - 1) / 2 - (cos * center[:, 0] - sin * center[:, 1])
-    m[:, 1, 2] = (h_in - 1) / 2 - (sin * center[:, 0] + cos * center[:, 1])
+    m[:, 0, 2] = w_in / 2 - (cos * center[:, 0] - sin * center[:, 1])
+    m[:, 1, 2] = h_in / 2 - (sin * center[:, 0] + cos * center[:, 1])
     m[:, 2, 2] = 1
     kp = kp @ m[:, :2, :2].transpose(1, 2) + m[:, None, :2, 2]
     flip_m = torch.eye(3, device=device).repeat(b, 1, 1)

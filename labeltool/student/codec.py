@@ -3,8 +3,9 @@
 SimCC (Li et al. 2022, used by RTMPose) predicts for every keypoint one distribution over
 ``split_ratio * W`` x-bins and one over ``split_ratio * H`` y-bins of the model input. Bin
 ``k`` stands for the input coordinate ``k / split_ratio`` (pixel centres at integers, as
-``cv2.warpAffine`` places them). Targets are Gaussians (RTMPose's label smoothing, max 1,
-not normalised); the loss compares ``softmax(beta * target)`` with ``softmax(beta * logits)``
+``cv2.warpAffine`` places them; the box centre at input pixel (W / 2, H / 2)), all as mmpose's
+``SimCCLabel`` and rtmlib. Targets are Gaussians centred on the point's nearest bin, as mmpose
+rounds it (RTMPose's label smoothing, max 1, not normalised); the loss compares ``softmax(beta * target)`` with ``softmax(beta * logits)``
 (KL divergence, RTMPose's ``KLDiscretLoss``). Decoding takes the arg-max and refines it to
 sub-bin precision with the vertex of the parabola through the peak and its two neighbours
 (shift- and scale-invariant, so it works on raw logits as well as on targets).
@@ -57,11 +58,12 @@ class SimCCCodec:
         ``SimCCLabel._generate_gaussian``, a point keeps its weight while any of its +-3 sigma Gaussian
         lies on the bins (``left, top = mu - radius; right, bottom = mu + radius + 1``; weight 0 when
         ``left >= W or top >= H or right < 0 or bottom < 0``), so a point just outside the crop is
-        still supervised. Unlike mmpose the centre is not rounded to a bin.
+        still supervised. The centre is rounded to the nearest bin (half to even), as mmpose's
+        ``_map_coordinates`` does (``np.around(keypoints * simcc_split_ratio)``).
         """
         bx, by = self.bins
         sx, sy = self.sigmas
-        mu = keypoints.float() * self.split_ratio
+        mu = torch.round(keypoints.float() * self.split_ratio)
         rx, ry = 3 * sx, 3 * sy
         inside = ((mu[..., 0] - rx < bx) & (mu[..., 1] - ry < by) & (mu[..., 0] + rx + 1 >= 0)
                   & (mu[..., 1] + ry + 1 >= 0))
@@ -122,18 +124,15 @@ def _refined_argmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.minimum(torch.maximum(vertex, idx - 0.5), idx + 0.5).squeeze(-1)
 
 
-def flip_simcc(simcc_x: torch.Tensor, simcc_y: torch.Tensor, flip_index: np.ndarray, split_ratio: float,
+def flip_simcc(simcc_x: torch.Tensor, simcc_y: torch.Tensor, flip_index: np.ndarray,
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Outputs of a horizontally flipped input turned back into the unflipped frame.
+    """Outputs of a horizontally flipped input turned back into the unflipped frame, as mmpose's
+    ``flip_vectors`` (``RTMCCHead.predict`` with ``flip_test``): keypoints swap sides through the
+    layout's ``flip_index`` and the x bins are reversed (bin ``k`` -> ``bins - 1 - k``).
 
-    Input x maps to ``W - 1 - x`` under the flip, so x-bin ``k`` maps to bin
-    ``split_ratio * (W - 1) - k``: reverse, then shift by ``split_ratio - 1`` bins
-    (the last bins, which have no counterpart, repeat the edge). Keypoints swap sides
-    through the layout's ``flip_index``.
+    Flipping the input tensor maps input x to ``W - 1 - x``, i.e. bin ``k`` to
+    ``split_ratio * (W - 1) - k``; the plain reversal is ``split_ratio - 1`` bins (half a pixel at
+    ratio 2) off that. mmpose accepts this, and so does wbt, so flip-test outputs equal mmpose's.
     """
     index = torch.as_tensor(np.asarray(flip_index), device=simcc_x.device, dtype=torch.long)
-    flipped = simcc_x.flip(-1)
-    shift = int(round(split_ratio - 1))
-    if shift > 0:
-        flipped = torch.cat([flipped[..., shift:], flipped[..., -1:].expand(*flipped.shape[:-1], shift)], dim=-1)
-    return flipped[:, index], simcc_y[:, index]
+    return simcc_x[:, index].flip(-1), simcc_y[:, index]

@@ -256,14 +256,18 @@ def box_center_scale(bboxes: np.ndarray, aspect: float, padding: float = BOX_PAD
 
 
 def crop_matrices(center: np.ndarray, scale: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
-    """(N, 2, 3) affine maps image -> crop: ``center`` to the crop's middle, ``scale`` (w) to its width."""
+    """(N, 2, 3) affine maps image -> crop: ``center`` to crop pixel (W / 2, H / 2), ``scale`` (w) to its width.
+
+    mmpose's ``get_warp_matrix`` (``TopdownAffine``, use_udp False) and rtmlib's ``top_down_affine``
+    put the box centre there too (pixel centres at integers, as ``cv2.warpAffine`` samples), so a
+    point's crop coordinates, and hence the SimCC bins, are the same as theirs."""
     out_w, out_h = out_size
     s = out_w / scale[:, 0]
     m = np.zeros((len(center), 2, 3), dtype=np.float64)
     m[:, 0, 0] = s
     m[:, 1, 1] = s
-    m[:, 0, 2] = (out_w - 1) / 2 - s * center[:, 0]
-    m[:, 1, 2] = (out_h - 1) / 2 - s * center[:, 1]
+    m[:, 0, 2] = out_w / 2 - s * center[:, 0]
+    m[:, 1, 2] = out_h / 2 - s * center[:, 1]
     return m
 
 

@@ -8,12 +8,9 @@ the outputs ``simcc_x`` (N, K, 2W) and ``simcc_y`` (N, K, 2H) are raw SimCC logi
 arg-max / 2. The student was trained on RGB 0..255 and normalises itself, so the exported graph
 first undoes the caller's normalisation and reorders the channels.
 
-rtmlib (like mmpose) puts the box centre at crop pixel (W / 2, H / 2); wbt's crops put it at
-((W - 1) / 2, (H - 1) / 2), half a pixel away. The graph therefore resamples rtmlib's crop onto
-wbt's pixel grid (half a pixel in x and y, 4-tap Catmull-Rom) so the network sees the crop it
-was trained on, and shifts the SimCC outputs by half a pixel (one bin at split ratio 2) back
-onto rtmlib's grid. Measured on a briefly trained student: without this the points differ from
-``wbt predict`` by 0.75 px (median), with it by 0.15 px, the rest being rtmlib's plain arg-max.
+rtmlib (like mmpose) puts the box centre at crop pixel (W / 2, H / 2) and decodes bin ``k`` as
+``k / 2``; so does wbt (``data.crop_matrices``, ``codec``), so the graph is the network with
+rtmlib's input normalisation folded in, nothing else.
 """
 
 from __future__ import annotations
@@ -24,16 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from labeltool.coco import write_bytes_atomic
 from labeltool.errors import UserError
 from labeltool.student.model import Student
 from labeltool.teachers.onnx import RTMLIB_MEAN, RTMLIB_STD  # rtmlib's defaults, on the B, G, R channels in order
-
-# Catmull-Rom weights of the pixels x - 1, x, x + 1, x + 2 for the value at x + 0.5.
-HALF_PIXEL_TAPS = (-1 / 16, 9 / 16, 9 / 16, -1 / 16)
 
 
 class RtmlibInput(nn.Module):
@@ -42,28 +35,13 @@ class RtmlibInput(nn.Module):
 
     def __init__(self, student: Student):
         super().__init__()
-        bins_per_half_pixel = student.config.split_ratio / 2
-        if bins_per_half_pixel != int(bins_per_half_pixel):
-            raise UserError(f"SimCC split ratio {student.config.split_ratio}: rtmlib export needs an even ratio")
-        self.shift_bins = int(bins_per_half_pixel)
         self.student = student
         self.register_buffer("mean", torch.tensor(RTMLIB_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(RTMLIB_STD).view(1, 3, 1, 1), persistent=False)
-        taps = torch.tensor(HALF_PIXEL_TAPS)
-        self.register_buffer("taps_x", taps.view(1, 1, 1, 4).repeat(3, 1, 1, 1), persistent=False)
-        self.register_buffer("taps_y", taps.view(1, 1, 4, 1).repeat(3, 1, 1, 1), persistent=False)
 
     def forward(self, normalised_bgr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rgb = (normalised_bgr * self.std + self.mean).flip(1)
-        rgb = F.pad(rgb, (1, 2, 1, 2), mode="replicate")  # resample half a pixel right and down: wbt's grid
-        rgb = F.conv2d(F.conv2d(rgb, self.taps_x, groups=3), self.taps_y, groups=3)
-        simcc_x, simcc_y = self.student(rgb)
-        return self._to_rtmlib_bins(simcc_x), self._to_rtmlib_bins(simcc_y)
-
-    def _to_rtmlib_bins(self, logits: torch.Tensor) -> torch.Tensor:
-        """Bin b on wbt's grid is bin b + shift on rtmlib's; the first bins get the row's minimum."""
-        low = logits.amin(dim=-1, keepdim=True).expand(-1, -1, self.shift_bins)
-        return torch.cat([low, logits[..., :-self.shift_bins]], dim=-1)
+        return self.student(rgb)
 
 
 def rtmlib_input(crops_bgr: np.ndarray) -> np.ndarray:

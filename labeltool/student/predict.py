@@ -102,7 +102,7 @@ class Predictor:
         simcc_x, simcc_y = self.model(x)
         if self.flip:
             fx, fy = self.model(x.flip(-1))
-            fx, fy = flip_simcc(fx, fy, self.layout.flip_index, self.config.split_ratio)
+            fx, fy = flip_simcc(fx, fy, self.layout.flip_index)
             simcc_x, simcc_y = (simcc_x + fx) / 2, (simcc_y + fy) / 2
         kp, scores = self.codec.decode(simcc_x, simcc_y)
         return kp.cpu().numpy().astype(np.float64), scores.cpu().numpy().astype(np.float64)
