@@ -25,8 +25,9 @@ from labeltool.errors import UserError
 from labeltool.layouts import WHOLEBODY133
 from labeltool.merge.rules import SOURCE_NONE, MergeRules, PartCandidate, combine_candidates
 from labeltool.teachers.base import HANDEDNESS_CONTRADICTS, TeacherSpec
-from labeltool.teachers.onnx import box_center_scale, decode_simcc, parse_arg, to_image, warp_matrices
+from labeltool.teachers.onnx import box_center_scale, decode_simcc, parse_arg, to_image
 from labeltool.teachers.registry import TeacherChoice, build_teacher, parse_spec
+from labeltool.topdown import crop_matrices
 
 PART_KEYS = ("foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts", "face_box", "lefthand_box",
              "righthand_box", "foot_valid", "face_valid", "lefthand_valid", "righthand_valid")  # fmt: skip
@@ -48,7 +49,7 @@ def test_crop_geometry_is_rtmlibs():
     center, scale = box_center_scale(np.array([[10.0, 20.0, 110.0, 220.0]]), (192, 256))
     np.testing.assert_allclose(center, [[60.0, 120.0]])
     np.testing.assert_allclose(scale, [[187.5, 250.0]])
-    m = warp_matrices(center, scale, (192, 256))[0]
+    m = crop_matrices(center, scale, (192, 256))[0]
     # rtmlib's get_warp_matrix (rot 0): three point pairs through cv2.getAffineTransform, in float32
     src = np.float32([[60, 120], [60, 120 - 187.5 / 2], [60 - 187.5 / 2, 120 - 187.5 / 2]])
     dst = np.float32([[96, 128], [96, 128 - 96], [0, 32]])

@@ -15,7 +15,6 @@ from labeltool.student.data import (
     CachedCrops,
     CropGeometry,
     ImageCrops,
-    apply_affine,
     build_crop_cache,
     concat_tables,
     load_json_source,
@@ -23,6 +22,7 @@ from labeltool.student.data import (
     read_rgb,
 )
 from labeltool.student.predict import crop_persons
+from labeltool.topdown import apply_affine
 
 SIZE = (96, 128)
 

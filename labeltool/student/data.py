@@ -35,8 +35,8 @@ from labeltool.convert import convert_keypoints, convert_points
 from labeltool.errors import UserError
 from labeltool.images import read_rgb
 from labeltool.layouts import Layout
+from labeltool.topdown import apply_affine, box_center_scale, crop_matrices
 
-BOX_PADDING = 1.25  # the nominal crop is the person box grown by this factor (mmpose, RTMPose)
 FACE_WEIGHT = 0.5  # RTMW's loss weight of face points
 PART_SOURCES = ("face", "lefthand", "righthand", "hand")  # part-only datasets (flat 68 or 21 points)
 
@@ -244,43 +244,13 @@ def load_source(path: str | os.PathLike, images_dir: str | os.PathLike, layout: 
 # --------------------------------------------------------------------------- geometry
 
 
-def box_center_scale(bboxes: np.ndarray, aspect: float, padding: float = BOX_PADDING) -> tuple[np.ndarray, np.ndarray]:
-    """Centres (N, 2) and crop sizes (N, 2) of x y w h boxes, grown to ``aspect`` = w / h, then by ``padding``."""
-    bboxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-    center = bboxes[:, :2] + 0.5 * bboxes[:, 2:]
-    w, h = bboxes[:, 2].copy(), bboxes[:, 3].copy()
-    wide = w > aspect * h
-    h[wide] = w[wide] / aspect
-    w[~wide] = h[~wide] * aspect
-    return center, np.stack([w, h], axis=1) * padding
 
 
-def crop_matrices(center: np.ndarray, scale: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
-    """(N, 2, 3) affine maps image -> crop: ``center`` to crop pixel (W / 2, H / 2), ``scale`` (w) to its width.
-
-    mmpose's ``get_warp_matrix`` (``TopdownAffine``, use_udp False) and rtmlib's ``top_down_affine``
-    put the box centre there too (pixel centres at integers, as ``cv2.warpAffine`` samples), so a
-    point's crop coordinates, and hence the SimCC bins, are the same as theirs."""
-    out_w, out_h = out_size
-    s = out_w / scale[:, 0]
-    m = np.zeros((len(center), 2, 3), dtype=np.float64)
-    m[:, 0, 0] = s
-    m[:, 1, 1] = s
-    m[:, 0, 2] = out_w / 2 - s * center[:, 0]
-    m[:, 1, 2] = out_h / 2 - s * center[:, 1]
-    return m
 
 
-def apply_affine(m: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(N, 2, 3) matrices applied to (N, K, 2) points."""
-    return np.einsum("nij,nkj->nki", m[:, :, :2], points) + m[:, None, :, 2]
 
 
-def invert_affine(m: np.ndarray) -> np.ndarray:
-    full = np.zeros((len(m), 3, 3))
-    full[:, :2] = m
-    full[:, 2, 2] = 1
-    return np.linalg.inv(full)[:, :2]
+
 
 
 # --------------------------------------------------------------------------- crop sources

@@ -5,7 +5,7 @@ pre_processings.py, post_processings.py), so any model rtmlib runs is a teacher 
 
 - crop: the person (or part) box ``[x0, y0, x1, y1]`` -> centre and size x 1.25 (``padding``),
   the size grown to the input's aspect ratio, an affine warp (no rotation) of that region to
-  the input size W x H, bilinear, black outside the image (:func:`warp_matrices`);
+  the input size W x H, bilinear, black outside the image (:func:`labeltool.topdown.crop_matrices`);
 - input: the **BGR** crop, ``(crop - mean) / std`` with mean (123.675, 116.28, 103.53) and std
   (58.395, 57.12, 57.375) applied to the channels in that (B, G, R) order, float32 (N, 3, H, W);
 - outputs ``simcc_x`` (N, K, 2W) and ``simcc_y`` (N, K, 2H), decoded by arg-max / 2 (split
@@ -30,12 +30,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from labeltool import topdown
 from labeltool.errors import UserError
 from labeltool.teachers.base import CROP_FACE, CROP_HAND, CROP_PERSON, PartPrediction, Sides, TeacherSpec
 
 RTMLIB_MEAN = (123.675, 116.28, 103.53)  # subtracted from the B, G, R channels in this order
 RTMLIB_STD = (58.395, 57.12, 57.375)
-BOX_PADDING = 1.25  # rtmlib's bbox_xyxy2cs(padding=1.25)
 SPLIT_RATIO = 2.0  # SimCC bins per input pixel
 
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
@@ -54,26 +54,11 @@ def parse_arg(arg: str) -> tuple[Path, tuple[int, int] | None]:
 
 
 def box_center_scale(boxes: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Centres (M, 2) and region sizes (M, 2) of ``[x0, y0, x1, y1]`` boxes: x 1.25, then grown to the input aspect."""
+    """Centres (M, 2) and region sizes (M, 2) of ``[x0, y0, x1, y1]`` boxes for a W x H input (rtmlib's
+    ``bbox_xyxy2cs``, padding 1.25, then grown to the input aspect): :func:`labeltool.topdown.box_center_scale`."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    center = (boxes[:, :2] + boxes[:, 2:]) * 0.5
-    w = (boxes[:, 2] - boxes[:, 0]) * BOX_PADDING
-    h = (boxes[:, 3] - boxes[:, 1]) * BOX_PADDING
-    aspect = input_size[0] / input_size[1]
-    wide = w > h * aspect
-    scale = np.stack([np.where(wide, w, h * aspect), np.where(wide, w / aspect, h)], axis=1)
-    return center, scale
-
-
-def warp_matrices(center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """(M, 2, 3) image -> input maps: ``center`` to (W/2, H/2), the region's width to W (rtmlib's get_warp_matrix, rot 0)."""
-    w, h = input_size
-    s = w / scale[:, 0]
-    m = np.zeros((len(center), 2, 3))
-    m[:, 0, 0] = m[:, 1, 1] = s
-    m[:, 0, 2] = w * 0.5 - s * center[:, 0]
-    m[:, 1, 2] = h * 0.5 - s * center[:, 1]
-    return m
+    return topdown.box_center_scale(np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1),
+                                    input_size[0] / input_size[1])  # fmt: skip
 
 
 def rtmlib_input(image_rgb: np.ndarray, matrices: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
@@ -134,7 +119,7 @@ class OnnxPoseModel:
         if not len(boxes):
             return np.zeros((0, info.num_keypoints, 3))
         center, scale = box_center_scale(boxes, info.input_size)
-        x = rtmlib_input(image_rgb, warp_matrices(center, scale, info.input_size), info.input_size)
+        x = rtmlib_input(image_rgb, topdown.crop_matrices(center, scale, info.input_size), info.input_size)
         step = info.batch or len(x)
         sx, sy = [], []
         for start in range(0, len(x), step):
