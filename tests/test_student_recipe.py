@@ -145,7 +145,11 @@ def test_ema_is_mmengines_exp_momentum_ema():
 
 
 def test_bf16_autocast_step_on_the_cpu():
-    """The bf16 autocast path (on by default on CUDA) run on the CPU: bf16 outputs, finite loss near fp32's."""
+    """The bf16 autocast path (on by default on CUDA) run on the CPU: bf16 outputs, finite loss near fp32's.
+
+    oneDNN is switched off: its CPU bf16 convolution backward gave a non-finite gradient in the
+    head's 7x7 conv in about 1 run in 3 (same seed, same inputs), which never happens with it off
+    (12 of 12 finite). wbt enables bf16 autocast only on CUDA, where oneDNN is not used."""
     cfg = TrainConfig(preset="tiny", input_size=(64, 64), device="cpu", augment=False, lr_base_batch=0, ema=True)
     losses = {}
     for amp in (False, True):
@@ -158,7 +162,8 @@ def test_bf16_autocast_step_on_the_cpu():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             out_x, _ = trainer.net(images)
         assert out_x.dtype == (torch.bfloat16 if amp else torch.float32)
-        losses[amp] = [float(trainer.optimise(images, tx, ty, w)) for _ in range(3)]
+        with torch.backends.mkldnn.flags(enabled=False):
+            losses[amp] = [float(trainer.optimise(images, tx, ty, w)) for _ in range(3)]
     assert all(math.isfinite(v) for v in losses[True])
     assert np.allclose(losses[True], losses[False], rtol=0.05), losses
 
