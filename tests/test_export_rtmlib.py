@@ -21,7 +21,8 @@ from click.testing import CliRunner
 
 from labeltool.cli import main
 from labeltool.coco import load_pose_dataset
-from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS
+from labeltool.eval.predictions import load_predictions
+from labeltool.layouts import WHOLEBODY133
 from labeltool.student.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,15 +42,6 @@ def trained(realdata, tmp_path_factory):
                       augment=False, ema=False, bn_momentum=0.5, device="cpu", progress=False)
     train(cfg)
     return out / "last.pt", gt, images
-
-
-def _results_as_array(results: list[dict]) -> np.ndarray:
-    """(N, 133, 3) from wbt predict's split COCO-WholeBody result keys."""
-    out = np.zeros((len(results), 133, 3))
-    for i, r in enumerate(results):
-        for part, key in WHOLEBODY_KPT_KEYS.items():
-            out[i, WHOLEBODY133.parts[part]] = np.reshape(r[key], (-1, 3))
-    return out
 
 
 @pytest.mark.slow
@@ -75,9 +67,8 @@ def test_rtmlib_runs_the_export_and_agrees_with_wbt_predict(trained, tmp_path):
     run = CliRunner().invoke(main, ["predict", "--model", str(ckpt), "--images", images, "--gt", gt, "--out",
                                     str(results), "--workers", "0", "--device", "cpu", "--no-flip"])  # rtmlib has no flip test
     assert run.exit_code == 0, run.output
-    ours = _results_as_array(json.loads(results.read_text()))
-
     ds = load_pose_dataset(gt)
+    ours = load_predictions(results, WHOLEBODY133, ds.image_ids, ds.category_ids).keypoints  # in file order
     keep = (ds.iscrowd == 0) & (ds.bboxes[:, 2] > 0) & (ds.bboxes[:, 3] > 0)  # the persons wbt predict takes
     files = {int(im["id"]): str(Path(images) / im["file_name"]) for im in ds.images}
     persons = [{"file": files[int(i)], "bbox_xyxy": [x, y, x + w, y + h]}

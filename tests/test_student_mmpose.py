@@ -24,7 +24,8 @@ import labeltool.student.codec
 from labeltool.cli import main
 from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
-from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS
+from labeltool.eval.predictions import load_predictions
+from labeltool.layouts import WHOLEBODY133
 from labeltool.student.mmpose_checkpoint import InertObject, convert_mmpose_state, read_weights_only, student_key
 from labeltool.student.model import Student, StudentConfig, count_parameters
 from labeltool.student.predict import load_checkpoint, model_from_checkpoint
@@ -223,12 +224,8 @@ def _predict_sample(ckpt: Path, coco_wholebody: Path, out: Path) -> np.ndarray:
                                     str(coco_wholebody / "test_coco_wholebody.json"), "--out", str(out),
                                     "--workers", "0", "--device", "cpu", "--flip"])
     assert run.exit_code == 0, run.output
-    results = json.loads(out.read_text())
-    poses = np.zeros((len(results), 133, 3))
-    for i, r in enumerate(results):
-        for part, key in WHOLEBODY_KPT_KEYS.items():
-            poses[i, WHOLEBODY133.parts[part]] = np.reshape(r[key], (-1, 3))
-    return poses
+    gt = load_pose_dataset(coco_wholebody / "test_coco_wholebody.json")
+    return load_predictions(out, WHOLEBODY133, gt.image_ids, gt.category_ids).keypoints  # in file order
 
 
 @pytest.mark.slow
