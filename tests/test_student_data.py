@@ -8,6 +8,7 @@ import torch
 
 from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
+from labeltool.images import read_rgb
 from labeltool.layouts import HALPE136, WHOLEBODY133
 from labeltool.student.augment import AugmentConfig, augment_batch
 from labeltool.student.data import (
@@ -19,7 +20,6 @@ from labeltool.student.data import (
     concat_tables,
     load_json_source,
     load_parquet_source,
-    read_rgb,
 )
 from labeltool.student.predict import crop_persons
 from labeltool.topdown import apply_affine

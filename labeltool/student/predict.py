@@ -19,9 +19,9 @@ import torch
 
 from labeltool.coco import image_path, load_pose_dataset, read_json, write_json_atomic
 from labeltool.errors import UserError
+from labeltool.images import read_rgb
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_for
 from labeltool.student.codec import SimCCCodec, flip_simcc
-from labeltool.student.data import read_rgb
 from labeltool.student.mmpose_checkpoint import load_mmpose_checkpoint
 from labeltool.student.model import Student, StudentConfig
 from labeltool.topdown import BOX_PADDING, box_center_scale, crop_matrices, invert_affine
