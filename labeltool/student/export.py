@@ -26,7 +26,11 @@ from torch import nn
 from labeltool.coco import write_bytes_atomic
 from labeltool.errors import UserError
 from labeltool.student.model import Student
-from labeltool.teachers.onnx import RTMLIB_MEAN, RTMLIB_STD  # rtmlib's defaults, on the B, G, R channels in order
+from labeltool.teachers.onnx import (  # rtmlib's defaults, on the B, G, R channels in order
+    RTMLIB_MEAN,
+    RTMLIB_STD,
+    normalise_bgr,
+)
 
 
 class RtmlibInput(nn.Module):
@@ -44,12 +48,6 @@ class RtmlibInput(nn.Module):
         return self.student(rgb)
 
 
-def rtmlib_input(crops_bgr: np.ndarray) -> np.ndarray:
-    """What rtmlib feeds the network for uint8 BGR crops (B, H, W, 3): (B, 3, H, W) float32."""
-    x = (crops_bgr.astype(np.float64) - np.asarray(RTMLIB_MEAN)) / np.asarray(RTMLIB_STD)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
-
-
 def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = True, opset: int = 17) -> str:
     """Write the student at ``model_path`` (a student or mmpose checkpoint) as ONNX in rtmlib's convention
     (input ``input``, outputs ``simcc_x`` and ``simcc_y``, dynamic batch). With ``check``, runs the file with
@@ -60,7 +58,7 @@ def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = T
     model = RtmlibInput(student).eval()
     w, h = student.config.input_size
     rng = np.random.default_rng(0)
-    example = torch.from_numpy(rtmlib_input(rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)))
+    example = torch.from_numpy(normalise_bgr(rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)))
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -78,9 +76,9 @@ def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = T
         return f"wrote {out_path}; not checked: onnxruntime is not installed (pip install onnxruntime)"
     session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
     bgr = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
-    ox, oy = session.run(["simcc_x", "simcc_y"], {"input": rtmlib_input(bgr)})
+    ox, oy = session.run(["simcc_x", "simcc_y"], {"input": normalise_bgr(bgr)})
     with torch.no_grad():
-        tx, ty = model(torch.from_numpy(rtmlib_input(bgr)))
+        tx, ty = model(torch.from_numpy(normalise_bgr(bgr)))
     err = max(float(np.abs(ox - tx.numpy()).max()), float(np.abs(oy - ty.numpy()).max()))
     scale = max(float(np.abs(tx.numpy()).max()), float(np.abs(ty.numpy()).max()))
     if not err <= 1e-3 * max(scale, 1.0):

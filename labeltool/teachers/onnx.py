@@ -61,17 +61,19 @@ def box_center_scale(boxes: np.ndarray, input_size: tuple[int, int]) -> tuple[np
                                     input_size[0] / input_size[1])  # fmt: skip
 
 
+def normalise_bgr(crops_bgr: np.ndarray) -> np.ndarray:
+    """What rtmlib feeds the network for BGR crops (M, H, W, 3): (M, 3, H, W) float32 ``(x - mean) / std``."""
+    x = (np.asarray(crops_bgr, dtype=np.float32) - np.asarray(RTMLIB_MEAN, dtype=np.float32)) / np.asarray(
+        RTMLIB_STD, dtype=np.float32
+    )
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
 def rtmlib_input(image_rgb: np.ndarray, matrices: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     """The network input (M, 3, H, W) float32 for crops of an RGB image: BGR, ``(x - mean) / std``."""
     w, h = input_size
-    out = np.empty((len(matrices), 3, h, w), dtype=np.float32)
-    mean = np.asarray(RTMLIB_MEAN, dtype=np.float32)
-    std = np.asarray(RTMLIB_STD, dtype=np.float32)
-    for i, m in enumerate(matrices):
-        crop = cv2.warpAffine(image_rgb, m, (w, h), flags=cv2.INTER_LINEAR)
-        bgr = crop[:, :, ::-1].astype(np.float32)
-        out[i] = ((bgr - mean) / std).transpose(2, 0, 1)
-    return out
+    crops = [cv2.warpAffine(image_rgb, m, (w, h), flags=cv2.INTER_LINEAR)[:, :, ::-1] for m in matrices]
+    return normalise_bgr(np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8))
 
 
 def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
