@@ -326,15 +326,19 @@ def pose_dataset_from_json(
                     f"{path}: annotation {ann['id']}: 'bbox' must be 4 numbers [x, y, w, h] within ±{MAX_ABS_VALUE:g}"
                 )
     try:
-        areas = np.array([a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns], dtype=np.float64)
-        category_ids = np.array([a.get("category_id", 1) for a in anns], dtype=np.int64)
+        # PoseTrack18's files write iscrowd as a JSON boolean: True/False are 1/0 here (never as coordinates)
         iscrowd = np.array([a.get("iscrowd", 0) for a in anns], dtype=np.int64)
-        ok = _all_numbers([[a.get("area", 0), a.get("category_id", 1), a.get("iscrowd", 0)] for a in anns])
+        category_ids = np.array([a.get("category_id", 1) for a in anns], dtype=np.int64)
+        ok = _all_numbers([[a.get("area", 0), a.get("category_id", 1)] for a in anns])
+        ok = ok and set(map(type, (a.get("iscrowd", 0) for a in anns))) <= {int, float, bool}
+        areas = _areas(anns, bboxes, images) if ok else None
         ok = ok and bool((np.abs(areas) <= MAX_ABS_VALUE**2).all())
     except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
-        raise UserError(f"{path}: 'area', 'category_id' and 'iscrowd' must be numbers in every annotation")
+        raise UserError(
+            f"{path}: 'area' and 'category_id' must be numbers and 'iscrowd' a number or a boolean in every annotation"
+        )
 
     # The parsed dicts become the per-person records: drop the keys the arrays replace (no copies).
     drop = KEYPOINT_KEYS | {keypoints_key}
@@ -356,6 +360,32 @@ def pose_dataset_from_json(
         extra=extra,
         path=path,
     )
+
+
+# mmpose's estimate of a person's segment area from its box, for files without 'area' (PoseTrack18, AIC,
+# CrowdPose): BaseCocoStyleDataset.parse_data_info clips the box to the image and takes 0.53 of it, at least 1.
+AREA_FROM_BOX = 0.53
+
+
+def _areas(anns: list[dict], bboxes: np.ndarray, images: list[dict]) -> np.ndarray:
+    """(N,) each person's 'area', or where absent mmpose's estimate from its box (:data:`AREA_FROM_BOX`).
+
+    The box is clipped to the image as mmpose does when the image entry has its size.
+    """
+    areas = np.array([a.get("area", np.nan) for a in anns], dtype=np.float64)
+    missing = np.nonzero(np.isnan(areas))[0]
+    if not len(missing):
+        return areas
+    sizes = {im["id"]: (im.get("width"), im.get("height")) for im in images}
+    for i in missing.tolist():
+        x, y, w, h = bboxes[i]
+        x1, y1, x2, y2 = x, y, x + w, y + h
+        width, height = sizes.get(anns[i]["image_id"], (None, None))
+        if _is_number(width) and _is_number(height) and width > 0 and height > 0:
+            x1, x2 = np.clip([x1, x2], 0, width - 1)
+            y1, y2 = np.clip([y1, y2], 0, height - 1)
+        areas[i] = max((x2 - x1) * (y2 - y1) * AREA_FROM_BOX, 1.0)
+    return areas
 
 
 def _is_number(v: Any) -> bool:
