@@ -548,6 +548,33 @@ def resolve_inside(root: str | os.PathLike, name: Any) -> Path | None:
     return Path(root) / name
 
 
+def ids_from_file_names(names: list[str]) -> list[int] | None:
+    """Image ids from file names as COCO's (000000000785.jpg -> 785), or None when not every name is numbered.
+
+    A stem counts as a number when it is ASCII digits (``'²'.isdigit()`` is true but ``int('²')``
+    fails) that fit a 64-bit id, and no two names give one id.
+    """
+    stems = [Path(name).stem for name in names]
+    if not all(s.isascii() and s.isdigit() for s in stems):
+        return None
+    ids = [int(s) for s in stems]
+    if len(set(ids)) != len(ids) or any(i >= 2**63 for i in ids):
+        return None
+    return ids
+
+
+def check_utf8_name(folder: str | os.PathLike, name: str) -> None:
+    """Refuse a file name that is not UTF-8 on disk: JSON label files (UTF-8) cannot name it."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(name)
+        raise UserError(
+            f"{Path(folder) / raw.decode('utf-8', 'backslashreplace')}: file name is not UTF-8 "
+            f"({raw!r}); rename it (the label files are UTF-8 JSON and cannot name it)"
+        ) from None
+
+
 def image_path(images_dir: str | os.PathLike, image: dict) -> Path:
     """Path of an image entry's file under ``images_dir`` (its ``file_name``); a name that
     resolves outside ``images_dir`` is a :class:`UserError` (see :func:`resolve_inside`)."""

@@ -7,7 +7,7 @@ of inputs on resume, an input overwritten, a traceback, or a wrong number.
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 from pathlib import Path
 
 import cv2
@@ -155,3 +155,131 @@ def test_coco_files_keep_their_own_area(tmp_path):
     path.write_text(json.dumps(doc))
     ds = load_pose_dataset(path)
     assert ds.areas.tolist() == [123.5] and ds.iscrowd.tolist() == [1]
+
+
+# --------------------------------------------------------------------------- 4.6 names and MPII values
+
+
+def test_superscript_digit_file_names_get_counted_ids(tmp_path):
+    """'²'.isdigit() is true and int('²') fails: such names are not numbered, ids count 1, 2, ..."""
+    from labeltool.distill.inputs import list_images
+
+    for name in ("1.jpg", "².jpg"):
+        cv2.imwrite(str(tmp_path / name), np.full((6, 8, 3), 90, np.uint8))
+    assert list_images(tmp_path) == [{"id": 1, "file_name": "1.jpg"}, {"id": 2, "file_name": "².jpg"}]
+    mpii = [{"image": name, "joints": [[5.0, 5.0]] * 16, "joints_vis": [1] * 16} for name in ("7.jpg", "².jpg")]
+    path = tmp_path / "mpii.json"
+    path.write_text(json.dumps(mpii))
+    assert [im["id"] for im in read_body_dataset(path).native.images] == [1, 2]
+
+
+def test_non_utf8_file_name_is_one_line(tmp_path):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    cv2.imwrite(str(images / "1.jpg"), np.full((60, 80, 3), 90, np.uint8))
+    os.rename(images / "1.jpg", bytes(images) + b"/\xff\xfe.jpg")
+    out = tmp_path / "out"
+    result = wbt_in_process("distill", "--images", images, "--out", out, "--teachers", NO_TEACHERS, "--workers", "1")
+    assert_one_line(result, 2, "file name is not UTF-8", "b'\\xff\\xfe.jpg'")
+    assert not (out / "shards").exists()
+
+
+@pytest.mark.parametrize(
+    "joint, what",
+    [([1e300, 5.0], "joints"), (["12", 5.0], "joints"), ([True, 5.0], "joints"), ([None, 5.0], "joints")],
+)
+def test_mpii_joints_are_numbers_checked_on_read(tmp_path, joint, what):
+    person = {"image": "1.jpg", "joints": [joint] + [[5.0, 5.0]] * 15, "joints_vis": [1] * 16}
+    path = tmp_path / "mpii.json"
+    path.write_text(json.dumps([person]))
+    with pytest.raises(UserError, match=f"person #0: '{what}' must be 16"):
+        read_body_dataset(path)
+
+
+def test_mpii_negative_scale_is_refused(tmp_path):
+    person = {"image": "1.jpg", "joints": [[-1.0, -1.0]] * 16, "joints_vis": [0] * 16, "center": [50, 50], "scale": -2.0}
+    path = tmp_path / "mpii.json"
+    path.write_text(json.dumps([person]))
+    with pytest.raises(UserError, match="'scale' must be > 0"):
+        read_body_dataset(path)
+
+
+# --------------------------------------------------------------------------- 4.7 usage errors, nme / pck
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [(["eval", "--protocol", "foo", "--gt", "x.json", "--pred", "y.json"], "'--protocol': 'foo' is not one of"),
+     (["distill", "--workers", "x", "--out", "o"], "'--workers': 'x' is not a valid integer"),
+     (["nope"], "No such command 'nope'"), (["--bogus"], "No such option '--bogus'"),
+     (["render", "--bogus"], "No such option '--bogus'"), (["eval"], "Missing option '--gt'")],
+)  # fmt: skip
+def test_click_usage_errors_are_one_line(args, fragment):
+    assert_one_line(wbt_in_process(*args), 2, fragment)
+
+
+def hand_files(folder: Path, gt_points: np.ndarray, pred_points: np.ndarray, box=(0, 0, 100, 80)) -> tuple[Path, Path]:
+    """A 21-point hand GT (one instance) and its one result."""
+    gt = {"images": [{"id": 1, "file_name": "1.jpg"}],
+          "annotations": [{"id": 1, "image_id": 1, "bbox": list(box), "keypoints": gt_points.reshape(-1).tolist()}]}  # fmt: skip
+    pred = [{"image_id": 1, "keypoints": pred_points.reshape(-1).tolist(), "score": 1.0}]
+    gt_path, pred_path = folder / "gt.json", folder / "pred.json"
+    gt_path.write_text(json.dumps(gt))
+    pred_path.write_text(json.dumps(pred))
+    return gt_path, pred_path
+
+
+def _hand(k: int = 21, v: float = 2.0) -> np.ndarray:
+    pts = np.zeros((k, 3))
+    pts[:, 0], pts[:, 1], pts[:, 2] = np.arange(k) * 3.0 + 10, np.arange(k) * 2.0 + 5, v
+    return pts
+
+
+def test_pck_refuses_huge_values_negative_boxes_and_bad_thresholds(tmp_path):
+    pred = _hand()
+    pred[3, 0] = 1e300
+    gt, res = hand_files(tmp_path, _hand(), pred)
+    assert_one_line(wbt_in_process("eval", "--protocol", "pck", "--gt", gt, "--pred", res), 2, str(res), "beyond")
+    gt, res = hand_files(tmp_path, _hand(), _hand(), box=(0, 0, -100, 80))
+    assert_one_line(wbt_in_process("eval", "--protocol", "pck", "--gt", gt, "--pred", res), 2, "negative width")
+    gt, res = hand_files(tmp_path, _hand(), _hand())
+    for thr in ("nan", "-1", "0"):
+        line = assert_one_line(wbt_in_process("eval", "--protocol", "pck", "--gt", gt, "--pred", res, "--thr", thr), 2)
+        assert "--thr" in line and "> 0" in line
+
+
+def test_undefined_metrics_are_shown_as_undefined_not_zero(tmp_path):
+    gt, res = hand_files(tmp_path, _hand(v=0.0), _hand())  # no GT point is labelled: nothing to measure
+    result = wbt_in_process("eval", "--protocol", "pck", "--gt", gt, "--pred", res, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["results"][0]["metrics"] == {"PCK@0.2": None, "AUC@30px": None, "EPE": None}
+    table = wbt_in_process("eval", "--protocol", "pck", "--gt", gt, "--pred", res).stdout.splitlines()[-1].split()
+    assert table[1:] == ["-", "-", "-"], table
+    # faces whose outer eye corners are 1e-35 px apart: no usable normaliser, no 'inf', no numpy warning
+    face = _hand(68)
+    face[45, :2] = face[36, :2] + [1e-35, 0]
+    gt, res = hand_files(tmp_path, face, face + [[1.0, 0.0, 0.0]])
+    result = wbt_in_process("eval", "--protocol", "nme", "--gt", gt, "--pred", res, "--format", "json")
+    assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
+    metrics = json.loads(result.stdout)["results"][0]["metrics"]
+    assert metrics["NME outer-eye-corners"] is None and "Infinity" not in result.stdout
+    assert metrics["NME bbox"] == pytest.approx(1 / np.sqrt(100 * 80), rel=1e-6)
+
+
+def test_negative_gt_area_is_handled_as_xtcocotools_silently(realdata, tmp_path):
+    """A negative 'area' puts the person outside every area range, as in xtcocotools; no numpy warning."""
+    import warnings
+
+    from test_eval_parity import assert_parity, perturbed_results
+
+    from labeltool.layouts import WHOLEBODY133
+
+    doc = json.loads((realdata / "coco_wholebody" / "test_coco_wholebody.json").read_text())
+    results = perturbed_results(doc, 3.0, seed=1)
+    doc["annotations"][0]["area"] = -500.0
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_parity(path, doc, results, WHOLEBODY133)
