@@ -713,6 +713,42 @@ def new_outputs_removed_on_error(folder: str | os.PathLike) -> Iterator[None]:
         raise
 
 
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name one file or folder (links and hard links followed; by name when absent)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output_not_input(
+    out: str | os.PathLike,
+    inputs: dict[str, str | os.PathLike | None],
+    folder_files: tuple[str, ...] | None = None,
+    option: str = "--out",
+) -> None:
+    """Refuse an output that is an input, or would replace one, before any work (a one-line :class:`UserError`).
+
+    ``out`` is a file, or with ``folder_files`` a folder the command writes those files in (an
+    empty tuple: files named after the inputs, as render's). ``inputs``: option -> path (None:
+    not given). A folder output may not be an input folder (render into the image folder would
+    write over its PNGs, distill would mix its outputs with the images), nor may any file it writes
+    be an input file (``distill --ann D/wholebody133.json --out D``). Every command that writes
+    calls this, so ``eval --out GT`` or ``predict --out GT`` never replace the user's file.
+    """
+    out = Path(out)
+    targets = [out] if folder_files is None else [out / name for name in folder_files]
+    for label, src in inputs.items():
+        if src is None:
+            continue
+        src = Path(src)
+        if folder_files is not None and _same_path(out, src):
+            raise UserError(f"{out}: {option} is the input {label} folder; write the outputs to another folder")
+        for target in targets:
+            if _same_path(target, src):
+                raise UserError(f"{target}: {option} would replace the input {label} {src}; give another {option}")
+
+
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
     """Write ``data`` to ``path`` through an :class:`AtomicFile` (parents created).
 
@@ -859,6 +895,7 @@ __all__ = [
     "write_json_atomic",
     "write_bytes_atomic",
     "AtomicFile",
+    "check_output_not_input",
     "new_outputs_removed_on_error",
     "write_errors_name",
     "wholebody_document",

@@ -283,3 +283,76 @@ def test_negative_gt_area_is_handled_as_xtcocotools_silently(realdata, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert_parity(path, doc, results, WHOLEBODY133)
+
+
+# --------------------------------------------------------------------------- 4.3 outputs never replace inputs
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def wholebody_folder(tmp_path) -> tuple[Path, Path]:
+    """D/ with an image and D/wholebody133.json (as a previous distill left it), and a results file."""
+    folder = tmp_path / "D"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "1.png"), np.full((60, 80, 3), 90, np.uint8))
+    kpts = [0] * 51
+    kpts[0:3], kpts[15:18], kpts[18:21] = [40, 30, 2], [30, 40, 2], [50, 40, 2]
+    doc = {"images": [{"id": 1, "file_name": "1.png", "width": 80, "height": 60}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 40], "area": 2000.0,
+                            "iscrowd": 0, "keypoints": kpts, "foot_kpts": [0] * 18, "face_kpts": [0] * 204,
+                            "lefthand_kpts": [0] * 63, "righthand_kpts": [0] * 63}],
+           "categories": [{"id": 1, "name": "person"}]}  # fmt: skip
+    (folder / "wholebody133.json").write_text(json.dumps(doc))
+    parts = {k: [0] * n for k, n in (("foot_kpts", 18), ("face_kpts", 204), ("lefthand_kpts", 63), ("righthand_kpts", 63))}
+    pred = [{"image_id": 1, "category_id": 1, "keypoints": kpts, "score": 1, **parts}]
+    (folder / "pred.json").write_text(json.dumps(pred))
+    return folder, folder / "wholebody133.json"
+
+
+def test_outputs_that_would_replace_inputs_are_refused(wholebody_folder, tmp_path):
+    folder, gt = wholebody_folder
+    before = {p.name: _sha(p) for p in folder.iterdir()}
+    pred = folder / "pred.json"
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(gt.read_bytes())
+    cases = [
+        (["distill", "--ann", gt, "--images", folder, "--out", folder, "--teachers", NO_TEACHERS],
+         "would replace the input --ann"),
+        (["distill", "--ann", elsewhere, "--images", folder, "--out", folder, "--teachers", NO_TEACHERS],
+         "--out is the input --images folder"),
+        (["distill", "--ann", gt, "--images", tmp_path, "--out", folder, "--teachers", NO_TEACHERS],
+         "would replace the input --ann"),
+        (["render", gt, "--images", folder, "--out", folder], "--out is the input --images folder"),
+        (["eval", "--gt", gt, "--pred", pred, "--out", gt], "would replace the input --gt"),
+        (["eval", "--gt", gt, "--pred", pred, "--out", pred], "would replace the input results"),
+        (["convert", gt, gt, "--to", "136"], "OUT would replace the input IN"),
+        (["predict", "--model", tmp_path / "m.pt", "--images", folder, "--gt", gt, "--out", gt],
+         "would replace the input --gt"),
+        (["review", "export", gt, "--to", "cvat", "--images", folder, "--out", folder], "is the input --images folder"),
+        (["report", gt, "--images", folder, "--out", gt], "would replace the input LABELS"),
+    ]  # fmt: skip
+    for args, fragment in cases:
+        assert_one_line(wbt_in_process(*args), 2, fragment)
+    # through a symlink or a hard link too
+    (tmp_path / "link.json").symlink_to(gt)
+    os.link(gt, tmp_path / "hard.json")
+    for other in (tmp_path / "link.json", tmp_path / "hard.json"):
+        assert_one_line(wbt_in_process("eval", "--gt", gt, "--pred", pred, "--out", other), 2, "would replace")
+    assert {p.name: _sha(p) for p in folder.iterdir()} == before  # nothing replaced, nothing added
+
+
+def test_outputs_beside_inputs_still_work(wholebody_folder, tmp_path):
+    folder, gt = wholebody_folder
+    out = folder / "eval.txt"
+    result = wbt_in_process("eval", "--gt", gt, "--pred", folder / "pred.json", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().startswith("COCO-WholeBody protocol")
+    result = wbt_in_process("distill", "--ann", gt, "--images", folder, "--out", folder / "run", "--teachers",
+                            NO_TEACHERS, "--workers", "1", "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((folder / "run" / "wholebody133.json").read_text())["annotations"][0]["keypoints"][:3] == [40, 30, 2]

@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 
 from labeltool import __version__
-from labeltool.coco import write_bytes_atomic
+from labeltool.coco import check_output_not_input, write_bytes_atomic
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.inputs import DistillInput
 from labeltool.distill.plan import Plan, make_plan
@@ -183,6 +183,8 @@ def distill(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: --out exists and is not a directory")
+    inputs = {f"--{key}": inp.identity[key]["path"] for key in ("ann", "boxes") if key in inp.identity}
+    check_output_not_input(out_dir, {**inputs, "--images": inp.images_dir}, (*OUTPUT_FILES, SHARD_DIR, NATIVE_LOG))
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(out_dir)
     try:
