@@ -356,3 +356,93 @@ def test_outputs_beside_inputs_still_work(wholebody_folder, tmp_path):
                             NO_TEACHERS, "--workers", "1", "--no-progress")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads((folder / "run" / "wholebody133.json").read_text())["annotations"][0]["keypoints"][:3] == [40, 30, 2]
+
+
+# --------------------------------------------------------------------------- 4.2 resume never mixes inputs
+
+
+def _keep_stat(path: Path, change) -> None:
+    """Change a file's content keeping its size and modification time (what a size + mtime check misses)."""
+    st = path.stat()
+    change(path)
+    assert path.stat().st_size == st.st_size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_resume_refuses_an_annotation_edited_keeping_size_and_mtime(tmp_path):
+    from test_hostile_distill import distill_args, write_dataset
+
+    ann, images = write_dataset(tmp_path / "data", [f"{i}.jpg" for i in range(1, 9)])
+    out = tmp_path / "out"
+    assert wbt(*distill_args(ann, images, out, "--workers", 1)).returncode == 0
+    before = (out / "wholebody133.json").read_bytes()
+    _keep_stat(ann, lambda p: p.write_text(p.read_text().replace("[40, 30, 2", "[41, 30, 2", 1)))
+    line = assert_one_line(wbt(*distill_args(ann, images, out, "--workers", 1)), 2, str(ann), "--ann changed", "sha256")
+    assert "--overwrite" in line
+    assert (out / "wholebody133.json").read_bytes() == before  # the outputs of the first run stay as they were
+    result = wbt(*distill_args(ann, images, out, "--workers", 1, "--overwrite"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "wholebody133.json").read_text())["annotations"][0]["keypoints"][:3] == [41, 30, 2]
+
+
+def test_resume_refuses_an_image_replaced_under_the_same_name(tmp_path):
+    from test_hostile_distill import distill_args, write_dataset
+
+    ann, images = write_dataset(tmp_path / "data", [f"{i}.jpg" for i in range(1, 9)])
+    out = tmp_path / "out"
+    # a first run stops after 4 of 8 images (shards of 4): one shard done, one to do
+    assert wbt(*distill_args(ann, images, out, "--workers", 1, "--limit", 4)).returncode == 0
+
+    def other_image(p: Path) -> None:  # another photo, same name, same byte count
+        data = bytearray(p.read_bytes())
+        data[-100] ^= 0xFF  # inside the entropy-coded data: the JPEG still decodes
+        p.write_bytes(bytes(data))
+
+    _keep_stat(images / "3.jpg", other_image)
+    shard = out / "shards" / "shard-000000.parquet"
+    shard_bytes = shard.read_bytes()
+    run_limit = distill_args(ann, images, out, "--workers", 1, "--limit", 4)
+    assert_one_line(wbt(*run_limit), 2, str(images / "3.jpg"), "image id 3 was replaced", "shard-000000.parquet")
+    (images / "4.jpg").unlink()
+    assert_one_line(wbt(*run_limit), 2, str(images / "3.jpg"))  # the first difference, in shard order
+    assert shard.read_bytes() == shard_bytes  # nothing relabelled
+    run = json.loads((out / "shards" / "run.json").read_text())
+    assert run["input_digests"]["--ann"]["sha256"] == _sha(ann)
+
+
+def test_images_of_the_shards_are_recorded_with_their_sha256(tmp_path):
+    from test_hostile_distill import distill_args, write_dataset
+
+    from labeltool.distill.shards import read_shard_meta
+
+    ann, images = write_dataset(tmp_path / "data", ["1.jpg", "2.jpg", "gone.jpg"])
+    (images / "gone.jpg").unlink()
+    out = tmp_path / "out"
+    assert wbt(*distill_args(ann, images, out, "--workers", 1)).returncode == 0
+    meta = read_shard_meta(out / "shards" / "shard-000000.parquet").images
+    assert [(im["id"], im["digest"]) for im in meta] == [(1, _sha(images / "1.jpg")), (2, _sha(images / "2.jpg")), (3, None)]
+    # the missing image appearing later is a change too: its label would come from a file the run never saw
+    cv2.imwrite(str(images / "gone.jpg"), np.full((60, 80, 3), 90, np.uint8))
+    assert_one_line(wbt(*distill_args(ann, images, out, "--workers", 1)), 2, "gone.jpg", "was not readable then")
+
+
+def test_onnx_external_data_is_part_of_the_model_record(tmp_path):
+    """run.json records the weights an .onnx keeps in an external-data file: a changed file is another run."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from labeltool.teachers.base import TeacherSpec
+    from labeltool.teachers.onnx import describe_onnx, external_data_files
+
+    weights = numpy_helper.from_array(np.arange(4096, dtype=np.float32).reshape(1, 4096), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4096])], [weights])  # fmt: skip
+    path = tmp_path / "face.onnx"
+    onnx.save_model(helper.make_model(graph), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="face.onnx.data", size_threshold=0)  # fmt: skip
+    assert external_data_files(path) == [tmp_path / "face.onnx.data"]
+    spec = TeacherSpec(part="face", backend="onnx", arg=str(path))
+    files = describe_onnx(spec)["files"]
+    assert [f["name"] for f in files] == ["face.onnx", "face.onnx.data"]
+    assert files[1]["sha256"] == _sha(tmp_path / "face.onnx.data")
