@@ -347,6 +347,35 @@ def _first(items: Any, key: str | None = None) -> dict:
     return {}
 
 
+def _named_by_category(data: dict, candidates: list[BodyFormat]) -> list[BodyFormat]:
+    """The ``candidates`` whose point names (normalised) are the ones the file's category lists, in order;
+    [] when the category names no points of their count."""
+    names = _first(data.get("categories"), "keypoints").get("keypoints")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        return []
+    names = list(map(_normalise, names))
+    return [f for f in candidates if [_normalise(n) for n in f.layout.names[: len(names)]] == names
+            and f.detect["count"] == len(names)]  # fmt: skip
+
+
+def _check_named_format(data: Any, path: str, fmt: BodyFormat) -> None:
+    """``--format X`` on a file whose category names its points as another dataset's is a contradiction.
+
+    AI Challenger and CrowdPose both have 14 points, in other orders: read as the wrong one, left
+    and right (and head / neck) swap silently. Names that match no known dataset say nothing.
+    """
+    if fmt.shape != "coco" or not isinstance(data, dict):
+        return
+    same_count = [f for f in formats().values() if f.shape == "coco" and f.detect["count"] == fmt.detect["count"]]
+    named = _named_by_category(data, same_count)
+    if named and fmt not in named:
+        raise UserError(
+            f"{path}: --format {fmt.name}, but its category names the points as {named[0].title}'s "
+            f"({', '.join(named[0].layout.names[:3])}, ...): they would map to the wrong joints; "
+            f"give --format {named[0].name}, or fix the names"
+        )
+
+
 def detect_format(data: Any, path: str) -> BodyFormat:
     """Which dataset a parsed file is, from its content (see ``detect`` in body_datasets.json).
 
@@ -376,10 +405,7 @@ def detect_format(data: Any, path: str) -> BodyFormat:
     if not candidates:
         counts = sorted({f"{f.detect['count']} ({f.title})" for f in known.values()})
         raise UserError(f"{path}: 'keypoints' has {len(kpts)} values; wbt reads 3 x {', '.join(counts)}")
-    names = _first(data.get("categories"), "keypoints").get("keypoints")
-    if isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names):
-        by_name = [f for f in candidates if [_normalise(n) for n in f.layout.names[:count]] == list(map(_normalise, names))]
-        candidates = by_name or candidates
+    candidates = _named_by_category(data, candidates) or candidates
     image, ann = _first(data.get("images")), _first(data.get("annotations"), "keypoints")
     hinted = [
         f
@@ -405,6 +431,8 @@ def read_body_dataset(path: str | os.PathLike, format_name: str | None = None) -
     path = str(path)
     data = read_json(path)
     fmt = get_format(format_name) if format_name else detect_format(data, path)
+    if format_name:
+        _check_named_format(data, path, fmt)
     if fmt.shape == "coco" and not isinstance(data, dict):
         raise UserError(f"{path}: --format {fmt.name} files are json objects with 'images' and 'annotations'")
     return BodyDataset(fmt, READERS[fmt.shape](data, path, fmt))

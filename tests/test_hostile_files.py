@@ -446,3 +446,24 @@ def test_onnx_external_data_is_part_of_the_model_record(tmp_path):
     files = describe_onnx(spec)["files"]
     assert [f["name"] for f in files] == ["face.onnx", "face.onnx.data"]
     assert files[1]["sha256"] == _sha(tmp_path / "face.onnx.data")
+
+
+def test_format_contradicting_the_files_point_names_is_one_line(tmp_path):
+    """--format aic on a file whose category names CrowdPose's points would swap left and right silently."""
+    crowd_names = ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+                   "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck"]  # fmt: skip
+    doc = {"categories": [{"id": 1, "name": "person", "keypoints": crowd_names}],
+           "images": [{"file_name": "106848.jpg", "id": 106848, "height": 425, "width": 640, "crowdIndex": 0.33}],
+           "annotations": [{"num_keypoints": 2, "iscrowd": 0, "keypoints": [208, 108, 2, 278, 158, 2] + [0] * 36,
+                            "image_id": 106848, "bbox": [106.01, 13.43, 273.15, 352.42], "category_id": 1, "id": 1}]}  # fmt: skip
+    path = tmp_path / "crowdpose_test.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UserError, match="--format aic, but its category names the points as CrowdPose's"):
+        read_body_dataset(path, "aic")
+    assert_one_line(wbt_in_process("convert", path, tmp_path / "o.json", "--to", "17", "--format", "aic"), 2,
+                    "give --format crowdpose")  # fmt: skip
+    body = read_body_dataset(path, "crowdpose")
+    np.testing.assert_array_equal(body.coco17().keypoints[0, 5], [208, 108, 2])  # left shoulder stays left
+    doc["categories"][0]["keypoints"] = [f"p{i}" for i in range(14)]  # names of no known dataset: --format decides
+    path.write_text(json.dumps(doc))
+    assert read_body_dataset(path, "aic").format.name == "aic"
