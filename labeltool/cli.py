@@ -28,6 +28,31 @@ class _Group(click.Group):
     for Python exits 2. Anything else is a bug and keeps its traceback.
     """
 
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Click's usage errors (bad option value, unknown option or command) as one line, exit 2, every command.
+
+        Click prints three lines (usage, hint, error); wbt's rule for a user mistake is one
+        ``wbt: error:`` line. ``wbt`` alone still prints its help.
+        """
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.UsageError as err:
+            where = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            message = " ".join(err.format_message().split())
+            click.echo(f"wbt: error: {message}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

@@ -326,15 +326,19 @@ def pose_dataset_from_json(
                     f"{path}: annotation {ann['id']}: 'bbox' must be 4 numbers [x, y, w, h] within ±{MAX_ABS_VALUE:g}"
                 )
     try:
-        areas = np.array([a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns], dtype=np.float64)
-        category_ids = np.array([a.get("category_id", 1) for a in anns], dtype=np.int64)
+        # PoseTrack18's files write iscrowd as a JSON boolean: True/False are 1/0 here (never as coordinates)
         iscrowd = np.array([a.get("iscrowd", 0) for a in anns], dtype=np.int64)
-        ok = _all_numbers([[a.get("area", 0), a.get("category_id", 1), a.get("iscrowd", 0)] for a in anns])
+        category_ids = np.array([a.get("category_id", 1) for a in anns], dtype=np.int64)
+        ok = _all_numbers([[a.get("area", 0), a.get("category_id", 1)] for a in anns])
+        ok = ok and set(map(type, (a.get("iscrowd", 0) for a in anns))) <= {int, float, bool}
+        areas = _areas(anns, bboxes, images) if ok else None
         ok = ok and bool((np.abs(areas) <= MAX_ABS_VALUE**2).all())
     except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
-        raise UserError(f"{path}: 'area', 'category_id' and 'iscrowd' must be numbers in every annotation")
+        raise UserError(
+            f"{path}: 'area' and 'category_id' must be numbers and 'iscrowd' a number or a boolean in every annotation"
+        )
 
     # The parsed dicts become the per-person records: drop the keys the arrays replace (no copies).
     drop = KEYPOINT_KEYS | {keypoints_key}
@@ -356,6 +360,32 @@ def pose_dataset_from_json(
         extra=extra,
         path=path,
     )
+
+
+# mmpose's estimate of a person's segment area from its box, for files without 'area' (PoseTrack18, AIC,
+# CrowdPose): BaseCocoStyleDataset.parse_data_info clips the box to the image and takes 0.53 of it, at least 1.
+AREA_FROM_BOX = 0.53
+
+
+def _areas(anns: list[dict], bboxes: np.ndarray, images: list[dict]) -> np.ndarray:
+    """(N,) each person's 'area', or where absent mmpose's estimate from its box (:data:`AREA_FROM_BOX`).
+
+    The box is clipped to the image as mmpose does when the image entry has its size.
+    """
+    areas = np.array([a.get("area", np.nan) for a in anns], dtype=np.float64)
+    missing = np.nonzero(np.isnan(areas))[0]
+    if not len(missing):
+        return areas
+    sizes = {im["id"]: (im.get("width"), im.get("height")) for im in images}
+    for i in missing.tolist():
+        x, y, w, h = bboxes[i]
+        x1, y1, x2, y2 = x, y, x + w, y + h
+        width, height = sizes.get(anns[i]["image_id"], (None, None))
+        if _is_number(width) and _is_number(height) and width > 0 and height > 0:
+            x1, x2 = np.clip([x1, x2], 0, width - 1)
+            y1, y2 = np.clip([y1, y2], 0, height - 1)
+        areas[i] = max((x2 - x1) * (y2 - y1) * AREA_FROM_BOX, 1.0)
+    return areas
 
 
 def _is_number(v: Any) -> bool:
@@ -518,6 +548,33 @@ def resolve_inside(root: str | os.PathLike, name: Any) -> Path | None:
     return Path(root) / name
 
 
+def ids_from_file_names(names: list[str]) -> list[int] | None:
+    """Image ids from file names as COCO's (000000000785.jpg -> 785), or None when not every name is numbered.
+
+    A stem counts as a number when it is ASCII digits (``'²'.isdigit()`` is true but ``int('²')``
+    fails) that fit a 64-bit id, and no two names give one id.
+    """
+    stems = [Path(name).stem for name in names]
+    if not all(s.isascii() and s.isdigit() for s in stems):
+        return None
+    ids = [int(s) for s in stems]
+    if len(set(ids)) != len(ids) or any(i >= 2**63 for i in ids):
+        return None
+    return ids
+
+
+def check_utf8_name(folder: str | os.PathLike, name: str) -> None:
+    """Refuse a file name that is not UTF-8 on disk: JSON label files (UTF-8) cannot name it."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(name)
+        raise UserError(
+            f"{Path(folder) / raw.decode('utf-8', 'backslashreplace')}: file name is not UTF-8 "
+            f"({raw!r}); rename it (the label files are UTF-8 JSON and cannot name it)"
+        ) from None
+
+
 def image_path(images_dir: str | os.PathLike, image: dict) -> Path:
     """Path of an image entry's file under ``images_dir`` (its ``file_name``); a name that
     resolves outside ``images_dir`` is a :class:`UserError` (see :func:`resolve_inside`)."""
@@ -654,6 +711,42 @@ def new_outputs_removed_on_error(folder: str | os.PathLike) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 q.rmdir()
         raise
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name one file or folder (links and hard links followed; by name when absent)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output_not_input(
+    out: str | os.PathLike,
+    inputs: dict[str, str | os.PathLike | None],
+    folder_files: tuple[str, ...] | None = None,
+    option: str = "--out",
+) -> None:
+    """Refuse an output that is an input, or would replace one, before any work (a one-line :class:`UserError`).
+
+    ``out`` is a file, or with ``folder_files`` a folder the command writes those files in (an
+    empty tuple: files named after the inputs, as render's). ``inputs``: option -> path (None:
+    not given). A folder output may not be an input folder (render into the image folder would
+    write over its PNGs, distill would mix its outputs with the images), nor may any file it writes
+    be an input file (``distill --ann D/wholebody133.json --out D``). Every command that writes
+    calls this, so ``eval --out GT`` or ``predict --out GT`` never replace the user's file.
+    """
+    out = Path(out)
+    targets = [out] if folder_files is None else [out / name for name in folder_files]
+    for label, src in inputs.items():
+        if src is None:
+            continue
+        src = Path(src)
+        if folder_files is not None and _same_path(out, src):
+            raise UserError(f"{out}: {option} is the input {label} folder; write the outputs to another folder")
+        for target in targets:
+            if _same_path(target, src):
+                raise UserError(f"{target}: {option} would replace the input {label} {src}; give another {option}")
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
@@ -802,6 +895,7 @@ __all__ = [
     "write_json_atomic",
     "write_bytes_atomic",
     "AtomicFile",
+    "check_output_not_input",
     "new_outputs_removed_on_error",
     "write_errors_name",
     "wholebody_document",

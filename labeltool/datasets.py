@@ -21,12 +21,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, _is_number, pose_dataset_from_json, read_json, tight_box
+from labeltool.coco import (
+    MAX_ABS_VALUE,
+    PoseDataset,
+    _is_number,
+    ids_from_file_names,
+    pose_dataset_from_json,
+    read_json,
+    tight_box,
+)
 from labeltool.errors import UserError
 from labeltool.layouts import COCO17, LAYOUTS, WHOLEBODY_KPT_KEYS, Layout
 
@@ -257,22 +264,27 @@ def _read_mpii(data: Any, path: str, fmt: BodyFormat) -> PoseDataset:
                 raise UserError(f"{where} is missing required key '{key}'")
         if not isinstance(person["image"], str) or not person["image"]:
             raise UserError(f"{where}: 'image' must be a file name")
-        try:
-            joints = np.array(person["joints"], dtype=np.float64).reshape(num, 2)
-            vis = np.array(person["joints_vis"], dtype=np.float64).reshape(num)
-        except (TypeError, ValueError):
-            raise UserError(f"{where}: 'joints' must be {num} x 2 numbers and 'joints_vis' {num} numbers") from None
-        if not (np.isfinite(joints).all() and np.isfinite(vis).all()):
-            raise UserError(f"{where}: 'joints' contain null, NaN or infinity")
+        joints, vis = person["joints"], person["joints_vis"]
+        # numbers only: numpy would take "12" or true as a coordinate; 1e300 would fail at write after the work
+        shape_ok = isinstance(joints, list) and len(joints) == num and isinstance(vis, list) and len(vis) == num
+        shape_ok = shape_ok and all(isinstance(j, list) and len(j) == 2 for j in joints)
+        if not (shape_ok and all(_is_number(v) for j in joints for v in j)):
+            raise UserError(
+                f"{where}: 'joints' must be {num} [x, y] pairs of numbers within ±{MAX_ABS_VALUE:g} (not strings, "
+                "booleans, null or infinity)"
+            )
+        if not all(_is_number(v) or isinstance(v, bool) for v in vis):
+            raise UserError(f"{where}: 'joints_vis' must be {num} numbers (0: not labelled)")
+        joints = np.array(joints, dtype=np.float64)
+        vis = np.array(vis, dtype=np.float64)
         on = vis > 0
         keypoints[i, on, :2] = joints[on] - 1.0  # MATLAB's 1-based pixels
         keypoints[i, on, 2] = 2.0
         bboxes[i] = _mpii_box(keypoints[i], person, where)
         images.setdefault(person["image"], len(images))
         annotations.append({k: v for k, v in person.items() if k not in ("image", "joints", "joints_vis")})
-    stems = [Path(name).stem for name in images]
-    numbered = all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems)
-    ids = {name: int(Path(name).stem) if numbered else k + 1 for name, k in images.items()}
+    numbered = ids_from_file_names(list(images))
+    ids = {name: numbered[k] if numbered else k + 1 for name, k in images.items()}
     for i, person in enumerate(data):
         image_ids[i] = ids[person["image"]]
     return PoseDataset(
@@ -298,6 +310,8 @@ def _mpii_box(points: np.ndarray, person: dict, where: str) -> np.ndarray:
     center, scale = person.get("center"), person.get("scale")
     if not (isinstance(center, list) and len(center) == 2 and all(map(_is_number, center)) and _is_number(scale)):
         return np.zeros(4)
+    if scale <= 0:  # a negative scale would give a negative box
+        raise UserError(f"{where}: 'scale' must be > 0 (the box side / 200), got {scale!r}")
     if center[0] == -1:
         return np.zeros(4)
     side = float(scale) * MPII_PIXEL_STD
@@ -333,6 +347,35 @@ def _first(items: Any, key: str | None = None) -> dict:
     return {}
 
 
+def _named_by_category(data: dict, candidates: list[BodyFormat]) -> list[BodyFormat]:
+    """The ``candidates`` whose point names (normalised) are the ones the file's category lists, in order;
+    [] when the category names no points of their count."""
+    names = _first(data.get("categories"), "keypoints").get("keypoints")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        return []
+    names = list(map(_normalise, names))
+    return [f for f in candidates if [_normalise(n) for n in f.layout.names[: len(names)]] == names
+            and f.detect["count"] == len(names)]  # fmt: skip
+
+
+def _check_named_format(data: Any, path: str, fmt: BodyFormat) -> None:
+    """``--format X`` on a file whose category names its points as another dataset's is a contradiction.
+
+    AI Challenger and CrowdPose both have 14 points, in other orders: read as the wrong one, left
+    and right (and head / neck) swap silently. Names that match no known dataset say nothing.
+    """
+    if fmt.shape != "coco" or not isinstance(data, dict):
+        return
+    same_count = [f for f in formats().values() if f.shape == "coco" and f.detect["count"] == fmt.detect["count"]]
+    named = _named_by_category(data, same_count)
+    if named and fmt not in named:
+        raise UserError(
+            f"{path}: --format {fmt.name}, but its category names the points as {named[0].title}'s "
+            f"({', '.join(named[0].layout.names[:3])}, ...): they would map to the wrong joints; "
+            f"give --format {named[0].name}, or fix the names"
+        )
+
+
 def detect_format(data: Any, path: str) -> BodyFormat:
     """Which dataset a parsed file is, from its content (see ``detect`` in body_datasets.json).
 
@@ -362,10 +405,7 @@ def detect_format(data: Any, path: str) -> BodyFormat:
     if not candidates:
         counts = sorted({f"{f.detect['count']} ({f.title})" for f in known.values()})
         raise UserError(f"{path}: 'keypoints' has {len(kpts)} values; wbt reads 3 x {', '.join(counts)}")
-    names = _first(data.get("categories"), "keypoints").get("keypoints")
-    if isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names):
-        by_name = [f for f in candidates if [_normalise(n) for n in f.layout.names[:count]] == list(map(_normalise, names))]
-        candidates = by_name or candidates
+    candidates = _named_by_category(data, candidates) or candidates
     image, ann = _first(data.get("images")), _first(data.get("annotations"), "keypoints")
     hinted = [
         f
@@ -391,6 +431,8 @@ def read_body_dataset(path: str | os.PathLike, format_name: str | None = None) -
     path = str(path)
     data = read_json(path)
     fmt = get_format(format_name) if format_name else detect_format(data, path)
+    if format_name:
+        _check_named_format(data, path, fmt)
     if fmt.shape == "coco" and not isinstance(data, dict):
         raise UserError(f"{path}: --format {fmt.name} files are json objects with 'images' and 'annotations'")
     return BodyDataset(fmt, READERS[fmt.shape](data, path, fmt))

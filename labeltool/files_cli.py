@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from labeltool.coco import load_pose_dataset, load_results, read_json, write_pose_dataset
+from labeltool.coco import check_output_not_input, load_pose_dataset, load_results, read_json, write_pose_dataset
 from labeltool.errors import UserError
 
 
@@ -45,6 +45,7 @@ def convert_command(src: Path, dst: Path, target: str, dataset_format: str | Non
     from labeltool.datasets import read_body_dataset
     from labeltool.layouts import HALPE136
 
+    check_output_not_input(dst, {"IN": src}, () if target == "openpose" else None, option="OUT")
     body = read_body_dataset(src, dataset_format)
     ds = body.native
     if target == "openpose":
@@ -116,6 +117,7 @@ def render_command(
 
     if no_overlays and not sheet:
         raise UserError("--no-overlays without --sheet would write nothing")
+    check_output_not_input(out_dir, {"LABELS": labels, "--images": images_dir, "--gt": gt}, ())
     if _peek_is_list(labels):
         if gt is None:
             read_json(labels)  # a broken file: say what is wrong with it first

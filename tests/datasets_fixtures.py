@@ -1,5 +1,15 @@
 """Body-dataset versions of the real COCO-WholeBody sample, written the way each dataset's files are.
 
+The files have the key types and the missing keys of the datasets' distributed files (checked
+against mmpose's tests/data/<dataset>/ samples, which are cut from them): PoseTrack18 writes
+``"iscrowd": false`` (a JSON boolean), has no ``area``, gives each person ``track_id``,
+``bbox_head`` and an empty ``scores``, each frame ``vid_id``, ``frame_id``, ``nframes``,
+``is_labeled``, ``mask_file`` and ignore-region polygons, and lists unlabelled frames with no
+persons; AI Challenger has neither ``area`` nor ``iscrowd`` and names its points "Right
+Shoulder", "Head top"; CrowdPose has no ``area``, an integer ``iscrowd``, ``crowdIndex`` per
+image and "head" / "neck" in its category; MPII (mmpose's json) writes unlabelled joints as
+[-1, -1] with ``joints_vis`` 0.
+
 The keypoint orders below are copied literally from mmpose's dataset_info
 (configs/_base_/datasets/{crowdpose,aic,mpii,posetrack18}.py), independently of
 labeltool/data/body_datasets.json, so a wrong table entry fails the tests instead of
@@ -98,14 +108,25 @@ def write_dataset(name: str, src: Path, tmp: Path) -> tuple[Path, Path, dict]:
     tmp.mkdir(parents=True, exist_ok=True)
     ann = tmp / f"{name}.json"
     images = src
-    if name == "crowdpose":  # CrowdPose's images carry 'crowdIndex'; no names in the category here
+    if name == "crowdpose":  # CrowdPose's images carry 'crowdIndex'; no 'area'; its category says "head"
         out = coco_style(doc, CROWDPOSE)
         for im in out["images"]:
             im["crowdIndex"] = 0.25
+        for a in out["annotations"]:
+            del a["area"]
+            a.pop("segmentation", None)
         for cat in out["categories"]:
-            del cat["keypoints"]
-    elif name == "aic":  # the category lists the names (mmpose's)
+            cat["keypoints"] = [{"top_head": "head"}.get(n, n) for n in CROWDPOSE]
+    elif name == "aic":  # no 'area', no 'iscrowd'; the category's names as AIC writes them
         out = coco_style(doc, AIC)
+        out["info"] = {"description": "AI Challenger keypoints", "version": "1.0", "year": "2017"}
+        for im in out["images"]:
+            im["url"] = f"http://www.sinaimg.cn/{im['file_name']}"
+        for a in out["annotations"]:
+            for key in ("area", "iscrowd", "segmentation"):
+                a.pop(key, None)
+        for cat in out["categories"]:
+            cat["keypoints"] = [n.replace("_", " ").title().replace("Head Top", "Head top") for n in AIC]
     elif name == "humanart":
         out = coco_style(doc, HUMANART21, key="keypoints_21")
     elif name == "posetrack18":  # one video's file: nested file names, vid_id, frame_id, ignore regions
@@ -114,16 +135,36 @@ def write_dataset(name: str, src: Path, tmp: Path) -> tuple[Path, Path, dict]:
         video = images / "images" / "val" / "000001_test"
         video.mkdir(parents=True, exist_ok=True)
         ids = {}
-        for frame, im in enumerate(sorted(out["images"], key=lambda im: im["id"])):
+        labelled = sorted(out["images"], key=lambda im: im["id"])
+        nframes = len(labelled) + 1
+        for frame, im in enumerate(labelled):
             link = video / f"{frame:06d}.jpg"
             if not link.exists():
                 os.symlink((src / im["file_name"]).resolve(), link)
             ids[im["id"]] = 10000010000 + frame
             im.update(file_name=f"images/val/000001_test/{frame:06d}.jpg", vid_id="000001", frame_id=ids[im["id"]],
-                      id=ids[im["id"]], is_labeled=True, ignore_regions_x=[], ignore_regions_y=[])  # fmt: skip
+                      id=ids[im["id"]], is_labeled=True, nframes=nframes, has_no_densepose=True,
+                      mask_file=f"mask/val/000001_test/{frame:06d}.jpg", ignore_regions_x=[[0, 1, 9, 0]],
+                      ignore_regions_y=[[0, 0, 5, 7]])  # fmt: skip
+        # a frame nobody labelled: listed, with no persons (as in every PoseTrack18 video)
+        frame = len(labelled)
+        link = video / f"{frame:06d}.jpg"
+        if not link.exists():
+            os.symlink((src / labelled[0]["file_name"]).resolve(), link)
+        out["images"].append({
+            "has_no_densepose": True, "is_labeled": False, "file_name": f"images/val/000001_test/{frame:06d}.jpg",
+            "nframes": nframes, "frame_id": 10000010000 + frame, "vid_id": "000001", "id": 10000010000 + frame,
+            "width": labelled[0].get("width"), "height": labelled[0].get("height"), "ignore_regions_x": [],
+            "ignore_regions_y": [],
+        })  # fmt: skip
         for a in out["annotations"]:
             a["image_id"] = ids[a["image_id"]]
             a["track_id"] = a["id"] % 7
+            a["iscrowd"] = bool(a["iscrowd"])  # a JSON boolean, as PoseTrack18 writes it
+            a["scores"] = []
+            a["bbox_head"] = [0, 0, 0, 0]
+            for key in ("area", "segmentation"):
+                a.pop(key, None)
     elif name == "mpii":  # mmpose's json list, 1-based like MATLAB; no crowd regions in MPII
         out = []
         for a in doc["annotations"]:
@@ -135,7 +176,7 @@ def write_dataset(name: str, src: Path, tmp: Path) -> tuple[Path, Path, dict]:
             scale = max(w, h) / 200.0
             out.append({
                 "image": file_name,
-                "joints": (pts[:, :2] + 1.0).tolist(),
+                "joints": np.where(pts[:, 2:] > 0, pts[:, :2] + 1.0, -1.0).tolist(),  # unlabelled: [-1, -1]
                 "joints_vis": (pts[:, 2] > 0).astype(int).tolist(),
                 "center": [x + w / 2 + 1.0, y + h / 2 + 1.0 - 15 * scale],
                 "scale": scale,

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from labeltool.boxfile import read_box_file
-from labeltool.coco import PoseDataset, resolve_coco_split
+from labeltool.coco import PoseDataset, check_utf8_name, ids_from_file_names, resolve_coco_split
 from labeltool.datasets import BodyFormat, read_body_dataset
 from labeltool.distill.body import AnnotatedBody, BodySource, DetectedBody, WholeImageBody
 from labeltool.errors import UserError
@@ -132,11 +132,9 @@ def list_images(images_dir: Path) -> list[dict]:
     files = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
     if not files:
         raise UserError(f"{images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    stems = [Path(f).stem for f in files]
-    if all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems):
-        ids = [int(s) for s in stems]
-    else:
-        ids = list(range(1, len(files) + 1))
+    for name in files:
+        check_utf8_name(images_dir, name)
+    ids = ids_from_file_names(files) or list(range(1, len(files) + 1))
     return [{"id": i, "file_name": f} for i, f in zip(ids, files)]
 
 

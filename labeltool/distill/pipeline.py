@@ -25,11 +25,20 @@ from pathlib import Path
 import orjson
 
 from labeltool import __version__
-from labeltool.coco import write_bytes_atomic
+from labeltool.coco import check_output_not_input, write_bytes_atomic
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.inputs import DistillInput
 from labeltool.distill.plan import Plan, make_plan
-from labeltool.distill.shards import ImageResult, RunLock, check_run, shard_path, write_shard
+from labeltool.distill.shards import (
+    DIGESTS_KEY,
+    ImageResult,
+    RunLock,
+    check_input_digests,
+    check_run,
+    check_shard_images,
+    shard_path,
+    write_shard,
+)
 from labeltool.distill.summary import RunStats, build_summary, read_run_stats
 from labeltool.distill.work import DistillConfig, Distiller
 from labeltool.errors import UserError
@@ -183,6 +192,8 @@ def distill(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: --out exists and is not a directory")
+    inputs = {f"--{key}": inp.identity[key]["path"] for key in ("ann", "boxes") if key in inp.identity}
+    check_output_not_input(out_dir, {**inputs, "--images": inp.images_dir}, (*OUTPUT_FILES, SHARD_DIR, NATIVE_LOG))
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(out_dir)
     try:
@@ -198,11 +209,15 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
             stale.unlink()
     shard_dir = out_dir / SHARD_DIR
     plan = make_plan(inp, limit, shard_size)
-    check_run(shard_dir, _run_record(inp, config, plan, limit, shard_size), overwrite)
+    digests = input_digests(inp)
+    check_input_digests(shard_dir, digests, overwrite)
+    check_run(shard_dir, {**_run_record(inp, config, plan, limit, shard_size), DIGESTS_KEY: digests}, overwrite)
     pending = [k for k in range(len(plan.chunks)) if not shard_path(shard_dir, k).exists()]
+    waiting = set(pending)
+    resumed = check_shard_images(shard_dir, [k for k in range(len(plan.chunks)) if k not in waiting], plan.path_of)
     wall = _label(plan, pending, inp, config, workers, engine, out_dir, progress)
     outputs = Outputs(out_dir, wholebody=layout in ("133", "both"), halpe=layout in ("136", "both"))
-    stats = _assemble(inp, config, plan, pending, outputs)
+    stats = _assemble(inp, config, plan, pending, outputs, resumed)
     stats.wall_seconds = wall
     layouts = (("wholebody133.json", outputs.wholebody), ("halpe136.json", outputs.halpe))
     files = [p for p, on in layouts if on]
@@ -212,6 +227,20 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
         if not on:
             (out_dir / name).unlink(missing_ok=True)
     return summary
+
+
+def input_digests(inp: DistillInput) -> dict[str, dict]:
+    """sha256 of the input files the labels depend on (annotations, boxes), for run.json's ``input_digests``.
+
+    The images are checked per shard instead (:func:`~labeltool.distill.shards.check_shard_images`).
+    """
+    from labeltool.images import file_digest
+
+    return {
+        f"--{key}": {"path": inp.identity[key]["path"], "sha256": file_digest(inp.identity[key]["path"])}
+        for key in ("ann", "boxes")
+        if key in inp.identity
+    }
 
 
 def _run_record(inp: DistillInput, config: DistillConfig, plan: Plan, limit: int | None, shard_size: int) -> dict:
@@ -246,11 +275,14 @@ def _label(plan, pending, inp, config, workers, engine, out_dir: Path, progress:
     return time.perf_counter() - start
 
 
-def _assemble(inp: DistillInput, config: DistillConfig, plan: Plan, done_now: list[int], outputs: Outputs) -> RunStats:
-    """The output files and errors.jsonl from the shards, in one pass (footers, then rows); returns the run's statistics."""
+def _assemble(
+    inp: DistillInput, config: DistillConfig, plan: Plan, done_now: list[int], outputs: Outputs, known: dict
+) -> RunStats:
+    """The output files and errors.jsonl from the shards, in one pass (footers, then rows); returns the run's
+    statistics. ``known``: the resumed shards' footers, read by the resume check."""
     start = time.perf_counter()
     shard_dir = outputs.out_dir / SHARD_DIR
-    stats = read_run_stats(plan, shard_dir, done_now)
+    stats = read_run_stats(plan, shard_dir, done_now, known)
     stats.counts, images, stats.errors = assemble(
         inp.dataset,
         plan.chunks,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +26,7 @@ class Plan:
     chunks: list[list[int]]
     keep_image_ids: set[int]
     tasks_of: Callable[[list[int]], Iterator[ImageTask]]
+    path_of: Callable[[int], Path | None]  # an image's file (None: its name leaves the image folder, never read)
 
     @property
     def num_images(self) -> int:
@@ -45,11 +47,15 @@ def make_plan(inp: DistillInput, limit: int | None, shard_size: int) -> Plan:
     to_label = inp.persons_to_label()
     none = np.zeros(0, dtype=np.int64)
 
+    def path_of(image_id: int) -> Path | None:
+        image = index.get(image_id)
+        return resolve_inside(inp.images_dir, image["file_name"]) if image is not None else None
+
     def tasks_of(image_ids: list[int]) -> Iterator[ImageTask]:
         for image_id in image_ids:
             sel = persons.get(image_id, none)
             name = index[image_id]["file_name"]
-            inside = resolve_inside(inp.images_dir, name)  # a name outside the folder is logged, never read
+            inside = path_of(image_id)  # a name outside the folder is logged, never read
             task = inp.body.task(ds, image_id, str(inside or name), sel[to_label[sel]])
             if inside is None:
                 task.error = f"{name!r}: file name outside the image folder {inp.images_dir} (not read)"
@@ -57,4 +63,4 @@ def make_plan(inp: DistillInput, limit: int | None, shard_size: int) -> Plan:
                 task.extra = inp.extra[sel[to_label[sel]]]
             yield task
 
-    return Plan(chunk(work_ids, shard_size), keep, tasks_of)
+    return Plan(chunk(work_ids, shard_size), keep, tasks_of, path_of)

@@ -35,6 +35,7 @@ class ImageResult:
     height: int = 0
     width: int = 0
     error: str | None = None
+    digest: str | None = None  # sha256 of the image file's bytes (None: not read)
     ann_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     bboxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # x y w h
     areas: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -86,6 +87,67 @@ def check_run(shard_dir: Path, run: dict, overwrite: bool) -> None:
     write_json_atomic(run, path)
 
 
+# ------------------------------------------------------------------ what the labels depend on (resume)
+
+DIGESTS_KEY = "input_digests"  # run.json: sha256 of the input files (annotations, boxes) the shards were made from
+
+
+def check_input_digests(shard_dir: Path, digests: dict[str, dict], overwrite: bool) -> None:
+    """Refuse to resume when an input file's content changed since the shards were made (one line naming it).
+
+    ``digests``: option -> {"path", "sha256"}. An annotation edited keeping its size and
+    modification time would otherwise resume with labels from both versions.
+    """
+    path = shard_dir / RUN_FILE
+    if overwrite or not path.exists():
+        return
+    old = read_json(path)
+    old = old.get(DIGESTS_KEY) if isinstance(old, dict) else None
+    if not isinstance(old, dict):
+        return  # a run.json without digests: the run record's own comparison decides
+    for option, record in digests.items():
+        was = old.get(option)
+        if isinstance(was, dict) and was.get("sha256") != record["sha256"]:
+            raise UserError(
+                f"{record['path']}: {option} changed since the shards in {shard_dir} were made from it (sha256 "
+                "differs); restore it, or use --overwrite to label everything again"
+            )
+
+
+def check_shard_images(shard_dir: Path, done: list[int], path_of, threads: int = 8) -> dict[int, ShardMeta]:
+    """Refuse to resume when an image a finished shard labelled was replaced, removed or added since.
+
+    Each shard's footer holds the sha256 of every image it read (None: not read); the files are
+    hashed again (threads: hashlib releases the GIL) and the first difference is one line naming
+    the image. ``path_of(image_id)``: the image file, None for a name outside the image folder.
+    Returns the footers read (shard -> :class:`ShardMeta`), so the statistics need not read them again.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labeltool.images import file_digest
+
+    metas = {k: read_shard_meta(shard_path(shard_dir, k)) for k in done}
+    wanted = []  # (shard, image id, path, digest the shard recorded)
+    for k, meta in metas.items():
+        for im in meta.images:
+            if "digest" in im:  # shards of an older wbt have none (their run.json differs anyway)
+                wanted.append((k, im["id"], path_of(im["id"]), im["digest"]))
+    if not wanted:
+        return metas
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        now = pool.map(lambda w: file_digest(w[2]) if w[2] is not None else None, wanted, chunksize=16)
+        for (k, image_id, path, was), digest in zip(wanted, now):
+            if digest != was:
+                what = "is gone or unreadable" if digest is None else "was not readable then" if was is None else (
+                    "was replaced (sha256 differs)"
+                )  # fmt: skip
+                raise UserError(
+                    f"{path}: image id {image_id} {what} since {shard_path(shard_dir, k).name} labelled it; "
+                    "restore it, or use --overwrite to label everything again"
+                )
+    return metas
+
+
 class RunLock:
     """An exclusive lock on an output directory, so two runs never write the same shards (released at exit)."""
 
@@ -132,7 +194,9 @@ def results_table(results: list[ImageResult]) -> pa.Table:
 def write_shard(shard_dir: Path, index: int, results: list[ImageResult]) -> Path:
     """Write shard ``index`` (temp file, fsync, rename): person rows + per-image metadata."""
     table = results_table(results)
-    images = [{"id": r.image_id, "height": r.height, "width": r.width, "error": r.error} for r in results]
+    images = [
+        {"id": r.image_id, "height": r.height, "width": r.width, "error": r.error, "digest": r.digest} for r in results
+    ]
     timing = {
         "images": len(results),
         "persons": int(sum(r.num_persons for r in results)),

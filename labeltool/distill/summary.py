@@ -51,12 +51,14 @@ class RunStats:
     errors: list[dict] = field(default_factory=list)
 
 
-def read_run_stats(plan: Plan, shard_dir: Path, done_now: list[int]) -> RunStats:
-    """Image sizes / errors and timing of every shard of ``plan`` (footers only, each read once)."""
+def read_run_stats(plan: Plan, shard_dir: Path, done_now: list[int], known: dict | None = None) -> RunStats:
+    """Image sizes / errors and timing of every shard of ``plan`` (footers only, each read once;
+    ``known``: footers already read, by shard, as the resume check did)."""
     done = set(done_now)
+    known = known or {}
     stats = RunStats(shards=len(plan.chunks), shards_done_now=len(done_now), image_info={})
     for k in range(len(plan.chunks)):
-        meta = read_shard_meta(shard_path(shard_dir, k))
+        meta = known[k] if k in known else read_shard_meta(shard_path(shard_dir, k))
         for im in meta.images:
             stats.image_info[im["id"]] = im
         stats.all_shards.add(meta.timing)

@@ -19,7 +19,7 @@ import numpy as np
 
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.shards import ImageResult
-from labeltool.images import ImageReadError, read_rgb
+from labeltool.images import ImageReadError, content_digest, decode_rgb, read_image_bytes
 from labeltool.layouts import WHOLEBODY133
 from labeltool.merge.rules import (
     MERGED_PARTS,
@@ -143,7 +143,9 @@ class Distiller:
             result.error = task.error
             return result
         try:
-            image = read_rgb(task.path)
+            data = read_image_bytes(task.path)
+            result.digest = content_digest(data)  # checked on resume: a replaced image is not mixed in
+            image = decode_rgb(data, task.path)
         except ImageReadError as err:
             result.error = f"{task.path}: {err.reason}"
             result.seconds = time.perf_counter() - start

@@ -75,6 +75,10 @@ def eval_command(
     if not files:
         raise UserError("give the results to evaluate with --pred PRED (and --compare A.json B.json ... for more)")
     names = _method_names(files)
+    if out_path:
+        from labeltool.coco import check_output_not_input
+
+        check_output_not_input(out_path, {"--gt": gt_path, **{f"results {f}": f for f in files}, "--pr-curves": pr_dir})
     if protocol in ("nme", "pck"):
         text = _pointwise(protocol, gt_path, files, names, fmt, thr, pr_dir, sigmas_float32, layout)
         pr_dir = None

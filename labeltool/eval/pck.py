@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from labeltool.errors import UserError
 from labeltool.eval.pointwise import MetricReport, PointSet, load_point_set, mean_valid, normalized_distances
 
 
@@ -33,6 +34,12 @@ def keypoint_pck_accuracy(
     acc = np.array([_distance_acc(d, thr) for d in distances])
     valid = acc[acc >= 0]
     return acc, (valid.mean() if len(valid) else 0), len(valid)
+
+
+def check_threshold(thr: float) -> None:
+    """A PCK threshold is a finite fraction > 0 of the box size (NaN or -1 would make every point wrong)."""
+    if not (np.isfinite(thr) and thr > 0):
+        raise UserError(f"--thr {thr:g}: the PCK threshold must be a number > 0 (a fraction of the GT box's larger side)")
 
 
 def keypoint_auc(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, norm_factor: float = 30, num_thrs: int = 20) -> float:
@@ -72,11 +79,13 @@ def evaluate_pck(
     name: str = "",
 ) -> MetricReport:
     """PCK@thr of the GT box size, AUC over 0..auc_px px and EPE of a results file (one prediction per GT hand)."""
+    check_threshold(thr)
     points = gt if isinstance(gt, PointSet) else load_point_set(gt, results)
     pred, ref, mask = points.pred[:, :, :2], points.gt[:, :, :2], points.mask
-    metrics = {
-        f"PCK@{thr:g}": float(keypoint_pck_accuracy(pred, ref, mask, thr, bbox_size(points.boxes))[1]),
-        f"AUC@{auc_px:g}px": float(keypoint_auc(pred, ref, mask, auc_px, num_thrs)),
+    _, pck, counted = keypoint_pck_accuracy(pred, ref, mask, thr, bbox_size(points.boxes))
+    metrics = {  # undefined (None) when no point counts, where mmpose gives 0
+        f"PCK@{thr:g}": float(pck) if counted else None,
+        f"AUC@{auc_px:g}px": float(keypoint_auc(pred, ref, mask, auc_px, num_thrs)) if mask.any() else None,
         "EPE": keypoint_epe(pred, ref, mask),
     }
     return MetricReport(

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labeltool.coco import read_json
+from labeltool.coco import MAX_ABS_VALUE, _first_out_of_range, read_json
 from labeltool.errors import UserError
 from labeltool.eval.predictions import read_results_json
+
+MIN_NORM = 1e-6  # pixels: a normaliser below this counts as 0 (the instance does not count)
 
 
 @dataclass
@@ -42,7 +44,7 @@ class MetricReport:
 
     protocol: str
     title: str
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]  # None: undefined (no point counts), shown as '-' and json null
     units: dict[str, str]
     name: str = ""
     num_instances: int = 0
@@ -68,7 +70,9 @@ def normalized_distances(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, nor
     if norm.ndim == 1:
         norm = np.tile(norm[:, None], (1, d))
     use = np.asarray(mask).copy() > 0
-    use[np.where((norm == 0).sum(1))[0], :] = False
+    # mmpose drops an instance whose norm is 0; one below MIN_NORM (a broken GT: eye corners 1e-30 px
+    # apart) is dropped too, where mmpose would overflow float32 into inf
+    use[np.where((np.abs(norm) < MIN_NORM).sum(1))[0], :] = False
     out = np.full((n, k), -1, dtype=np.float32)
     norm[np.where(norm <= 0)] = 1e6
     out[use] = np.linalg.norm(((pred - gt) / norm[:, None, :])[use], axis=-1)
@@ -83,10 +87,11 @@ def per_instance_mean(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, norm_f
         return np.where(valid, d, 0).sum(axis=1, dtype=np.float64) / valid.sum(axis=1)
 
 
-def mean_valid(distances: np.ndarray) -> float:
-    """mmpose's mean of the distances that count: ``sum / max(1, count)`` over the (K, N) array."""
+def mean_valid(distances: np.ndarray) -> float | None:
+    """mmpose's mean of the distances that count: ``sum / max(1, count)`` over the (K, N) array;
+    None (undefined) where none counts, where mmpose returns 0, which reads as a perfect result."""
     valid = distances[distances != -1]
-    return float(valid.sum() / max(1, len(valid)))
+    return float(valid.sum() / len(valid)) if len(valid) else None
 
 
 # --------------------------------------------------------------------------- reading
@@ -113,6 +118,9 @@ def load_point_set(gt_path: str | os.PathLike, results: str | os.PathLike | list
         raise UserError(f"{gt_name}: {k} keypoints per annotation; this protocol takes {' or '.join(map(str, num_keypoints))}")
     gt = _rows([a["keypoints"] for a in anns], 3 * k, gt_name, [f"annotation {a['id']}" for a in anns]).reshape(-1, k, 3)
     boxes = _rows([a["bbox"] for a in anns], 4, gt_name, [f"annotation {a['id']}: 'bbox'" for a in anns])
+    negative = np.nonzero((boxes[:, 2:] < 0).any(axis=1))[0]
+    if len(negative):
+        raise UserError(f"{gt_name}: annotation {anns[negative[0]]['id']}: 'bbox' has a negative width or height")
     ann_ids = np.asarray([a["id"] for a in anns])
     image_ids = np.asarray([a["image_id"] for a in anns])
 
@@ -164,7 +172,7 @@ def _rows(rows: list, width: int, name: str, where: list[str]) -> np.ndarray:
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
             raise UserError(f"{name}: {w} must hold numbers only")
     arr = np.asarray(rows, dtype=np.float64)
-    if not np.isfinite(arr).all():
-        i = int(np.nonzero(~np.isfinite(arr).all(axis=1))[0][0])
-        raise UserError(f"{name}: {where[i]} contains NaN or infinity")
+    bad = _first_out_of_range(arr)
+    if bad is not None:
+        raise UserError(f"{name}: {where[bad]} contains NaN, infinity or a value beyond ±{MAX_ABS_VALUE:g}")
     return arr

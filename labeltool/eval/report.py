@@ -166,6 +166,8 @@ def format_metric_reports(reports: list, fmt: str = "table") -> str:
 
     def cell(x, n: str, digits: int = 2) -> str:
         v = x.metrics[n]
+        if v is None:  # undefined (no point counts): not 0.00, which would read as a result
+            return "-"
         return f"{100 * v:.{digits}f}" if x.units[n] == "fraction" else f"{v:.{digits}f}"
 
     heads = [f"{n} ({'%' if r.units[n] == 'fraction' else r.units[n]})" for n in names]

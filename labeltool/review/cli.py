@@ -55,10 +55,11 @@ def review() -> None:
 )
 def export_command(labels: Path, tool: str, images_dir: Path, out_dir: Path, top: int | None, image_url: str) -> None:
     """Export LABELS (json or labels.parquet) for review, most suspicious persons first."""
-    from labeltool.coco import check_images_exist, new_outputs_removed_on_error
+    from labeltool.coco import check_images_exist, check_output_not_input, new_outputs_removed_on_error
     from labeltool.review.labels import load_labels, with_image_sizes
     from labeltool.review.queue import person_suspicion
 
+    check_output_not_input(out_dir, {"LABELS": labels, "--images": images_dir}, ())
     data = load_labels(labels)
     if data.dataset.layout.num_keypoints not in (133, 136):
         raise UserError(f"{labels}: has {data.dataset.layout.num_keypoints}-point labels; review needs 133 or 136")
@@ -97,10 +98,11 @@ def export_command(labels: Path, tool: str, images_dir: Path, out_dir: Path, top
 @click.option("--annotated-only", is_flag=True, help="Label Studio: skip tasks nobody annotated.")
 def import_command(exported: Path, points: str, out_path: Path, ref_path: Path | None, annotated_only: bool) -> None:
     """Import EXPORTED (a CVAT COCO Keypoints .zip/.json, or Label Studio's JSON export) as COCO-WholeBody / Halpe json."""
-    from labeltool.coco import read_json, write_pose_dataset
+    from labeltool.coco import check_output_not_input, read_json, write_pose_dataset
     from labeltool.layouts import layout_for
     from labeltool.review.labels import load_labels
 
+    check_output_not_input(out_path, {"EXPORTED": exported, "--ref": ref_path})
     ref = load_labels(ref_path).dataset if ref_path is not None else None
     if exported.suffix.lower() == ".zip":
         doc, where = None, str(exported)
@@ -166,9 +168,11 @@ def queue_command(labels: Path, top: int, min_confidence: float) -> None:
 )
 def report_command(labels: Path, images_dir: Path, out_path: Path, gt_path: Path | None, top: int) -> None:
     """A self-contained HTML label-quality report of LABELS."""
+    from labeltool.coco import check_output_not_input
     from labeltool.review.labels import load_labels
     from labeltool.review.report import write_report
 
+    check_output_not_input(out_path, {"LABELS": labels, "--images": images_dir, "--gt": gt_path})
     data = load_labels(labels)
     summary = write_report(data, images_dir, out_path, gt_path=gt_path, top=top)
     click.echo(f"report: {summary} -> {out_path}")

@@ -278,7 +278,7 @@ def _task_persons(task: dict, result: list, layout: Layout, image: dict, where: 
     for rid, r in rects.items():
         w, h = _original_size(r, width, height)
         box = _rect_box(r["value"], w, h)
-        wbt_id = int(rid[1:]) if rid.startswith("p") and rid[1:].isdigit() else None
+        wbt_id = int(rid[1:]) if rid.startswith("p") and rid[1:].isascii() and rid[1:].isdigit() else None
         persons[rid] = {"image": image, "points": np.zeros((layout.num_keypoints, 3)), "bbox": box,
                         "area": float(box[2] * box[3]), "iscrowd": 0, "wbt_id": wbt_id, "tool_id": rid}  # fmt: skip
     for r in points:

@@ -10,6 +10,7 @@ import os
 
 import click
 
+from labeltool.coco import check_output_not_input
 from labeltool.errors import UserError
 
 
@@ -155,6 +156,7 @@ def predict_command(model_path, images, gt, boxes, out, flip, batch_size, worker
             raise UserError(f"{name} must be a finite number{f' in [{lo}, {hi}]' if math.isfinite(lo) else ''} "
                             f"(got {value})")
 
+    check_output_not_input(out, {"--model": model_path, "--images": images, "--gt": gt, "--boxes": boxes})
     n = run_predict(model_path, images, out, gt=gt, boxes=boxes, flip=flip, batch_size=batch_size, workers=workers,
                     device=str(pick_device(device)), nms=nms, nms_thr=nms_thr, box_thr=box_thr, use_ema=not no_ema)
     click.echo(f"wrote {n} poses to {out}")
@@ -170,6 +172,8 @@ def export_command(model_path, onnx_path, no_check, no_ema):
     """Export a student to ONNX as rtmlib's RTMPose runs it (input: (BGR - mean) / std, N x 3 x H x W;
     outputs: SimCC x / y logits, arg-max / 2 = input pixels). See docs/student.md."""
     from labeltool.student.export import export_onnx
+
+    check_output_not_input(onnx_path, {"--model": model_path}, option="--onnx")
 
     click.echo(export_onnx(model_path, onnx_path, use_ema=not no_ema, check=not no_check))
 

@@ -166,12 +166,13 @@ def teach_command(part, images_dir, boxes_path, out_path, backend, side, box_sca
       wbt teach --part body --images photos/ --boxes detections.json --out body_pred.json
       wbt teach --part wholebody --backend onnx:rtmw-x.onnx --images photos/ --boxes persons.json --out wb_pred.json
     """
-    from labeltool.coco import write_json_atomic
+    from labeltool.coco import check_output_not_input, write_json_atomic
     from labeltool.images import read_rgb
 
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise UserError(f"{images_dir}: image directory not found")
+    check_output_not_input(out_path, {"--images": images_dir, "--boxes": boxes_path})
     if not box_scale > 0:
         raise UserError(f"--box-scale must be positive, got {box_scale}")
     backend = backend or DEFAULT_BACKENDS.get(part)

@@ -307,13 +307,50 @@ class OnnxFaceTeacher(OnnxTeacher):
     keypoints = (68,)
 
 
+# How protobuf encodes an ONNX TensorProto's external_data entry {key: "location", value: FILE}: field 1
+# (key, length 8, "location"), then field 2 (value) whose varint length follows.
+_LOCATION_ENTRY = b"\x0a\x08location\x12"
+
+
+def external_data_files(path: str | Path) -> list[Path]:
+    """The external-data files an .onnx names (its weights kept beside it), in order of first mention.
+
+    Read from the file's bytes without onnx (not a run-time dependency): each location entry's
+    protobuf encoding. Only files inside the model's folder are listed (as onnxruntime reads them).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    found: dict[Path, None] = {}
+    start = data.find(_LOCATION_ENTRY)
+    while start >= 0:
+        i, length, shift = start + len(_LOCATION_ENTRY), 0, 0
+        while i < len(data) and shift < 35:  # the value's length: a varint
+            length |= (data[i] & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not data[i - 1] & 0x80:
+                break
+        name = data[i : i + length].decode("utf-8", "replace")
+        if name and path.parent.resolve() in (path.parent / name).resolve().parents:
+            found.setdefault(path.parent / name)
+        start = data.find(_LOCATION_ENTRY, i)
+    return list(found)
+
+
 def describe_onnx(spec: TeacherSpec) -> dict:
-    """Model file (name, sha256) and onnxruntime version, without loading the model."""
+    """Model file and its external-data files (name, sha256) and onnxruntime version, without loading the model.
+
+    The external-data files are what the weights are: a run resumed after one changed is another run.
+    """
     from labeltool.teachers.registry import file_record, package_version
 
     path, size = parse_arg(spec.arg or "")
     model = f"ONNX top-down SimCC model, rtmlib convention ({spec.part}={spec.backend}:{path.name})"
-    out = {"model": model, "version": package_version("onnxruntime", "onnxruntime-gpu"), "files": [file_record(path)]}
+    files = [file_record(path), *(file_record(f) for f in external_data_files(path))]
+    out = {"model": model, "version": package_version("onnxruntime", "onnxruntime-gpu"), "files": files}
     if size is not None:
         out["input_size"] = list(size)
     return out
