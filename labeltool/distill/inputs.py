@@ -7,9 +7,13 @@ Four ways in, one result (:class:`DistillInput`):
   AI Challenger, MPII, OCHuman, PoseTrack18, Human-Art), its points mapped to COCO-17 by
   name; the dataset's other body points (head top, neck, ...) are kept as extra points.
 - ``--images DIR --boxes DETS.json``: person boxes, body from the body teacher.
-- ``--images DIR`` alone: the body teacher on each whole image (one person per image).
+- ``--images DIR`` alone: every person a detector finds (``--detector``, default the built-in
+  one, :mod:`labeltool.detectors`), its boxes kept in ``OUT/detections.json``, body from the
+  body teacher on them.
 - ``--sample``: photos of people shipped with installed packages, written as JPEGs
   (see :mod:`labeltool.distill.sample`), then as ``--images DIR``.
+- :func:`from_images` (the body teacher on each whole image, one person per image) is kept
+  for callers that want that.
 
 Every check that can fail on the user's input happens here, at once, as a one-line
 :class:`UserError`; a missing or unreadable single image is only found (and logged) later.
@@ -17,6 +21,7 @@ Every check that can fail on the user's input happens here, at once, as a one-li
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,3 +227,62 @@ def from_boxes(images_dir: str | os.PathLike, boxes_path: str | os.PathLike, min
         "min_score": min_score,
     }
     return DistillInput(ds, images_dir, DetectedBody(), identity)
+
+
+def from_detector(images_dir: str | os.PathLike, spec, out_dir: str | os.PathLike, limit: int | None = None,
+                  overwrite: bool = False, progress: bool = True) -> DistillInput:
+    """``--images DIR`` without boxes: the persons ``spec``'s detector finds, body from the body teacher.
+
+    The boxes go to ``OUT/detections.json`` (:mod:`labeltool.detectors.folder`), which a resumed
+    run reuses; the detector's description (model file hashes, thresholds) is part of the run's
+    identity, so resuming with another detector is refused (one line) before anything is written.
+    """
+    from labeltool.detectors.folder import detect_folder
+    from labeltool.detectors.registry import describe_detector
+
+    images_dir = _check_images_dir(images_dir)
+    images = list_images(images_dir)
+    description = describe_detector(spec)
+    identity = {"mode": "detector", "images": str(images_dir.resolve()), "files": [im["file_name"] for im in images],
+                "detector": description}
+    out_dir = Path(out_dir)
+    _refuse_other_run(out_dir, identity, overwrite)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: --out exists and is not a directory")
+    found = detect_folder(images, images_dir, spec, out_dir / DETECTIONS_FILE, description, limit, progress,
+                          replace=overwrite)
+    order = np.argsort(found.image_ids, kind="stable")
+    ds = _box_dataset(images, found.image_ids[order].tolist(), found.bboxes[order], found.scores[order],
+                      str(out_dir / DETECTIONS_FILE))
+    return DistillInput(ds, images_dir, DetectedBody(), identity)
+
+
+DETECTIONS_FILE = "detections.json"
+
+
+def _refuse_other_run(out_dir: Path, identity: dict, overwrite: bool) -> None:
+    """One line, before any detection, when ``out_dir`` holds shards of a run with another detector or images."""
+    from labeltool.coco import read_json
+    from labeltool.distill.pipeline import SHARD_DIR
+    from labeltool.distill.shards import RUN_FILE
+
+    path = out_dir / SHARD_DIR / RUN_FILE
+    if overwrite or not path.is_file():
+        return
+    old = read_json(path).get("input")
+    if old == json.loads(json.dumps(identity)):
+        return
+    if isinstance(old, dict) and old.get("mode") == "detector" and old.get("detector") != identity["detector"]:
+        was = old["detector"]
+        raise UserError(f"{path}: this output directory holds a run with detector {was.get('detector')} "
+                        f"({_thresholds(was)}); this one is {identity['detector']['detector']} "
+                        f"({_thresholds(identity['detector'])}); use another --out, the same --detector "
+                        "and thresholds, or --overwrite to start again")
+    raise UserError(f"{path}: this output directory holds a run with different input; "
+                    "use another --out, the same options, or --overwrite to start again")
+
+
+def _thresholds(description: dict) -> str:
+    files = ", ".join(f"{f.get('name')} sha256 {str(f.get('sha256'))[:12]}" for f in description.get("files", []))
+    return f"{files}; min_score {description.get('min_score')}, nms {description.get('nms')}, " \
+           f"max_persons {description.get('max_persons')}"
