@@ -21,7 +21,10 @@ How (MediaPipe's own pose pipeline, run with ai-edge-litert on views we choose):
    to the full-body keypoint, x 1.25; turned so the body points up); the landmark model on
    that crop gives 33 points and a presence flag. A person is kept when the flag says present,
    and its box is the extent of its visible landmarks grown by :data:`BOX_MARGIN` (COCO boxes
-   hold the silhouette, not only the joints); its score is the detector's.
+   hold the silhouette, not only the joints); its score is the detector's x the flag (halves
+   the false persons on the real COCO images at the same recall: docs/distill.md); a box
+   mostly inside a better one and scoring lower is a second fit of that person and goes
+   (:func:`inner_fit_nms`); then box NMS and ``max_persons`` as every detector.
 """
 
 from __future__ import annotations
@@ -61,10 +64,13 @@ NUM_KEYPOINTS = 4  # hip centre, full-body scale point, shoulder centre, upper-b
 SCORE_CLIP = 100.0  # score_clipping_thresh
 NMS_IOU = 0.3  # the NonMaxSuppressionCalculator's min_suppression_threshold (WEIGHTED)
 ROI_SCALE = 1.25  # RectTransformationCalculator scale_x / scale_y of pose_landmark's ROI
-CANDIDATE_SCORE = 0.3  # detector scores kept from each view before merging (MediaPipe's own: 0.5)
-PRESENCE = 0.5  # the landmark model's pose flag (sigmoid) above which the person is there
+CANDIDATE_SCORE = 0.3  # detector scores kept from each view before merging (MediaPipe's own: 0.5) ...
+CANDIDATE_FLOOR = 0.1  # ... or down to min_score, not under this (each candidate costs a landmark run)
+PRESENCE = 0.5  # the landmark model's pose flag (a probability) above which the person is there
 VISIBLE = 0.5  # landmark visibility (sigmoid) counted in the person box
 BOX_MARGIN = (0.08, 0.12)  # person box = visible landmarks' extent grown by this share of it (x, y) per side
+INNER_SHARE = 0.6  # a box this much inside a better one ...
+INNER_SCORE_RATIO = 0.9  # ... and scoring under this x its score is a fit of a part of that person
 MIN_TILE = 160  # the smallest tile side in image pixels (smaller tiles only upsample)
 TILE_STEP = 0.5  # tile side shrinks by this factor per level; tiles overlap by half
 
@@ -152,6 +158,26 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, t
     return np.asarray(out_b), np.asarray(out_k), np.asarray(out_s)
 
 
+def inner_fit_nms(boxes: np.ndarray, scores: np.ndarray, inside: float = INNER_SHARE,
+                  ratio: float = INNER_SCORE_RATIO) -> np.ndarray:
+    """Indices kept, best score first, dropping a box that lies mostly (``inside`` of its area) in a better one
+    while scoring under ``ratio`` x that one's score.
+
+    BlazePose fits a second, smaller "person" to the head of someone large in the frame (a
+    portrait: grace_hopper.jpg); IoU misses it, one box being inside the other. A person
+    partly hidden behind another keeps a score near the front one's and stays (docs/distill.md).
+    """
+    order = np.argsort(-scores, kind="stable")
+    kept: list[int] = []
+    for i in order:
+        lo = np.maximum(boxes[i, :2], boxes[kept, :2]) if kept else np.zeros((0, 2))
+        hi = np.minimum(boxes[i, 2:], boxes[kept, 2:]) if kept else np.zeros((0, 2))
+        share = np.prod(np.clip(hi - lo, 0, None), axis=1) / max(float(np.prod(boxes[i, 2:] - boxes[i, :2])), 1e-9)
+        if not np.any((share >= inside) & (scores[i] < ratio * scores[kept])):
+            kept.append(int(i))
+    return np.asarray(kept, dtype=np.int64)
+
+
 def views(width: int, height: int) -> list[tuple[np.ndarray, float]]:
     """The square regions (centre, side) in image pixels the detector looks at.
 
@@ -199,7 +225,7 @@ class BlazePoseDetector:
         all_b, all_k, all_s = [], [], []
         for v, m in enumerate(matrices):
             boxes, kps, scores = decode(raw[v], logits[v], self.anchors)
-            keep = scores >= min(CANDIDATE_SCORE, self.spec.min_score)
+            keep = scores >= min(CANDIDATE_SCORE, max(self.spec.min_score, CANDIDATE_FLOOR))
             boxes, kps, scores = weighted_nms(boxes[keep], kps[keep], scores[keep])
             pts = to_image(np.concatenate([boxes.reshape(-1, 2), kps.reshape(-1, 2)]) * DETECTOR_SIZE, m)
             all_b.append(pts[: 2 * len(boxes)].reshape(-1, 4))
@@ -242,7 +268,7 @@ class BlazePoseDetector:
             outs = self._landmarks.outputs(warp(image, m, LANDMARK_SIZE)[None])
             lm[i] = next(o for o in outs if o.ndim == 2 and o.shape[1] == 195).reshape(39, 5)
             flag[i] = next(o for o in outs if o.ndim == 2 and o.shape[1] == 1).reshape(())
-        presence = 1.0 / (1.0 + np.exp(-flag))
+        presence = np.clip(flag, 0.0, 1.0)  # the pose flag is a probability already (sigmoid inside the model)
         boxes = np.zeros((n, 4))
         for i, m in enumerate(matrices):
             pts = to_image(lm[i, :33, :2], m)
@@ -257,7 +283,9 @@ class BlazePoseDetector:
         height, width = image.shape[:2]
         _, keypoints, scores = self.candidates(image)
         boxes, presence = self.persons(image, keypoints)
-        keep = presence > PRESENCE
+        scores = scores * presence
+        keep = np.nonzero(presence > PRESENCE)[0]
+        keep = keep[inner_fit_nms(boxes[keep], scores[keep])]
         return finish(boxes[keep], scores[keep], self.spec, width, height)
 
     def describe(self) -> dict:

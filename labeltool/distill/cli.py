@@ -149,17 +149,15 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, de
     elif sample:
         if images_dir:
             raise UserError("--sample brings its own images; do not give --images")
-        inp = inputs.from_detector(write_sample_images(Path(out_dir) / "sample_images"), spec, out_dir, limit,
-                                   overwrite, not no_progress)
+        detect_in = write_sample_images(Path(out_dir) / "sample_images")
     elif images_dir and boxes:
         inp = inputs.from_boxes(images_dir, boxes, min_box_score)
     elif images_dir:
-        inp = inputs.from_detector(images_dir, spec, out_dir, limit, overwrite, not no_progress)
+        detect_in = inputs.check_images_dir(images_dir)
     else:
         raise UserError(
             "no input: give --coco SPLIT, --ann FILE --images DIR, --images DIR [--boxes DETS.json] or --sample"
         )
-    config = DistillConfig(teachers=choice)
     run_engine = run_local
     if engine == "ray":
         from labeltool.distill import ray_engine
@@ -167,6 +165,9 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, de
         ray_engine.connect(address)  # fail at once, before any work, when Ray is missing or unreachable
         workers = workers or ray_engine.cluster_cpus()
         run_engine = functools.partial(ray_engine.run_ray, address=address)
+    if detecting:  # the detector's work comes after every check, the Ray cluster's too
+        inp = inputs.from_detector(detect_in, spec, out_dir, limit, overwrite, not no_progress)
+    config = DistillConfig(teachers=choice)
     summary = distill(
         inp,
         out_dir,

@@ -66,7 +66,7 @@ def _file_identity(path: Path) -> dict:
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _check_images_dir(images_dir: str | os.PathLike) -> Path:
+def check_images_dir(images_dir: str | os.PathLike) -> Path:
     images_dir = Path(images_dir)
     if not images_dir.exists():
         raise UserError(f"{images_dir}: image directory not found")
@@ -84,7 +84,7 @@ def from_annotations(
     content (:func:`labeltool.datasets.detect_format`).
     """
     ann_path = Path(ann_path)
-    images_dir = _check_images_dir(images_dir)
+    images_dir = check_images_dir(images_dir)
     body = read_body_dataset(ann_path, dataset_format)
     ds, fmt = body.native, body.format
     body_only = PoseDataset(
@@ -174,7 +174,7 @@ def _box_dataset(
 
 def from_images(images_dir: str | os.PathLike) -> DistillInput:
     """``--images DIR``: every image one person, body from the body teacher on the whole image."""
-    images_dir = _check_images_dir(images_dir)
+    images_dir = check_images_dir(images_dir)
     images = list_images(images_dir)
     identity = {"mode": "images", "images": str(images_dir.resolve()), "files": [im["file_name"] for im in images]}
     return DistillInput(_empty_dataset(images, str(images_dir)), images_dir, WholeImageBody(), identity)
@@ -188,7 +188,7 @@ def from_boxes(images_dir: str | os.PathLike, boxes_path: str | os.PathLike, min
     COCO-style object with 'images' and 'annotations' holding boxes. Boxes of other
     categories than 1 (person) and under ``min_score`` are dropped.
     """
-    images_dir = _check_images_dir(images_dir)
+    images_dir = check_images_dir(images_dir)
     boxes_path = Path(boxes_path)
     boxes = read_box_file(boxes_path)
     images = boxes.images if boxes.images is not None else list_images(images_dir)
@@ -240,7 +240,7 @@ def from_detector(images_dir: str | os.PathLike, spec, out_dir: str | os.PathLik
     from labeltool.detectors.folder import detect_folder
     from labeltool.detectors.registry import describe_detector
 
-    images_dir = _check_images_dir(images_dir)
+    images_dir = check_images_dir(images_dir)
     images = list_images(images_dir)
     description = describe_detector(spec)
     identity = {"mode": "detector", "images": str(images_dir.resolve()), "files": [im["file_name"] for im in images],
