@@ -174,7 +174,7 @@ def test_onnx_end2end_keeps_person_labels_only(tmp_path):
 # ------------------------------------------------------------------ bad files are one line
 
 
-@pytest.mark.parametrize("case", ["missing", "junk", "classifier", "no_kind", "wrong_size"])
+@pytest.mark.parametrize("case", ["missing", "junk", "classifier", "no_kind", "wrong_size", "tile"])
 def test_bad_detector_files_are_one_line_errors(tmp_path, case):
     from skimage import data
 
@@ -202,12 +202,15 @@ def test_bad_detector_files_are_one_line_errors(tmp_path, case):
     elif case == "no_kind":
         make_detector_onnx(tmp_path / "person.onnx")
         arg, want = str(tmp_path / "person.onnx"), "add :yolox or :rtmdet"
-    else:
+    elif case == "wrong_size":
         make_detector_onnx(tmp_path / "yolox.onnx", (128, 96))
         arg, want = f"{tmp_path / 'yolox.onnx'}:640x640", "the file's input is 128x96, the spec says 640x640"
     out = tmp_path / "out"
+    detector = "mediapipe:abc" if case == "tile" else f"onnx:{arg}"
+    if case == "tile":
+        want = "--detector mediapipe:abc: expected the smallest tile side in pixels"
     run = CliRunner().invoke(main, ["distill", "--images", str(images), "--out", str(out), "--detector",
-                                    f"onnx:{arg}", "--no-progress"])
+                                    detector, "--no-progress"])
     assert run.exit_code == 2, run.output
     lines = run.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wbt: error: ") and want in lines[0], run.output
@@ -254,6 +257,30 @@ def test_distill_images_alone_labels_every_person_of_real_photos(realdata, tmp_p
     boxes = json.loads((out / "detections.json").read_text())
     assert boxes["detector"] == det and len(boxes["annotations"]) == len(wb["annotations"])
     assert all(0.5 <= a["score"] <= 1 for a in boxes["annotations"])
+
+    # wbt render --boxes writes each detector box's score at its corner; wbt report lists them
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({**wb, "annotations": [{k: v for k, v in a.items() if k != "score"}
+                                                       for a in wb["annotations"]]}))
+    for src, dst in ((out / "wholebody133.json", "r_scores"), (plain, "r_plain")):
+        run = CliRunner().invoke(main, ["render", str(src), "--images", str(images), "--out", str(tmp_path / dst),
+                                        "--boxes"])
+        assert run.exit_code == 0, run.output
+    name = "000000197388.png"
+    a = cv2.imread(str(tmp_path / "r_scores" / name)).astype(int)
+    b = cv2.imread(str(tmp_path / "r_plain" / name)).astype(int)
+    changed = np.argwhere(np.abs(a - b).sum(axis=2) > 0)
+    assert len(changed) > 100  # the score labels
+    corners = [a_["bbox"][:2] for a_ in wb["annotations"] if a_["image_id"] == 197388]
+    near = [min(abs(y - cy) + abs(x - cx) for cx, cy in corners) for y, x in changed]
+    assert np.percentile(near, 99) < 60  # ... drawn at the boxes' top-left corners only
+    report = tmp_path / "report.html"
+    run = CliRunner().invoke(main, ["report", str(out / "wholebody133.json"), "--images", str(images), "--out",
+                                    str(report)])
+    assert run.exit_code == 0, run.output
+    page = report.read_text()
+    scores = [a_["score"] for a_ in wb["annotations"]]
+    assert "Person detector boxes" in page and f"<td>{len(scores)}</td><td>{min(scores):.2f}</td>" in page
 
 
 def test_distill_sample_finds_the_people_of_the_bundled_photos(tmp_path):

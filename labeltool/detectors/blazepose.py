@@ -71,7 +71,7 @@ VISIBLE = 0.5  # landmark visibility (sigmoid) counted in the person box
 BOX_MARGIN = (0.08, 0.12)  # person box = visible landmarks' extent grown by this share of it (x, y) per side
 INNER_SHARE = 0.6  # a box this much inside a better one ...
 INNER_SCORE_RATIO = 0.9  # ... and scoring under this x its score is a fit of a part of that person
-MIN_TILE = 160  # the smallest tile side in image pixels (smaller tiles only upsample)
+MIN_TILE = 160  # the smallest tile side in image pixels (--detector mediapipe:N sets it; docs/distill.md)
 TILE_STEP = 0.5  # tile side shrinks by this factor per level; tiles overlap by half
 
 
@@ -178,18 +178,30 @@ def inner_fit_nms(boxes: np.ndarray, scores: np.ndarray, inside: float = INNER_S
     return np.asarray(kept, dtype=np.int64)
 
 
-def views(width: int, height: int) -> list[tuple[np.ndarray, float]]:
+def min_tile(spec: DetectorSpec) -> int:
+    """The smallest tile side of ``mediapipe[:N]`` (default :data:`MIN_TILE`); a one-line error for a bad N."""
+    from labeltool.errors import UserError
+
+    if spec.arg is None:
+        return MIN_TILE
+    if not spec.arg.isdigit() or not 32 <= int(spec.arg) <= 4096:
+        raise UserError(f"--detector mediapipe:{spec.arg}: expected the smallest tile side in pixels, "
+                        "an integer in [32, 4096] (default 160)")
+    return int(spec.arg)
+
+
+def views(width: int, height: int, smallest: int = MIN_TILE) -> list[tuple[np.ndarray, float]]:
     """The square regions (centre, side) in image pixels the detector looks at.
 
     The whole image (its longer side), then levels of square tiles whose side halves per
     level (starting at the shorter image side), overlapping by half, while the side is at
-    least :data:`MIN_TILE`.
+    least ``smallest``.
     """
     out = [(np.array([width / 2.0, height / 2.0]), float(max(width, height)))]
     side = float(min(width, height))
     if side >= max(width, height) * 0.9:  # a near-square image: its first tile level is the whole image again
         side *= TILE_STEP ** 0.5
-    while side >= MIN_TILE:
+    while side >= smallest:
         for cy in _tile_centres(height, side):
             for cx in _tile_centres(width, side):
                 out.append((np.array([cx, cy]), side))
@@ -211,6 +223,7 @@ class BlazePoseDetector:
         from labeltool.teachers.hand import CropNetwork, _bundled_model
 
         self.spec = spec
+        self.min_tile = min_tile(spec)
         self.anchors = ssd_anchors()
         self._detector = CropNetwork(_bundled_model(DETECTOR_FILE, "pose detection"), DETECTOR_SIZE, threads)
         self._landmarks = CropNetwork(_bundled_model(LANDMARK_FILE, "pose landmark"), LANDMARK_SIZE, threads)
@@ -218,7 +231,7 @@ class BlazePoseDetector:
     def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Detector boxes (face boxes) (N, 4), alignment keypoints (N, 4, 2) in image pixels and scores, merged over views."""
         height, width = image.shape[:2]
-        regions = views(width, height)
+        regions = views(width, height, self.min_tile)
         matrices = [crop_matrix(c, s, DETECTOR_SIZE) for c, s in regions]
         crops = np.stack([warp(image, m, DETECTOR_SIZE) for m in matrices])
         raw, logits = self._detector_outputs(crops)
@@ -303,7 +316,7 @@ def describe_blazepose(spec: DetectorSpec) -> dict:
              "via ai-edge-litert")
     version = f"{package_version(*MEDIAPIPE)}, {package_version('ai-edge-litert')}"
     return {"model": model, "version": version, "files": _mediapipe_files(DETECTOR_FILE, LANDMARK_FILE),
-            **spec.thresholds()}
+            **spec.thresholds(), "min_tile": min_tile(spec)}
 
 
 def model_paths() -> list[Path]:

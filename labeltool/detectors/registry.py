@@ -32,6 +32,7 @@ class DetectorBackend:
     build: Callable[[DetectorSpec, int | None], Detector]  # (spec, threads)
     describe: Callable[[DetectorSpec], dict]  # without loading the model
     needs_arg: bool = False  # the spec must carry ':ARG' (a model file)
+    arg_help: str = ""  # what an optional ':ARG' is, for a backend that takes one (else it takes none)
     check: Callable[[DetectorSpec], None] | None = None  # opens the model file before any work
     help: str = ""
 
@@ -48,7 +49,8 @@ def register(backend: DetectorBackend) -> DetectorBackend:
 
 def choices_text() -> str:
     """'mediapipe (built-in), onnx:FILE (...)' for --help texts."""
-    return ", ".join(f"{n}{':FILE' if b.needs_arg else ''} ({b.help})" for n, b in DETECTORS.items())
+    return ", ".join(f"{n}{':FILE' if b.needs_arg else f'[:{b.arg_help}]' if b.arg_help else ''} ({b.help})"
+                     for n, b in DETECTORS.items())
 
 
 def parse_detector(text: str | None = None, min_score: float = DEFAULT_MIN_SCORE, nms: float = DEFAULT_NMS,
@@ -63,7 +65,7 @@ def parse_detector(text: str | None = None, min_score: float = DEFAULT_MIN_SCORE
         raise UserError(f"--detector {text!r}: unknown backend {name!r} (choose from {choices_text()})")
     if entry.needs_arg and not (colon and arg):
         raise UserError(f"--detector {name} needs its model file: --detector {name}:FILE")
-    if colon and not entry.needs_arg:
+    if colon and not entry.needs_arg and not entry.arg_help:
         raise UserError(f"--detector {name} takes no ':{arg}'")
     if not 0.0 <= min_score <= 1.0:
         raise UserError(f"--min-box-score {min_score}: must be in [0, 1]")
@@ -100,8 +102,9 @@ def _describe_blazepose(spec: DetectorSpec) -> dict:
 
 
 def _check_blazepose(spec: DetectorSpec) -> None:
-    from labeltool.detectors.blazepose import model_paths
+    from labeltool.detectors.blazepose import min_tile, model_paths
 
+    min_tile(spec)
     model_paths()
     try:
         import ai_edge_litert.interpreter  # noqa: F401
@@ -127,7 +130,8 @@ def _check_onnx(spec: DetectorSpec) -> None:
     load_detector_model(spec.arg, threads=1)
 
 
-register(DetectorBackend("mediapipe", _blazepose, _describe_blazepose, check=_check_blazepose,
-                         help="built-in: MediaPipe BlazePose from the mediapipe wheel, offline"))
+register(DetectorBackend("mediapipe", _blazepose, _describe_blazepose, check=_check_blazepose, arg_help="MIN_TILE",
+                         help="built-in: MediaPipe BlazePose from the mediapipe wheel, offline; MIN_TILE: the "
+                              "smallest image tile in pixels, 160; 112 finds smaller people, slower, more false boxes"))
 register(DetectorBackend("onnx", _onnx, _describe_onnx, needs_arg=True, check=_check_onnx,
                          help="a YOLOX or RTMDet ONNX file in rtmlib's convention, FILE[:WxH]"))
