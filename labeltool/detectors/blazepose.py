@@ -68,7 +68,7 @@ CANDIDATE_SCORE = 0.3  # detector scores kept from each view before merging (Med
 CANDIDATE_FLOOR = 0.1  # ... or down to min_score, not under this (each candidate costs a landmark run)
 PRESENCE = 0.5  # the landmark model's pose flag (a probability) above which the person is there
 VISIBLE = 0.5  # landmark visibility (sigmoid) counted in the person box
-BOX_MARGIN = (0.08, 0.12)  # person box = visible landmarks' extent grown by this share of it (x, y) per side
+BOX_MARGIN = (0.08, 0.06)  # person box = visible landmarks (and the head top) grown by this share (x, y) per side
 INNER_SHARE = 0.6  # a box this much inside a better one ...
 INNER_SCORE_RATIO = 0.9  # ... and scoring under this x its score is a fit of a part of that person
 MIN_TILE = 160  # the smallest tile side in image pixels (--detector mediapipe:N sets it; docs/distill.md)
@@ -216,6 +216,25 @@ def _tile_centres(length: int, side: float) -> list[float]:
     return list(np.linspace(side / 2, length - side / 2, count))
 
 
+BP_NOSE, BP_LEFT_EAR, BP_RIGHT_EAR = 0, 7, 8
+BP_SHOULDERS, BP_HIPS = (11, 12), (23, 24)
+HEAD_TOP = 0.6  # the head top lies this many ear-to-ear distances above the ears' midpoint
+
+
+def head_top(points: np.ndarray) -> np.ndarray:
+    """The top of the head (2,) from BlazePose landmarks (33, 2): BlazePose has no head-top point and
+    COCO's boxes hold the whole head; above the ears' midpoint along the body's up direction
+    (hips -> shoulders; image up when they coincide) by :data:`HEAD_TOP` x the head's size: the
+    ears' distance, or in profile (where the ears overlap) twice the nose's distance to them."""
+    ears = points[[BP_LEFT_EAR, BP_RIGHT_EAR]]
+    mid = ears.mean(axis=0)
+    size = max(float(np.linalg.norm(ears[0] - ears[1])), 2.0 * float(np.linalg.norm(points[BP_NOSE] - mid)))
+    up = points[list(BP_SHOULDERS)].mean(axis=0) - points[list(BP_HIPS)].mean(axis=0)
+    norm = float(np.linalg.norm(up))
+    up = up / norm if norm > 1e-6 else np.array([0.0, -1.0])
+    return mid + up * HEAD_TOP * size
+
+
 class BlazePoseDetector:
     """Persons of a whole image from MediaPipe's bundled BlazePose detector + landmark model (see the module doc)."""
 
@@ -287,6 +306,8 @@ class BlazePoseDetector:
             pts = to_image(lm[i, :33, :2], m)
             vis = 1.0 / (1.0 + np.exp(-lm[i, :33, 3]))
             xy = pts[vis > VISIBLE] if (vis > VISIBLE).sum() >= 2 else pts
+            if min(vis[BP_LEFT_EAR], vis[BP_RIGHT_EAR]) > VISIBLE:
+                xy = np.vstack([xy, head_top(pts)])
             lo, hi = xy.min(axis=0), xy.max(axis=0)
             pad = np.asarray(BOX_MARGIN) * (hi - lo)
             boxes[i] = [*(lo - pad), *(hi + pad)]

@@ -249,8 +249,12 @@ def from_detector(images_dir: str | os.PathLike, spec, out_dir: str | os.PathLik
     _refuse_other_run(out_dir, identity, overwrite)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: --out exists and is not a directory")
-    found = detect_folder(images, images_dir, spec, out_dir / DETECTIONS_FILE, description, limit, progress,
-                          replace=overwrite)
+    from labeltool.distill.pipeline import NATIVE_LOG, native_stderr_to
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with native_stderr_to(out_dir / NATIVE_LOG):  # TFLite's own lines go to the log, as the teachers' do
+        found = detect_folder(images, images_dir, spec, out_dir / DETECTIONS_FILE, description, limit, progress,
+                              replace=overwrite)
     order = np.argsort(found.image_ids, kind="stable")
     ds = _box_dataset(images, found.image_ids[order].tolist(), found.bboxes[order], found.scores[order],
                       str(out_dir / DETECTIONS_FILE))
