@@ -314,6 +314,9 @@ def test_resume_with_another_detector_is_refused_in_one_line(realdata, tmp_path)
     line = other.output.strip()
     assert len(line.splitlines()) == 1 and "detector mediapipe" in line and "nms 0.45" in line and "nms 0.6" in line
     assert {p: p.read_bytes() for p in before} == before  # nothing rewritten
+    other = CliRunner().invoke(main, [*args, "--limit", "1"])  # refused before the detector adds boxes
+    assert other.exit_code == 2 and "different limit" in other.output
+    assert {p: p.read_bytes() for p in before} == before
     yolox = make_detector_onnx(tmp_path / "yolox.onnx")
     other = CliRunner().invoke(main, [*args, "--detector", f"onnx:{yolox}"])
     assert other.exit_code == 2 and "yolox.onnx" in other.output and "pose_detection.tflite" in other.output

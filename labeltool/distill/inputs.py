@@ -246,7 +246,7 @@ def from_detector(images_dir: str | os.PathLike, spec, out_dir: str | os.PathLik
     identity = {"mode": "detector", "images": str(images_dir.resolve()), "files": [im["file_name"] for im in images],
                 "detector": description}
     out_dir = Path(out_dir)
-    _refuse_other_run(out_dir, identity, overwrite)
+    _refuse_other_run(out_dir, identity, overwrite, limit)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: --out exists and is not a directory")
     from labeltool.distill.pipeline import NATIVE_LOG, native_stderr_to
@@ -264,8 +264,9 @@ def from_detector(images_dir: str | os.PathLike, spec, out_dir: str | os.PathLik
 DETECTIONS_FILE = "detections.json"
 
 
-def _refuse_other_run(out_dir: Path, identity: dict, overwrite: bool) -> None:
-    """One line, before any detection, when ``out_dir`` holds shards of a run with another detector or images."""
+def _refuse_other_run(out_dir: Path, identity: dict, overwrite: bool, limit: int | None) -> None:
+    """One line, before any detection, when ``out_dir`` holds shards of a run with another detector, images or
+    ``--limit`` (the same refusal the pipeline makes later, made before the detector writes its boxes)."""
     from labeltool.coco import read_json
     from labeltool.distill.pipeline import SHARD_DIR
     from labeltool.distill.shards import RUN_FILE
@@ -273,8 +274,12 @@ def _refuse_other_run(out_dir: Path, identity: dict, overwrite: bool) -> None:
     path = out_dir / SHARD_DIR / RUN_FILE
     if overwrite or not path.is_file():
         return
-    old = read_json(path).get("input")
+    run = read_json(path)
+    old = run.get("input") if isinstance(run, dict) else None
     if old == json.loads(json.dumps(identity)):
+        if run.get("limit") != limit:
+            raise UserError(f"{path}: this output directory holds a run with different limit; "
+                            "use another --out, the same options, or --overwrite to start again")
         return
     if isinstance(old, dict) and old.get("mode") == "detector" and old.get("detector") != identity["detector"]:
         was = old["detector"]
