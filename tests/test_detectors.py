@@ -344,3 +344,22 @@ def test_predict_images_alone_runs_the_detector_then_the_student(realdata, tmp_p
     boxes_by_image = {i: [a["bbox"] for a in dets["annotations"] if a["image_id"] == i] for i in gt}
     assert sum(_found(g, boxes_by_image[i]) for i, g in gt.items()) >= 10
     assert set(np.unique([p["image_id"] for p in json.loads(out.read_text())]).tolist()) <= set(gt) | {40083}
+
+
+def test_an_unreadable_photo_is_logged_in_errors_jsonl_and_the_others_labelled(tmp_path):
+    from skimage import data
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.jpg"), data.astronaut()[:, :, ::-1])
+    (images / "b.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    out = tmp_path / "out"
+    run = CliRunner().invoke(main, ["distill", "--images", str(images), "--out", str(out), "--teachers", NO_PARTS,
+                                    "--workers", "1", "--no-progress"])
+    assert run.exit_code == 0, run.output
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert len(errors) == 1 and "b.jpg" in json.dumps(errors[0])
+    boxes = json.loads((out / "detections.json").read_text())
+    assert [f["file_name"] for f in boxes["failed"]] == ["b.jpg"]
+    wb = json.loads((out / "wholebody133.json").read_text())
+    assert len(wb["annotations"]) == 1  # the astronaut

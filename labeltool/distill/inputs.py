@@ -31,7 +31,7 @@ import numpy as np
 from labeltool.boxfile import read_box_file
 from labeltool.coco import PoseDataset, resolve_coco_split
 from labeltool.datasets import BodyFormat, read_body_dataset
-from labeltool.distill.body import AnnotatedBody, BodySource, DetectedBody, WholeImageBody
+from labeltool.distill.body import AnnotatedBody, BodySource, DetectedBody, DetectorBody, WholeImageBody
 from labeltool.errors import UserError
 from labeltool.layouts import COCO17, WHOLEBODY_BOX_KEYS
 
@@ -258,7 +258,7 @@ def from_detector(images_dir: str | os.PathLike, spec, out_dir: str | os.PathLik
     order = np.argsort(found.image_ids, kind="stable")
     ds = _box_dataset(images, found.image_ids[order].tolist(), found.bboxes[order], found.scores[order],
                       str(out_dir / DETECTIONS_FILE))
-    return DistillInput(ds, images_dir, DetectedBody(), identity)
+    return DistillInput(ds, images_dir, DetectorBody([f["image_id"] for f in found.failed]), identity)
 
 
 DETECTIONS_FILE = "detections.json"
