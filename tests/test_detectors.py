@@ -363,3 +363,18 @@ def test_an_unreadable_photo_is_logged_in_errors_jsonl_and_the_others_labelled(t
     assert [f["file_name"] for f in boxes["failed"]] == ["b.jpg"]
     wb = json.loads((out / "wholebody133.json").read_text())
     assert len(wb["annotations"]) == 1  # the astronaut
+
+
+def test_detecting_in_a_pool_gives_the_boxes_of_one_process(realdata, tmp_path):
+    from labeltool.detectors.folder import detect_folder
+    from labeltool.detectors.registry import describe_detector, parse_detector
+    from labeltool.distill.inputs import list_images
+
+    images_dir = realdata / "coco_wholebody"
+    images = list_images(images_dir)
+    spec = parse_detector(None)
+    one = detect_folder(images, images_dir, spec, tmp_path / "one.json", describe_detector(spec), progress=False)
+    two = detect_folder(images, images_dir, spec, tmp_path / "two.json", describe_detector(spec), progress=False,
+                        workers=2)
+    assert len(one.scores) >= 10 and two.detected == one.detected
+    assert (tmp_path / "one.json").read_bytes() == (tmp_path / "two.json").read_bytes()

@@ -45,15 +45,15 @@ def _entries(doc: dict) -> tuple[list[int], list[dict], list[dict]]:
 
 
 def detect_folder(images: list[dict], images_dir: Path, spec: DetectorSpec, path: Path, description: dict,
-                  limit: int | None = None, progress: bool = True, replace: bool = False) -> FolderDetections:
+                  limit: int | None = None, progress: bool = True, replace: bool = False,
+                  workers: int = 1) -> FolderDetections:
     """Run ``spec``'s detector on ``images`` (``{id, file_name}``, in id order) and keep the boxes in ``path``.
 
     ``limit``: stop once that many images have persons (``wbt distill --limit``). ``replace``:
     a detections file of another detector or image list at ``path`` is replaced instead of refused.
+    ``workers`` > 1: a spawn pool of that many processes, one detector (one thread) each; the
+    boxes are the same, in the same order. The file is saved every :data:`SAVE_EVERY` seconds.
     """
-    from labeltool.detectors.registry import build_detector
-    from labeltool.images import ImageReadError, read_rgb
-
     detected: list[int] = []
     failed: list[dict] = []
     annotations: list[dict] = []
@@ -72,35 +72,36 @@ def detect_folder(images: list[dict], images_dir: Path, spec: DetectorSpec, path
     if todo:
         from tqdm import tqdm
 
-        detector = build_detector(spec)
+        def save() -> None:
+            write_json_atomic({"detector": description, "images": images, "detected": detected, "failed": failed,
+                               "annotations": annotations}, path)
+
+        last_save = time.monotonic()
+        results = _run(todo, images_dir, spec, workers)
         try:
-            bar = tqdm(todo, unit="img", desc="detect", disable=not progress, dynamic_ncols=True)
-            for im in bar:
+            for im, found, error, took in tqdm(results, total=len(todo), unit="img", desc="detect",
+                                                disable=not progress, dynamic_ncols=True):
                 image_id = int(im["id"])
-                if limit is not None and len(with_persons) >= limit:
-                    break  # enough images with persons for --limit (a later run detects the rest)
-                try:
-                    image = read_rgb(images_dir / im["file_name"])
-                except ImageReadError as err:
-                    failed.append({"image_id": image_id, "file_name": im["file_name"], "error": str(err)})
-                    detected.append(image_id)
-                    continue
-                start = time.perf_counter()
-                found = detector.detect(image)
-                seconds += time.perf_counter() - start
                 detected.append(image_id)
-                for box, score in zip(found.boxes, found.scores):
+                seconds += took
+                if error is not None:
+                    failed.append({"image_id": image_id, "file_name": im["file_name"], "error": error})
+                for box, score in zip(*found):
                     x0, y0, x1, y1 = (float(v) for v in box)
                     annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
                                         "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
                                         "score": round(float(score), 5)})
-                if len(found):
+                if len(found[1]):
                     with_persons.add(image_id)
+                if time.monotonic() - last_save > SAVE_EVERY:  # a killed run keeps what was detected
+                    save()
+                    last_save = time.monotonic()
+                if limit is not None and len(with_persons) >= limit:
+                    break  # enough images with persons for --limit (a later run detects the rest)
         finally:
-            detector.close()
-        doc = {"detector": description, "images": images, "detected": detected, "failed": failed,
-               "annotations": annotations}
-        write_json_atomic(doc, path)
+            if hasattr(results, "close"):
+                results.close()
+        save()
     ids = np.asarray([a["image_id"] for a in annotations], dtype=np.int64)
     return FolderDetections(
         image_ids=ids,
@@ -108,6 +109,74 @@ def detect_folder(images: list[dict], images_dir: Path, spec: DetectorSpec, path
         scores=np.asarray([a["score"] for a in annotations], dtype=np.float64),
         detected=detected, failed=failed, seconds=seconds, detector=description,
     )
+
+
+SAVE_EVERY = 60.0  # seconds between saves of the detections file while detecting
+CHUNK = 4  # images per pool task
+
+
+def _detect_one(detector, images_dir: Path, im: dict):
+    """(image entry, (boxes, scores), error or None, detector seconds) of one image."""
+    from labeltool.images import ImageReadError, read_rgb
+
+    try:
+        image = read_rgb(images_dir / im["file_name"])
+    except ImageReadError as err:
+        return im, (np.zeros((0, 4)), np.zeros(0)), str(err), 0.0
+    start = time.perf_counter()
+    found = detector.detect(image)
+    return im, (found.boxes, found.scores), None, time.perf_counter() - start
+
+
+class _Serial:
+    """The images detected in this process, one at a time."""
+
+    def __init__(self, todo: list[dict], images_dir: Path, spec: DetectorSpec):
+        from labeltool.detectors.registry import build_detector
+
+        self.detector = build_detector(spec)
+        self.items = (_detect_one(self.detector, images_dir, im) for im in todo)
+
+    def __iter__(self):
+        return self.items
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(spec: DetectorSpec, images_dir: Path) -> None:
+    from labeltool.detectors.registry import build_detector
+
+    _WORKER["detector"] = build_detector(spec, threads=1)
+    _WORKER["images_dir"] = images_dir
+
+
+def _pool_task(im: dict):
+    return _detect_one(_WORKER["detector"], _WORKER["images_dir"], im)
+
+
+class _Pool:
+    """The images detected in a spawn pool, results in image order."""
+
+    def __init__(self, todo: list[dict], images_dir: Path, spec: DetectorSpec, workers: int):
+        import multiprocessing as mp
+
+        self.pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(spec, images_dir))
+        self.items = self.pool.imap(_pool_task, todo, chunksize=CHUNK)
+
+    def __iter__(self):
+        return self.items
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+def _run(todo: list[dict], images_dir: Path, spec: DetectorSpec, workers: int):
+    return _Pool(todo, images_dir, spec, workers) if workers > 1 and len(todo) > 1 else _Serial(todo, images_dir, spec)
 
 
 def _what(doc) -> str:

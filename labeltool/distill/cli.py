@@ -166,7 +166,8 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, de
         workers = workers or ray_engine.cluster_cpus()
         run_engine = functools.partial(ray_engine.run_ray, address=address)
     if detecting:  # the detector's work comes after every check, the Ray cluster's too
-        inp = inputs.from_detector(detect_in, spec, out_dir, limit, overwrite, not no_progress)
+        inp = inputs.from_detector(detect_in, spec, out_dir, limit, overwrite, not no_progress,
+                                   workers=1 if engine == "ray" else workers or default_workers())
     config = DistillConfig(teachers=choice)
     summary = distill(
         inp,

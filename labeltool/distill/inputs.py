@@ -230,7 +230,7 @@ def from_boxes(images_dir: str | os.PathLike, boxes_path: str | os.PathLike, min
 
 
 def from_detector(images_dir: str | os.PathLike, spec, out_dir: str | os.PathLike, limit: int | None = None,
-                  overwrite: bool = False, progress: bool = True) -> DistillInput:
+                  overwrite: bool = False, progress: bool = True, workers: int = 1) -> DistillInput:
     """``--images DIR`` without boxes: the persons ``spec``'s detector finds, body from the body teacher.
 
     The boxes go to ``OUT/detections.json`` (:mod:`labeltool.detectors.folder`), which a resumed
@@ -254,7 +254,7 @@ def from_detector(images_dir: str | os.PathLike, spec, out_dir: str | os.PathLik
     out_dir.mkdir(parents=True, exist_ok=True)
     with native_stderr_to(out_dir / NATIVE_LOG):  # TFLite's own lines go to the log, as the teachers' do
         found = detect_folder(images, images_dir, spec, out_dir / DETECTIONS_FILE, description, limit, progress,
-                              replace=overwrite)
+                              replace=overwrite, workers=workers)
     order = np.argsort(found.image_ids, kind="stable")
     ds = _box_dataset(images, found.image_ids[order].tolist(), found.bboxes[order], found.scores[order],
                       str(out_dir / DETECTIONS_FILE))
