@@ -255,7 +255,7 @@ def run_predict(model_path: str, images_dir: str, out: str, gt: str | None = Non
         from labeltool.detectors.registry import describe_detector
 
         found = detect_folder(detector_images, images_dir_p, detector, detections_path(out),
-                              describe_detector(detector), progress=progress, replace=True)
+                              describe_detector(detector), progress=progress, replace=True, workers=max(1, workers))
         names = {int(im["id"]): str(images_dir_p / im["file_name"]) for im in detector_images}
         image_ids, bboxes, box_scores = found.image_ids, found.bboxes, found.scores
     elif boxes is not None:
