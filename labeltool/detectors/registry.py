@@ -134,4 +134,4 @@ register(DetectorBackend("mediapipe", _blazepose, _describe_blazepose, check=_ch
                          help="built-in: MediaPipe BlazePose from the mediapipe wheel, offline; MIN_TILE: the "
                               "smallest image tile in pixels, 160; 112 finds smaller people, slower, more false boxes"))
 register(DetectorBackend("onnx", _onnx, _describe_onnx, needs_arg=True, check=_check_onnx,
-                         help="a YOLOX or RTMDet ONNX file in rtmlib's convention, FILE[:WxH]"))
+                         help="a YOLOX or RTMDet ONNX file in rtmlib's convention, FILE[:WxH][:yolox|rtmdet]"))
