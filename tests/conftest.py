@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-# $WBT_REALDATA: the folder when the checkout is not beside ../shared (a git worktree elsewhere)
-REALDATA = Path(os.environ.get("WBT_REALDATA", SHARED / "realdata"))
+SHARED = Path(os.environ.get("WBT_SHARED", REPO.parent / "shared"))  # a checkout elsewhere (a git worktree) points here
+REALDATA = SHARED / "realdata"
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,10 @@ asks it for the body points and the output boxes. Nothing else branches on the i
   for a dataset without some COCO-17 points (:mod:`labeltool.datasets`: CrowdPose, AIC, MPII,
   PoseTrack18) the body teacher fills those, point by point, and the dataset's head top / neck
   give the face proposal where the body has no head points.
-- :class:`DetectedBody` (``--images --boxes``): the body teacher on each given person box.
-- :class:`WholeImageBody` (``--images``, ``--sample``): the body teacher on the whole image,
-  one person per image; its box is the labelled points' extent.
+- :class:`DetectedBody` (``--images --boxes``): the body teacher on each given person box;
+  :class:`DetectorBody` (``--images`` alone): the same on a person detector's boxes.
+- :class:`WholeImageBody`: the body teacher on the whole image, one person per image; its box
+  is the labelled points' extent (for API callers; ``--images`` now detects every person).
 
 A new input kind whose body comes another way (a body model's results file, say) is one more
 class here with these methods.
@@ -150,6 +151,22 @@ class DetectedBody(BodySource):
     def body(self, image, task, teacher, code, rules) -> BodyPoints:
         raw = teacher.predict(image, xywh_to_xyxy(task.bboxes)).points
         return body_from_teacher(raw, code, image.shape[:2], rules)
+
+
+class DetectorBody(DetectedBody):
+    """The body teacher on a person detector's boxes (``--images`` alone); images the detector could not
+    read are labelled too, so the work logs why in errors.jsonl like any unreadable image."""
+
+    def __init__(self, failed_image_ids: list[int]):
+        self.failed = sorted(set(int(i) for i in failed_image_ids))
+
+    def image_ids_to_label(self, ds: PoseDataset) -> list[int]:
+        return sorted(set(super().image_ids_to_label(ds)) | set(self.failed))
+
+    def body(self, image, task, teacher, code, rules) -> BodyPoints | None:
+        if not len(task.bboxes):
+            return None  # read fine now, but the detector found nobody there
+        return super().body(image, task, teacher, code, rules)
 
 
 class WholeImageBody(BodySource):

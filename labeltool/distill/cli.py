@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from labeltool.detectors.base import DEFAULT_MAX_PERSONS, DEFAULT_NMS
+from labeltool.detectors.registry import choices_text as detector_choices
 from labeltool.errors import UserError
 from labeltool.teachers.registry import choices_text
 
@@ -41,8 +43,18 @@ from labeltool.teachers.registry import choices_text
     "--boxes", type=click.Path(), help="Person boxes (COCO detection results) for --images: body from the body teacher."
 )
 @click.option(
-    "--min-box-score", type=float, default=0.5, show_default=True, help="Drop --boxes detections scoring lower."
+    "--detector",
+    metavar="BACKEND[:ARG]",
+    help=f"Person detector for --images without --boxes (and --sample): {detector_choices()}. Default: mediapipe.",
 )
+@click.option(
+    "--min-box-score", type=float, default=0.5, show_default=True,
+    help="Drop person boxes (--boxes or the detector's) scoring lower.",
+)
+@click.option("--det-nms", type=float, default=DEFAULT_NMS, show_default=True,
+              help="Detector: drop a box overlapping a better one by more than this IoU (1: keep all).")
+@click.option("--max-persons", type=int, default=DEFAULT_MAX_PERSONS, show_default=True,
+              help="Detector: at most this many persons per image (the best-scoring).")
 @click.option(
     "--sample", is_flag=True, help="Label the built-in sample photos of people (written into OUT/sample_images)."
 )
@@ -78,7 +90,7 @@ from labeltool.teachers.registry import choices_text
 @click.option("--shard-size", type=int, default=64, show_default=True, help="Images per resumable shard.")
 @click.option("--overwrite", is_flag=True, help="Discard the shards of an earlier run in --out with other options.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, min_box_score, sample, out_dir, limit, workers, layout, teachers, engine, address, shard_size, overwrite, no_progress):  # fmt: skip
+def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, detector, min_box_score, det_nms, max_persons, sample, out_dir, limit, workers, layout, teachers, engine, address, shard_size, overwrite, no_progress):  # fmt: skip
     """Distil 133 / 136-point whole-body labels from body-only people with teacher models.
 
     \b
@@ -87,9 +99,11 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, mi
       wbt distill --ann person_keypoints.json --images imgs/ --out wb/
       wbt distill --ann mmpose_crowdpose_trainval.json --images crowdpose/images --out wb/
       wbt distill --images imgs/ --boxes dets.json --out wb/
-      wbt distill --images imgs/ --out wb/      (one person per image, body from the body teacher)
+      wbt distill --images imgs/ --out wb/      (every person the detector finds)
+      wbt distill --images imgs/ --detector onnx:yolox_m_humanart.onnx --out wb/
       wbt distill --sample --out wb/
-    Outputs in --out: wholebody133.json, halpe136.json, labels.parquet, errors.jsonl, summary.json.
+    Outputs in --out: wholebody133.json, halpe136.json, labels.parquet, errors.jsonl, summary.json
+    (and detections.json: the detector's boxes, when it ran).
     A killed run started again with the same command resumes from its shards
     (also with another --engine or --workers).
     """
@@ -112,7 +126,18 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, mi
         raise UserError(f"--workers {workers}: must be at least 1")
     if address and engine != "ray":
         raise UserError("--address goes with --engine ray")
+    detecting = not (coco_split or ann or boxes) and bool(images_dir or sample)
+    if not detecting:
+        for name, given in (("--detector", detector is not None), ("--det-nms", det_nms != DEFAULT_NMS),
+                            ("--max-persons", max_persons != DEFAULT_MAX_PERSONS)):
+            if given:
+                raise UserError(f"{name} goes with --images without --boxes, or --sample (the detector runs there)")
     choice = TeacherChoice.parse(teachers)
+    spec = None
+    if detecting:
+        from labeltool.detectors.registry import parse_detector
+
+        spec = parse_detector(detector, min_box_score, det_nms, max_persons)
     if coco_split:
         if images_dir:
             raise UserError("--coco takes the images from ROOT/SPLIT; do not give --images")
@@ -124,16 +149,15 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, mi
     elif sample:
         if images_dir:
             raise UserError("--sample brings its own images; do not give --images")
-        inp = inputs.from_images(write_sample_images(Path(out_dir) / "sample_images"))
+        detect_in = write_sample_images(Path(out_dir) / "sample_images")
     elif images_dir and boxes:
         inp = inputs.from_boxes(images_dir, boxes, min_box_score)
     elif images_dir:
-        inp = inputs.from_images(images_dir)
+        detect_in = inputs.check_images_dir(images_dir)
     else:
         raise UserError(
             "no input: give --coco SPLIT, --ann FILE --images DIR, --images DIR [--boxes DETS.json] or --sample"
         )
-    config = DistillConfig(teachers=choice)
     run_engine = run_local
     if engine == "ray":
         from labeltool.distill import ray_engine
@@ -141,6 +165,10 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, mi
         ray_engine.connect(address)  # fail at once, before any work, when Ray is missing or unreachable
         workers = workers or ray_engine.cluster_cpus()
         run_engine = functools.partial(ray_engine.run_ray, address=address)
+    if detecting:  # the detector's work comes after every check, the Ray cluster's too
+        inp = inputs.from_detector(detect_in, spec, out_dir, limit, overwrite, not no_progress,
+                                   workers=1 if engine == "ray" else workers or default_workers())
+    config = DistillConfig(teachers=choice)
     summary = distill(
         inp,
         out_dir,

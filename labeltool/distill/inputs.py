@@ -7,9 +7,13 @@ Four ways in, one result (:class:`DistillInput`):
   AI Challenger, MPII, OCHuman, PoseTrack18, Human-Art), its points mapped to COCO-17 by
   name; the dataset's other body points (head top, neck, ...) are kept as extra points.
 - ``--images DIR --boxes DETS.json``: person boxes, body from the body teacher.
-- ``--images DIR`` alone: the body teacher on each whole image (one person per image).
+- ``--images DIR`` alone: every person a detector finds (``--detector``, default the built-in
+  one, :mod:`labeltool.detectors`), its boxes kept in ``OUT/detections.json``, body from the
+  body teacher on them.
 - ``--sample``: photos of people shipped with installed packages, written as JPEGs
   (see :mod:`labeltool.distill.sample`), then as ``--images DIR``.
+- :func:`from_images` (the body teacher on each whole image, one person per image) is kept
+  for callers that want that.
 
 Every check that can fail on the user's input happens here, at once, as a one-line
 :class:`UserError`; a missing or unreadable single image is only found (and logged) later.
@@ -17,6 +21,7 @@ Every check that can fail on the user's input happens here, at once, as a one-li
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +31,7 @@ import numpy as np
 from labeltool.boxfile import read_box_file
 from labeltool.coco import PoseDataset, check_utf8_name, ids_from_file_names, resolve_coco_split
 from labeltool.datasets import BodyFormat, read_body_dataset
-from labeltool.distill.body import AnnotatedBody, BodySource, DetectedBody, WholeImageBody
+from labeltool.distill.body import AnnotatedBody, BodySource, DetectedBody, DetectorBody, WholeImageBody
 from labeltool.errors import UserError
 from labeltool.layouts import COCO17, WHOLEBODY_BOX_KEYS
 
@@ -61,7 +66,7 @@ def _file_identity(path: Path) -> dict:
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _check_images_dir(images_dir: str | os.PathLike) -> Path:
+def check_images_dir(images_dir: str | os.PathLike) -> Path:
     images_dir = Path(images_dir)
     if not images_dir.exists():
         raise UserError(f"{images_dir}: image directory not found")
@@ -79,7 +84,7 @@ def from_annotations(
     content (:func:`labeltool.datasets.detect_format`).
     """
     ann_path = Path(ann_path)
-    images_dir = _check_images_dir(images_dir)
+    images_dir = check_images_dir(images_dir)
     body = read_body_dataset(ann_path, dataset_format)
     ds, fmt = body.native, body.format
     body_only = PoseDataset(
@@ -167,7 +172,7 @@ def _box_dataset(
 
 def from_images(images_dir: str | os.PathLike) -> DistillInput:
     """``--images DIR``: every image one person, body from the body teacher on the whole image."""
-    images_dir = _check_images_dir(images_dir)
+    images_dir = check_images_dir(images_dir)
     images = list_images(images_dir)
     identity = {"mode": "images", "images": str(images_dir.resolve()), "files": [im["file_name"] for im in images]}
     return DistillInput(_empty_dataset(images, str(images_dir)), images_dir, WholeImageBody(), identity)
@@ -181,7 +186,7 @@ def from_boxes(images_dir: str | os.PathLike, boxes_path: str | os.PathLike, min
     COCO-style object with 'images' and 'annotations' holding boxes. Boxes of other
     categories than 1 (person) and under ``min_score`` are dropped.
     """
-    images_dir = _check_images_dir(images_dir)
+    images_dir = check_images_dir(images_dir)
     boxes_path = Path(boxes_path)
     boxes = read_box_file(boxes_path)
     images = boxes.images if boxes.images is not None else list_images(images_dir)
@@ -220,3 +225,71 @@ def from_boxes(images_dir: str | os.PathLike, boxes_path: str | os.PathLike, min
         "min_score": min_score,
     }
     return DistillInput(ds, images_dir, DetectedBody(), identity)
+
+
+def from_detector(images_dir: str | os.PathLike, spec, out_dir: str | os.PathLike, limit: int | None = None,
+                  overwrite: bool = False, progress: bool = True, workers: int = 1) -> DistillInput:
+    """``--images DIR`` without boxes: the persons ``spec``'s detector finds, body from the body teacher.
+
+    The boxes go to ``OUT/detections.json`` (:mod:`labeltool.detectors.folder`), which a resumed
+    run reuses; the detector's description (model file hashes, thresholds) is part of the run's
+    identity, so resuming with another detector is refused (one line) before anything is written.
+    """
+    from labeltool.detectors.folder import detect_folder
+    from labeltool.detectors.registry import describe_detector
+
+    images_dir = check_images_dir(images_dir)
+    images = list_images(images_dir)
+    description = describe_detector(spec)
+    identity = {"mode": "detector", "images": str(images_dir.resolve()), "files": [im["file_name"] for im in images],
+                "detector": description}
+    out_dir = Path(out_dir)
+    _refuse_other_run(out_dir, identity, overwrite, limit)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: --out exists and is not a directory")
+    from labeltool.distill.pipeline import NATIVE_LOG, native_stderr_to
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with native_stderr_to(out_dir / NATIVE_LOG):  # TFLite's own lines go to the log, as the teachers' do
+        found = detect_folder(images, images_dir, spec, out_dir / DETECTIONS_FILE, description, limit, progress,
+                              replace=overwrite, workers=workers)
+    order = np.argsort(found.image_ids, kind="stable")
+    ds = _box_dataset(images, found.image_ids[order].tolist(), found.bboxes[order], found.scores[order],
+                      str(out_dir / DETECTIONS_FILE))
+    return DistillInput(ds, images_dir, DetectorBody([f["image_id"] for f in found.failed]), identity)
+
+
+DETECTIONS_FILE = "detections.json"
+
+
+def _refuse_other_run(out_dir: Path, identity: dict, overwrite: bool, limit: int | None) -> None:
+    """One line, before any detection, when ``out_dir`` holds shards of a run with another detector, images or
+    ``--limit`` (the same refusal the pipeline makes later, made before the detector writes its boxes)."""
+    from labeltool.coco import read_json
+    from labeltool.distill.pipeline import SHARD_DIR
+    from labeltool.distill.shards import RUN_FILE
+
+    path = out_dir / SHARD_DIR / RUN_FILE
+    if overwrite or not path.is_file():
+        return
+    run = read_json(path)
+    old = run.get("input") if isinstance(run, dict) else None
+    if old == json.loads(json.dumps(identity)):
+        if run.get("limit") != limit:
+            raise UserError(f"{path}: this output directory holds a run with different limit; "
+                            "use another --out, the same options, or --overwrite to start again")
+        return
+    if isinstance(old, dict) and old.get("mode") == "detector" and old.get("detector") != identity["detector"]:
+        was = old["detector"]
+        raise UserError(f"{path}: this output directory holds a run with detector {was.get('detector')} "
+                        f"({_thresholds(was)}); this one is {identity['detector']['detector']} "
+                        f"({_thresholds(identity['detector'])}); use another --out, the same --detector "
+                        "and thresholds, or --overwrite to start again")
+    raise UserError(f"{path}: this output directory holds a run with different input; "
+                    "use another --out, the same options, or --overwrite to start again")
+
+
+def _thresholds(description: dict) -> str:
+    files = ", ".join(f"{f.get('name')} sha256 {str(f.get('sha256'))[:12]}" for f in description.get("files", []))
+    return f"{files}; min_score {description.get('min_score')}, nms {description.get('nms')}, " \
+           f"max_persons {description.get('max_persons')}"

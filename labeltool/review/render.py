@@ -108,6 +108,19 @@ def draw_box(image: np.ndarray, box: Sequence[float], color: tuple[int, int, int
     return image
 
 
+def draw_box_score(image: np.ndarray, box: Sequence[float], score: float, color: tuple[int, int, int],
+                   thickness: int = 1) -> np.ndarray:
+    """Write a person box's detector ``score`` ('0.87') at its top-left corner, inside the image, in place."""
+    x, y = max(float(box[0]), 0.0), max(float(box[1]), 0.0)
+    scale = max(0.4, thickness * 0.4)
+    text = f"{score:.2f}"
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    org = (int(min(x, image.shape[1] - tw - 2)) + 2, int(y) + th + 2)
+    cv2.rectangle(image, (org[0] - 2, org[1] - th - 2), (org[0] + tw + 2, org[1] + base), color, -1)
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA)
+    return image
+
+
 def crop_square(
     image: np.ndarray, box: Sequence[float], size: int, margin: float = 0.15
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -259,6 +272,9 @@ def _render(
         for i in by_image[image_id]:
             if boxes:
                 draw_box(rgb, ds.bboxes[i], PERSON_BOX_COLOR, thickness)
+                score = ds.annotations[i].get("score") if ds.annotations else None
+                if isinstance(score, (int, float)) and not isinstance(score, bool):  # a detector's box
+                    draw_box_score(rgb, ds.bboxes[i], float(score), PERSON_BOX_COLOR, thickness)
                 for part, box in part_boxes(ds.keypoints[i], ds.layout, ds.annotations[i]).items():
                     draw_box(rgb, box, PART_COLORS[part], thickness)
             draw_pose(rgb, ds.keypoints[i], ds.layout, min_score=min_score, radius=radius, thickness=thickness)

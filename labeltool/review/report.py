@@ -144,12 +144,28 @@ def crop_cards(ds: PoseDataset, entries: list[QueueEntry], images_dir: str | os.
             cache[e.image_id], ds.keypoints[e.index], ds.layout, ds.bboxes[e.index], size=CROP_SIZE
         )
         reasons = "".join(f"<li>{html.escape(f'{f.kind} {f.part}: {f.detail}')}</li>" for f in e.flags)
+        score = detector_score(ds, e.index)
+        det = f" &middot; detector box {score:.2f}" if score is not None else ""
         cards.append(
             f'<div class="card"><img alt="person {e.ann_id}" src="{png_data_uri(crop)}">'
             f"<b>#{rank}</b> ann {e.ann_id} &middot; {html.escape(str(im['file_name']))}<br>"
-            f"suspicion {e.suspicion:.3f}<ul>{reasons}</ul></div>"
+            f"suspicion {e.suspicion:.3f}{det}<ul>{reasons}</ul></div>"
         )
     return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def detector_score(ds: PoseDataset, i: int) -> float | None:
+    """The detector's score of person ``i``'s box (``score`` of a detected person's annotation), else None."""
+    score = ds.annotations[i].get("score") if ds.annotations else None
+    return float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
+
+
+def detector_rows(ds: PoseDataset) -> list[list] | None:
+    """[[persons with a detector box, min, median, max score]] when the persons come from a detector, else None."""
+    scores = [s for s in (detector_score(ds, i) for i in range(len(ds))) if s is not None]
+    if not scores:
+        return None
+    return [[len(scores), f"{min(scores):.2f}", f"{float(np.median(scores)):.2f}", f"{max(scores):.2f}"]]
 
 
 def ap_table(labels: ReviewLabels, gt_path: str | os.PathLike) -> tuple[str, dict]:
@@ -211,6 +227,11 @@ def build_report(
         )
         + '<p class="note">Acceptance: persons (not crowd) with at least one labelled point of the part.</p>',
     ]
+    detected = detector_rows(ds)
+    if detected is not None:
+        sections.append("<h3>Person detector boxes</h3>" + _table(["persons", "min score", "median", "max"], detected)
+                        + '<p class="note">Boxes and scores of the detector the persons came from '
+                          "(wbt distill --images; OUT/detections.json).</p>")
     if labels.part_status:
         header, rows = status_rows(labels)
         sections.append("<h3>Merge outcome per part</h3>" + _table(header, rows))

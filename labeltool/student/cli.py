@@ -130,6 +130,12 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
 @click.option("--images", required=True, type=click.Path(), help="Image directory.")
 @click.option("--gt", type=click.Path(), help="GT json: predict on its person boxes (and map image ids to files).")
 @click.option("--boxes", type=click.Path(), help="Detector boxes (COCO detection results json).")
+@click.option("--detector", metavar="BACKEND[:ARG]",
+              help="Without --gt / --boxes: the person detector (default mediapipe, built in; onnx:FILE for YOLOX / "
+                   "RTMDet); its boxes go to OUT's .detections.json.")
+@click.option("--det-nms", type=float, default=0.45, show_default=True,
+              help="Detector: drop a box overlapping a better one by more than this IoU.")
+@click.option("--max-persons", type=int, default=100, show_default=True, help="Detector: persons per image at most.")
 @click.option("--out", required=True, type=click.Path(), help="Results json (the format wbt eval reads).")
 @click.option("--flip/--no-flip", default=True, show_default=True,
               help="Average with the horizontally flipped crop (the anchors' flip_test=True).")
@@ -139,10 +145,11 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
 @click.option("--nms", type=click.Choice(["oks", "parametric", "none"]), default="oks", show_default=True,
               help="Pose NMS on detector boxes: mmpose's OKS-NMS or AlphaPose's parametric NMS.")
 @click.option("--nms-thr", default=0.9, show_default=True, help="OKS threshold of --nms oks.")
-@click.option("--box-thr", default=0.0, show_default=True, help="Drop detector boxes scoring under this.")
+@click.option("--box-thr", type=float, default=None,
+              help="Drop detector boxes scoring under this [default: 0 for --boxes, 0.5 for --detector].")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights, not the EMA.")
-def predict_command(model_path, images, gt, boxes, out, flip, batch_size, workers, device, nms, nms_thr, box_thr,
-                    no_ema):
+def predict_command(model_path, images, gt, boxes, detector, det_nms, max_persons, out, flip, batch_size, workers,
+                    device, nms, nms_thr, box_thr, no_ema):
     """Top-down whole-body keypoints for GT or detector boxes, written as COCO-WholeBody results."""
     from labeltool.student.predict import run_predict
     from labeltool.student.train import pick_device
@@ -151,6 +158,15 @@ def predict_command(model_path, images, gt, boxes, out, flip, batch_size, worker
         raise UserError(f"--batch-size must be at least 1 (got {batch_size})")
     if workers < 0:
         raise UserError(f"--workers must not be negative (got {workers})")
+    detect = None
+    if gt is None and boxes is None:  # every person the detector finds
+        from labeltool.detectors.base import DEFAULT_MIN_SCORE
+        from labeltool.detectors.registry import parse_detector
+
+        detect = parse_detector(detector, DEFAULT_MIN_SCORE if box_thr is None else box_thr, det_nms, max_persons)
+    elif detector is not None:
+        raise UserError("--detector goes without --gt and --boxes (it finds the persons itself)")
+    box_thr = 0.0 if box_thr is None else box_thr
     for name, value, lo, hi in (("--nms-thr", nms_thr, 0.0, 1.0), ("--box-thr", box_thr, -math.inf, math.inf)):
         if not (math.isfinite(value) and lo <= value <= hi):
             raise UserError(f"{name} must be a finite number{f' in [{lo}, {hi}]' if math.isfinite(lo) else ''} "
@@ -158,7 +174,8 @@ def predict_command(model_path, images, gt, boxes, out, flip, batch_size, worker
 
     check_output_not_input(out, {"--model": model_path, "--images": images, "--gt": gt, "--boxes": boxes})
     n = run_predict(model_path, images, out, gt=gt, boxes=boxes, flip=flip, batch_size=batch_size, workers=workers,
-                    device=str(pick_device(device)), nms=nms, nms_thr=nms_thr, box_thr=box_thr, use_ema=not no_ema)
+                    device=str(pick_device(device)), nms=nms, nms_thr=nms_thr, box_thr=box_thr, use_ema=not no_ema,
+                    detector=detect)
     click.echo(f"wrote {n} poses to {out}")
 
 

@@ -221,18 +221,27 @@ def load_detections(path: str | os.PathLike, score_thr: float = 0.0) -> tuple[np
 
 def run_predict(model_path: str, images_dir: str, out: str, gt: str | None = None, boxes: str | None = None,
                 flip: bool = True, batch_size: int = 64, workers: int = 0, device: str = "cpu", nms: str = "oks",
-                nms_thr: float = 0.9, box_thr: float = 0.0, use_ema: bool = True, progress: bool = True) -> int:
-    """``wbt predict``: persons from GT boxes (``gt``) or detector boxes (``boxes``), results to ``out``.
+                nms_thr: float = 0.9, box_thr: float = 0.0, use_ema: bool = True, progress: bool = True,
+                detector=None) -> int:
+    """``wbt predict``: persons from GT boxes (``gt``), detector boxes (``boxes``) or a detector, results to ``out``.
 
-    With ``boxes``, image file names come from ``gt`` when given, else COCO's ``%012d.jpg`` naming;
-    redundant poses are removed per image by ``nms`` ('oks', 'parametric' or 'none'). Returns the
-    number of results written.
+    With ``boxes``, image file names come from ``gt`` when given, else COCO's ``%012d.jpg`` naming.
+    With neither, ``detector`` (a :class:`labeltool.detectors.base.DetectorSpec`) finds the persons
+    of every image in ``images_dir`` (ids as ``wbt distill --images`` gives them: the file names'
+    numbers, else 1, 2, ... in name order); its boxes and description (model, sha256, thresholds)
+    go to ``detections_path(out)``. Redundant poses on detector boxes are removed per image by
+    ``nms`` ('oks', 'parametric' or 'none'). Returns the number of results written.
     """
-    if gt is None and boxes is None:
+    if gt is None and boxes is None and detector is None:
         raise UserError("give --gt GT.json (predict on its person boxes) or --boxes DETS.json (detector boxes)")
     images_dir_p = Path(images_dir)
     if not images_dir_p.is_dir():
         raise UserError(f"{images_dir}: image directory not found")
+    found = None
+    if detector is not None:  # before loading the model: a wrong image folder fails at once
+        from labeltool.distill.inputs import list_images
+
+        detector_images = list_images(images_dir_p)
     ckpt = load_checkpoint(model_path)
     model = model_from_checkpoint(ckpt, use_ema)
     predictor = Predictor(model, device, flip)
@@ -241,7 +250,15 @@ def run_predict(model_path: str, images_dir: str, out: str, gt: str | None = Non
     if gt is not None:
         ds = load_pose_dataset(gt)
         names = {int(im["id"]): str(image_path(images_dir_p, im)) for im in ds.images}
-    if boxes is not None:
+    if detector is not None:
+        from labeltool.detectors.folder import detect_folder
+        from labeltool.detectors.registry import describe_detector
+
+        found = detect_folder(detector_images, images_dir_p, detector, detections_path(out),
+                              describe_detector(detector), progress=progress, replace=True, workers=max(1, workers))
+        names = {int(im["id"]): str(images_dir_p / im["file_name"]) for im in detector_images}
+        image_ids, bboxes, box_scores = found.image_ids, found.bboxes, found.scores
+    elif boxes is not None:
         image_ids, bboxes, box_scores = load_detections(boxes, box_thr)
     else:
         keep = (ds.iscrowd == 0) & (ds.bboxes[:, 2] > 0) & (ds.bboxes[:, 3] > 0)
@@ -256,10 +273,16 @@ def run_predict(model_path: str, images_dir: str, out: str, gt: str | None = Non
         paths.append(p)
     keypoints = predictor.predict_persons(paths, image_index, bboxes, batch_size, workers, progress)
     scores = instance_scores(keypoints, box_scores)
-    if boxes is not None and nms != "none":
+    if (boxes is not None or detector is not None) and nms != "none":
         keypoints, image_ids, scores = _nms_per_image(keypoints, image_ids, scores, bboxes, layout, nms, nms_thr)
     write_json_atomic(results_json(keypoints, image_ids, scores, layout), out)
     return len(keypoints)
+
+
+def detections_path(out: str | os.PathLike) -> Path:
+    """Where ``wbt predict --images`` keeps its detector's boxes: ``results.json`` -> ``results.detections.json``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.detections.json" if out.suffix else f"{out.name}.detections.json")
 
 
 def _nms_per_image(keypoints, image_ids, scores, bboxes, layout, method, thr):

@@ -168,30 +168,30 @@ def check_keypoints(info: ModelInfo, expected: tuple[int, ...], what: str) -> No
         raise UserError(f"{info.path}: {info.num_keypoints} keypoints; expected {want} for {what} ({_hint(what, expected)})")
 
 
-def load_model(arg: str, expected: tuple[int, ...] = (), what: str = "onnx", threads: int | None = None):
-    """Open and check ``FILE[:WxH]``: (:class:`ModelInfo`, session). Every mistake is one line naming the file.
-
-    ``expected``: the keypoint counts accepted (empty: any); ``what``: the spec being built
-    ('wholebody=onnx'), for messages.
-    """
-    path, given = parse_arg(arg)
-    hint = _hint(what, expected)
+def open_session(path: Path, hint: str, threads: int | None = None):
+    """An onnxruntime CPU session of ``path``; a missing or unloadable file is one line naming it (``hint``: what was expected)."""
     if not path.is_file():
         raise UserError(f"{path}: model file not found ({hint})")
     try:
         import onnxruntime as ort
     except ImportError:
-        raise UserError(f"{path}: ONNX teachers need onnxruntime (pip install onnxruntime)") from None
+        raise UserError(f"{path}: ONNX models need onnxruntime (pip install onnxruntime)") from None
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for unreadable files
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise UserError(f"{path}: not an ONNX model onnxruntime can load ({reason}); {hint}") from None
+
+
+def image_input(session, path: Path, given: tuple[int, int] | None, what: str, hint: str
+                ) -> tuple[str, tuple[int, int], int | None]:
+    """The session's one image input (N, 3, H, W): its name, size (W, H) (the file's, else ``given``) and
+    fixed batch size (None: dynamic); one line naming the file when it has no such input or no size."""
     inputs = session.get_inputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, "3"):
         shapes = ", ".join(f"{i.name} {list(i.shape)}" for i in inputs)
@@ -203,6 +203,20 @@ def load_model(arg: str, expected: tuple[int, ...] = (), what: str = "onnx", thr
     size = fixed or given
     if size is None:
         raise UserError(f"{path}: the input size is not fixed in the file: give it as {what}:{path}:WxH")
+    batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    return inputs[0].name, (int(size[0]), int(size[1])), batch
+
+
+def load_model(arg: str, expected: tuple[int, ...] = (), what: str = "onnx", threads: int | None = None):
+    """Open and check ``FILE[:WxH]``: (:class:`ModelInfo`, session). Every mistake is one line naming the file.
+
+    ``expected``: the keypoint counts accepted (empty: any); ``what``: the spec being built
+    ('wholebody=onnx'), for messages.
+    """
+    path, given = parse_arg(arg)
+    hint = _hint(what, expected)
+    session = open_session(path, hint, threads)
+    input_name, size, batch = image_input(session, path, given, what, hint)
     names = [o.name for o in session.get_outputs()]
     if {"simcc_x", "simcc_y"} <= set(names):
         outputs = ("simcc_x", "simcc_y")
@@ -210,17 +224,16 @@ def load_model(arg: str, expected: tuple[int, ...] = (), what: str = "onnx", thr
         outputs = (names[0], names[1])
     else:
         raise UserError(f"{path}: outputs {names}; expected simcc_x and simcc_y ({hint})")
-    batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     probe = np.zeros((batch or 1, 3, size[1], size[0]), dtype=np.float32)
     try:
-        ox, oy = session.run(list(outputs), {inputs[0].name: probe})
+        ox, oy = session.run(list(outputs), {input_name: probe})
     except Exception as err:
         reason = str(err).strip().splitlines()[0][:160]
         raise UserError(f"{path}: does not run on a {size[0]}x{size[1]} input ({reason}); {hint}") from None
     if ox.ndim != 3 or oy.ndim != 3 or ox.shape[1] != oy.shape[1]:
         raise UserError(f"{path}: outputs of shapes {list(ox.shape)} and {list(oy.shape)}; expected (N, K, bins) ({hint})")
     k = ox.shape[1]
-    info = ModelInfo(path, inputs[0].name, (int(size[0]), int(size[1])), batch, int(k), outputs)
+    info = ModelInfo(path, input_name, size, batch, int(k), outputs)
     if expected:
         check_keypoints(info, expected, what)
     if ox.shape[2] != SPLIT_RATIO * size[0] or oy.shape[2] != SPLIT_RATIO * size[1]:
