@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("WBT_SHARED", REPO.parent / "shared"))  # ../shared, or $WBT_SHARED (a git worktree elsewhere)
 REALDATA = SHARED / "realdata"
 
 
