@@ -9,6 +9,7 @@ import click
 
 from labeltool.errors import UserError
 from labeltool.teachers.registry import choices_text
+from labeltool.versions import warn_if_off_lock
 
 
 @click.command("distill")
@@ -134,6 +135,7 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, mi
             "no input: give --coco SPLIT, --ann FILE --images DIR, --images DIR [--boxes DETS.json] or --sample"
         )
     config = DistillConfig(teachers=choice)
+    warn_if_off_lock()  # labels depend on the numeric libraries: say so when they are not the lock's
     run_engine = run_local
     if engine == "ray":
         from labeltool.distill import ray_engine

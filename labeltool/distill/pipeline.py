@@ -25,16 +25,17 @@ from pathlib import Path
 import orjson
 
 from labeltool import __version__
-from labeltool.coco import write_bytes_atomic
+from labeltool.coco import read_json, write_bytes_atomic
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.inputs import DistillInput
 from labeltool.distill.plan import Plan, make_plan
-from labeltool.distill.shards import ImageResult, RunLock, check_run, shard_path, write_shard
+from labeltool.distill.shards import RUN_FILE, ImageResult, RunLock, check_run, shard_path, write_shard
 from labeltool.distill.summary import RunStats, build_summary, read_run_stats
 from labeltool.distill.work import DistillConfig, Distiller
 from labeltool.errors import UserError
 from labeltool.merge.assemble import Outputs, assemble
 from labeltool.teachers.base import Teacher
+from labeltool.versions import check_same_stack, installed_versions
 
 SHARD_DIR = "shards"
 OUTPUT_FILES = ("wholebody133.json", "halpe136.json", "labels.parquet", "errors.jsonl", "summary.json")
@@ -198,6 +199,8 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
             stale.unlink()
     shard_dir = out_dir / SHARD_DIR
     plan = make_plan(inp, limit, shard_size)
+    if not overwrite:
+        _check_stack(shard_dir)
     check_run(shard_dir, _run_record(inp, config, plan, limit, shard_size), overwrite)
     pending = [k for k in range(len(plan.chunks)) if not shard_path(shard_dir, k).exists()]
     wall = _label(plan, pending, inp, config, workers, engine, out_dir, progress)
@@ -225,7 +228,16 @@ def _run_record(inp: DistillInput, config: DistillConfig, plan: Plan, limit: int
         "shard_size": shard_size,
         "images_to_label": plan.num_images,
         "wbt_version": __version__,
+        "versions": installed_versions(),  # checked apart, by _check_stack, to name the package
     }
+
+
+def _check_stack(shard_dir: Path) -> None:
+    """Shards made with other library versions are not resumed: one line naming each package."""
+    path = shard_dir / RUN_FILE
+    if path.is_file():
+        recorded = read_json(path)
+        check_same_stack(recorded.get("versions") if isinstance(recorded, dict) else None, path)
 
 
 def _label(plan, pending, inp, config, workers, engine, out_dir: Path, progress: bool) -> float:
