@@ -89,12 +89,13 @@ def diff(golden: dict, now: dict) -> list[str]:
             a, b = np.asarray(g["points"]), np.asarray(n["points"])
             if a.shape != b.shape or not np.array_equal(a, b):
                 moved.append(pid)
-                if a.shape == b.shape:
-                    shift = max(shift, float(np.abs(a[:, :2] - b[:, :2]).max()))
+                both = (a[:, 2] > 0) & (b[:, 2] > 0) if a.shape == b.shape else np.zeros(0, bool)
+                if both.any():  # over the points labelled in both (a part turned down has zeros)
+                    shift = max(shift, float(np.abs(a[both, :2] - b[both, :2]).max()))
         ap_g, ap_n = golden["ap"].get(part), now["ap"].get(part)
         if flipped or moved or ap_g != ap_n:
             lines.append(f"{part}: accepted changed {flipped or 'nowhere'}; points changed for {len(moved)} persons "
-                         f"(largest shift {shift:.2f} px); AP {ap_g} -> {ap_n}")  # fmt: skip
+                         f"(largest shift of a point labelled in both {shift:.2f} px); AP {ap_g} -> {ap_n}")  # fmt: skip
     if golden["ap"].get("wholebody") != now["ap"].get("wholebody") and not any(s.startswith("wholebody") for s in lines):
         lines.append(f"wholebody: AP {golden['ap'].get('wholebody')} -> {now['ap'].get('wholebody')}")
     return lines

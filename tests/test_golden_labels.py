@@ -28,14 +28,17 @@ def test_diff_names_the_part_the_persons_and_the_ap_change(golden):
     pid = next(iter(now["persons"]))
     face = now["persons"][pid]["face"]
     face["accepted"] = not face["accepted"]
-    now["persons"][pid]["righthand"]["points"][0][0] += 1.5
+    hand_pid = next(p for p, rec in now["persons"].items() if rec["righthand"]["accepted"])
+    hand = now["persons"][hand_pid]["righthand"]["points"]
+    k = next(i for i, pt in enumerate(hand) if pt[2] > 0)
+    hand[k][0] += 1.5
     now["ap"]["face"] = round(golden["ap"]["face"] - 0.05, 4)
     lines = diff(golden, now)
     assert len(lines) == 2
     was, became = ("yes", "no") if golden["persons"][pid]["face"]["accepted"] else ("no", "yes")
     assert lines[0] == (f"face: accepted changed ['{pid}:{was}->{became}']; points changed for 0 persons "
-                        f"(largest shift 0.00 px); AP {golden['ap']['face']} -> {now['ap']['face']}")  # fmt: skip
-    assert lines[1].startswith("righthand: accepted changed nowhere; points changed for 1 persons (largest shift 1.50 px)")
+                        f"(largest shift of a point labelled in both 0.00 px); AP {golden['ap']['face']} -> {now['ap']['face']}")  # fmt: skip
+    assert lines[1].startswith("righthand: accepted changed nowhere; points changed for 1 persons (largest shift of a point labelled in both 1.50 px)")
     assert diff(golden, golden) == []
 
 
