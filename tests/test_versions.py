@@ -98,7 +98,7 @@ def test_train_student_records_the_stack_and_refuses_to_resume_on_another(realda
     gt = realdata / "coco_wholebody" / "test_coco_wholebody.json"
 
     def cfg(resume: bool) -> TrainConfig:
-        return TrainConfig(train=gt, images=realdata / "coco_wholebody", out=str(tmp_path / "run"), preset="tiny",
+        return TrainConfig(train=str(gt), images=str(realdata / "coco_wholebody"), out=str(tmp_path / "run"), preset="tiny",
                            input_size=(64, 64), epochs=2, batch_size=4, lr=2e-3, lr_base_batch=0, warmup_steps=4,
                            workers=0, augment=False, ema=False, resume=resume, device="cpu", progress=False, seed=7,
                            stop_after=1)  # fmt: skip
