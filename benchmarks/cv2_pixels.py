@@ -10,7 +10,8 @@ environment, then compare the two dumps:
     python benchmarks/cv2_pixels.py compare /tmp/px412 /tmp/px51
 
 It prints, per call, how many outputs differ, the share of differing bytes and the largest
-difference. ``labeltool.teachers.crops.warp`` is dumped too: it is what the teachers see.
+difference. ``python benchmarks/cv2_pixels.py speed`` prints what the exact warp costs per crop
+against ``cv2.warpAffine``. ``labeltool.teachers.crops.warp`` is dumped too: it is what the teachers see.
 """
 
 from __future__ import annotations
@@ -108,12 +109,41 @@ def compare(a: Path, b: Path) -> int:
     return 0
 
 
+def speed(root: Path, repeats: int = 20) -> int:
+    """Median time per crop of the teachers' warp (exact, numpy) and of ``cv2.warpAffine``, and their ratio."""
+    import time
+
+    import cv2
+
+    from labeltool.images import read_rgb
+    from labeltool.topdown import warp_bilinear
+
+    image = read_rgb(_images(root / "coco_wholebody")[0])
+    h, w = image.shape[:2]
+    for name, m, size in _crop_cases(h, w)[:4]:
+        times = {}
+        for label, fn in (("warp_bilinear", lambda m=m, size=size: warp_bilinear(image, m, (size, size))),
+                          ("cv2.warpAffine", lambda m=m, size=size: cv2.warpAffine(image, m, (size, size),
+                                                                                   flags=cv2.INTER_LINEAR))):  # fmt: skip
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                runs.append(time.perf_counter() - start)
+            times[label] = float(np.median(runs)) * 1e3
+        print(f"{name:<28} warp_bilinear {times['warp_bilinear']:6.2f} ms  cv2.warpAffine {times['cv2.warpAffine']:6.2f} ms"
+              f"  ratio {times['warp_bilinear'] / times['cv2.warpAffine']:5.1f}x")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("dump")
     d.add_argument("out", type=Path)
     d.add_argument("--data", type=Path, default=REALDATA)
+    sp = sub.add_parser("speed", help="time per crop: the exact warp vs cv2.warpAffine")
+    sp.add_argument("--data", type=Path, default=REALDATA)
     c = sub.add_parser("compare")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
@@ -124,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         dump(args.out, args.data)
         return 0
+    if args.cmd == "speed":
+        return speed(args.data)
     return compare(args.a, args.b)
 
 

@@ -76,23 +76,36 @@ def warp_bilinear(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, in
     ys = np.arange(out_h, dtype=np.float64)[:, None]
     sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
     sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
-    # Far-away positions (and NaN) land on the zero border; clipping keeps the integer maths small.
-    sx = np.nan_to_num(np.clip(sx, -1.0, float(w)), nan=-1.0)
-    sy = np.nan_to_num(np.clip(sy, -1.0, float(h)), nan=-1.0)
-    x0f, y0f = np.floor(sx), np.floor(sy)
-    fx, fy = (sx - x0f).astype(np.float32), (sy - y0f).astype(np.float32)
-    x0, y0 = x0f.astype(np.intp), y0f.astype(np.intp)
     flat = img.reshape(-1, c)
-    out = np.zeros((out_h, out_w, c), dtype=np.float32)
-    # Four corners; a corner outside the image weighs nothing (the black border). float32 is exact
-    # enough (values <= 255) and, like every elementwise IEEE operation, the same on every machine.
-    for dy, wy in ((0, 1.0 - fy), (1, fy)):
-        yy = y0 + dy
-        inside_y = (yy >= 0) & (yy < h)
-        for dx, wx in ((0, 1.0 - fx), (1, fx)):
-            xx = x0 + dx
-            weight = wx * wy * (inside_y & (xx >= 0) & (xx < w))
-            index = np.clip(yy, 0, h - 1) * w + np.clip(xx, 0, w - 1)
-            out += np.take(flat, index, axis=0) * weight[..., None]
-    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    # float32 weights are exact enough (values <= 255) and, like every elementwise IEEE operation,
+    # the same on every machine. The corners are summed in one order on both paths below.
+    if w >= 2 and h >= 2 and sx.min() >= 0 and sx.max() <= w - 1 and sy.min() >= 0 and sy.max() <= h - 1:
+        # Every position inside the image (the usual crop): no border. A position on the last
+        # column / row takes its left / upper neighbour with weight 0, the same sum.
+        x0f, y0f = np.minimum(np.floor(sx), w - 2), np.minimum(np.floor(sy), h - 2)
+        fx, fy = (sx - x0f).astype(np.float32), (sy - y0f).astype(np.float32)
+        gx, gy = 1.0 - fx, 1.0 - fy
+        i00 = y0f.astype(np.intp) * w + x0f.astype(np.intp)
+        out = np.take(flat, i00, axis=0) * (gx * gy)[..., None]
+        out += np.take(flat, i00 + 1, axis=0) * (fx * gy)[..., None]
+        out += np.take(flat, i00 + w, axis=0) * (gx * fy)[..., None]
+        out += np.take(flat, i00 + w + 1, axis=0) * (fx * fy)[..., None]
+    else:
+        # Far-away positions (and NaN) land on the zero border; clipping keeps the integer maths small.
+        sx = np.nan_to_num(np.clip(sx, -1.0, float(w)), nan=-1.0)
+        sy = np.nan_to_num(np.clip(sy, -1.0, float(h)), nan=-1.0)
+        x0f, y0f = np.floor(sx), np.floor(sy)
+        fx, fy = (sx - x0f).astype(np.float32), (sy - y0f).astype(np.float32)
+        x0, y0 = x0f.astype(np.intp), y0f.astype(np.intp)
+        out = np.zeros((out_h, out_w, c), dtype=np.float32)
+        for dy, wy in ((0, 1.0 - fy), (1, fy)):  # a corner outside the image weighs nothing (black border)
+            yy = y0 + dy
+            inside_y = (yy >= 0) & (yy < h)
+            for dx, wx in ((0, 1.0 - fx), (1, fx)):
+                xx = x0 + dx
+                weight = wx * wy * (inside_y & (xx >= 0) & (xx < w))
+                index = np.clip(yy, 0, h - 1) * w + np.clip(xx, 0, w - 1)
+                out += np.take(flat, index, axis=0) * weight[..., None]
+    # A convex combination of values in 0..255: rounded, it stays in 0..255.
+    out = np.rint(out, out=out).astype(np.uint8)
     return out[:, :, 0] if squeeze else out
