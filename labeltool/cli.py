@@ -73,8 +73,19 @@ class _Group(click.Group):
             sys.exit(130)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`wbt --version`: wbt's version, then the libraries that decide its pixels and numbers."""
+    if not value or ctx.resilient_parsing:
+        return
+    from labeltool.versions import version_lines
+
+    click.echo("\n".join([f"wbt, version {__version__}", *version_lines()]))
+    ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="wbt")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version of wbt and of the numeric libraries, then exit.")
 def main() -> None:
     """wbt: whole-body pose labels (133 / 136 points) from body-only data, a student trainer and an evaluator."""
 

@@ -306,7 +306,8 @@ def test_realdata_pseudo_labels_against_the_real_gt(realdata_run):
     report = evaluate(gt, [dict(a, score=1.0) for a in doc["annotations"]]).as_dict()
     ap = {part: stats["AP"] for part, stats in report.items()}
     assert ap["body"] == 1.0  # body comes from the GT, unaltered
-    # measured on this machine: foot 0.43, face 0.75, lefthand 0.17, righthand 0.33, wholebody 0.44
+    # measured on the locked stack (the same with OpenCV 4.12): foot 0.43, face 0.68, lefthand 0.17, righthand 0.32,
+    # wholebody 0.44 (tests/data/golden_labels.json holds them exactly)
     assert ap["face"] >= 0.6 and ap["foot"] >= 0.3 and ap["wholebody"] >= 0.3, ap
     assert ap["righthand"] >= 0.15, ap  # at least the one large right hand, fitted from every view
     table = pd.read_parquet(out / "labels.parquet")

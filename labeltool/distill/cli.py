@@ -11,6 +11,7 @@ from labeltool.detectors.base import DEFAULT_MAX_PERSONS, DEFAULT_NMS
 from labeltool.detectors.registry import choices_text as detector_choices
 from labeltool.errors import UserError
 from labeltool.teachers.registry import choices_text
+from labeltool.versions import warn_if_off_lock
 
 
 @click.command("distill")
@@ -158,6 +159,7 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, de
         raise UserError(
             "no input: give --coco SPLIT, --ann FILE --images DIR, --images DIR [--boxes DETS.json] or --sample"
         )
+    warn_if_off_lock()  # labels depend on the numeric libraries: say so when they are not the lock's
     run_engine = run_local
     if engine == "ray":
         from labeltool.distill import ray_engine

@@ -25,12 +25,13 @@ from pathlib import Path
 import orjson
 
 from labeltool import __version__
-from labeltool.coco import check_output_not_input, write_bytes_atomic
+from labeltool.coco import check_output_not_input, read_json, write_bytes_atomic
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.inputs import DistillInput
 from labeltool.distill.plan import Plan, make_plan
 from labeltool.distill.shards import (
     DIGESTS_KEY,
+    RUN_FILE,
     ImageResult,
     RunLock,
     check_input_digests,
@@ -44,6 +45,7 @@ from labeltool.distill.work import DistillConfig, Distiller
 from labeltool.errors import UserError
 from labeltool.merge.assemble import Outputs, assemble
 from labeltool.teachers.base import Teacher
+from labeltool.versions import check_same_stack, installed_versions
 
 SHARD_DIR = "shards"
 OUTPUT_FILES = ("wholebody133.json", "halpe136.json", "labels.parquet", "errors.jsonl", "summary.json")
@@ -209,6 +211,8 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
             stale.unlink()
     shard_dir = out_dir / SHARD_DIR
     plan = make_plan(inp, limit, shard_size)
+    if not overwrite:
+        _check_stack(shard_dir)
     digests = input_digests(inp)
     check_input_digests(shard_dir, digests, overwrite)
     check_run(shard_dir, {**_run_record(inp, config, plan, limit, shard_size), DIGESTS_KEY: digests}, overwrite)
@@ -254,7 +258,16 @@ def _run_record(inp: DistillInput, config: DistillConfig, plan: Plan, limit: int
         "shard_size": shard_size,
         "images_to_label": plan.num_images,
         "wbt_version": __version__,
+        "versions": installed_versions(),  # checked apart, by _check_stack, to name the package
     }
+
+
+def _check_stack(shard_dir: Path) -> None:
+    """Shards made with other library versions are not resumed: one line naming each package."""
+    path = shard_dir / RUN_FILE
+    if path.is_file():
+        recorded = read_json(path)
+        check_same_stack(recorded.get("versions") if isinstance(recorded, dict) else None, path)
 
 
 def _label(plan, pending, inp, config, workers, engine, out_dir: Path, progress: bool) -> float:

@@ -14,6 +14,7 @@ from labeltool import __version__
 from labeltool.distill.plan import Plan
 from labeltool.distill.shards import read_shard_meta, shard_path
 from labeltool.merge.assemble import Counts, part_summary
+from labeltool.versions import installed_versions
 
 TIMED_PARTS = ("body", "face", "hand", "foot")  # listed first in the per-teacher timing; others follow
 
@@ -76,6 +77,7 @@ def build_summary(inp, config, plan: Plan, stats: RunStats, output_files: list[s
     per_person = total.persons or None
     return {
         "wbt_version": __version__,
+        "versions": installed_versions(),  # the libraries behind the pixels and numbers (labeltool.versions)
         "input": inp.identity,
         "dataset": inp.describe(),
         "outputs": output_files,

@@ -120,6 +120,9 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
         resume=resume, init=init, seed=seed, device=device, max_steps_per_epoch=max_steps_per_epoch,
         stop_after=stop_after, log_every=log_every,
     )
+    from labeltool.versions import warn_if_off_lock
+
+    warn_if_off_lock()
     result = train(cfg)
     click.echo(f"done: {result.epochs_done} epochs; checkpoint {result.out / 'last.pt'}, log {result.out / 'log.csv'}")
 

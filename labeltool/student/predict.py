@@ -13,7 +13,6 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -24,7 +23,7 @@ from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_f
 from labeltool.student.codec import SimCCCodec, flip_simcc
 from labeltool.student.mmpose_checkpoint import load_mmpose_checkpoint
 from labeltool.student.model import Student, StudentConfig
-from labeltool.topdown import BOX_PADDING, box_center_scale, crop_matrices, invert_affine
+from labeltool.topdown import BOX_PADDING, box_center_scale, crop_matrices, invert_affine, warp_bilinear
 
 KEYPOINT_SCORE_THR = 0.2  # mmpose's rescoring: instance score = box score x mean of the scores above this
 
@@ -80,7 +79,7 @@ def crop_persons(image: np.ndarray, bboxes: np.ndarray, input_size: tuple[int, i
     matrices = crop_matrices(center, scale, input_size)
     crops = np.zeros((len(bboxes), h, w, 3), dtype=np.uint8)
     for i, m in enumerate(matrices):
-        crops[i] = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        crops[i] = warp_bilinear(image, m, (w, h))
     return crops, matrices
 
 

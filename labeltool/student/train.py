@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labeltool import __version__
 from labeltool.coco import AtomicFile, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import layout_for
@@ -42,6 +43,7 @@ from labeltool.student.data import (
     load_source,
 )
 from labeltool.student.model import Student, StudentConfig
+from labeltool.versions import check_same_stack, installed_versions
 
 
 @dataclass
@@ -418,6 +420,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
         resume_state = load_checkpoint(ckpt_path, need=RESUME_ENTRIES)
         check_resume_args(resume_state["args"], cfg, ckpt_path)
+        check_same_stack(resume_state.get("versions"), ckpt_path)
     torch.manual_seed(cfg.seed + rank)
     np.random.seed(cfg.seed + rank)
     random.seed(cfg.seed + rank)
@@ -470,6 +473,8 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     loader = batch_loader(source, sampler, cfg.workers, pin_memory=cuda)
     out.mkdir(parents=True, exist_ok=True)
+    if main_process:  # what the weights are made with, readable without torch (labeltool.versions)
+        write_json_atomic({"wbt_version": __version__, "versions": installed_versions()}, out / "run.json")
     val = _Validation(cfg, layout) if cfg.val else None  # every rank validates its share of the persons
     if main_process and cfg.progress:
         stage2 = f", stage 2 from epoch {max(cfg.epochs - cfg.stage2_epochs, 0) + 1}" if cfg.augment else ""
@@ -521,6 +526,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 "ema_state": ema.state_dict() if ema is not None else None,
                 "epoch": epoch + 1, "rng": _gather_rng(world, trainer.generator), "args": _args_dict(cfg),
                 "config": student_cfg.to_dict(), "layout": layout.name, "history": history,
+                "versions": installed_versions(),  # a --resume on other library versions is refused
             }
             save_atomic(state, ckpt_path)
             _write_logs(out, history, plot=validated or epoch + 1 == cfg.epochs or (epoch + 1) % 10 == 0)

@@ -2,7 +2,7 @@
 
 A crop is an affine map image -> crop: ``p' = s * R(theta) (p - c) + o`` with ``o`` the
 crop centre, optionally mirrored in x afterwards. :func:`crop_matrix` builds it as a 2x3
-matrix (what ``cv2.warpAffine`` takes); :func:`to_image` maps crop points back.
+matrix (what ``cv2.warpAffine`` and :func:`labeltool.topdown.warp_bilinear` take); :func:`to_image` maps crop points back.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from labeltool.errors import UserError
+from labeltool.topdown import warp_bilinear
 
 
 def crop_matrix(
@@ -34,10 +35,9 @@ def crop_matrix(
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, out_size: int) -> np.ndarray:
-    """The crop of ``image`` through ``matrix`` (pixels outside the image are black)."""
-    return cv2.warpAffine(
-        image, matrix, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-    )
+    """The crop of ``image`` through ``matrix`` (pixels outside the image are black), bilinear, the
+    same pixels with every OpenCV (:func:`labeltool.topdown.warp_bilinear`)."""
+    return warp_bilinear(image, matrix, (out_size, out_size))
 
 
 def to_image(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:

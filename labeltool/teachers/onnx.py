@@ -27,7 +27,6 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from labeltool import topdown
@@ -72,7 +71,7 @@ def normalise_bgr(crops_bgr: np.ndarray) -> np.ndarray:
 def rtmlib_input(image_rgb: np.ndarray, matrices: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     """The network input (M, 3, H, W) float32 for crops of an RGB image: BGR, ``(x - mean) / std``."""
     w, h = input_size
-    crops = [cv2.warpAffine(image_rgb, m, (w, h), flags=cv2.INTER_LINEAR)[:, :, ::-1] for m in matrices]
+    crops = [topdown.warp_bilinear(image_rgb, m, (w, h))[:, :, ::-1] for m in matrices]
     return normalise_bgr(np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8))
 
 
