@@ -22,7 +22,7 @@ from labeltool.errors import UserError
 from labeltool.images import read_rgb
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_for
 from labeltool.student.codec import SimCCCodec, flip_simcc
-from labeltool.student.mmpose_checkpoint import load_mmpose_checkpoint
+from labeltool.student.mmpose_checkpoint import check_archive, check_tensors, expected_state, load_mmpose_checkpoint
 from labeltool.student.model import Student, StudentConfig
 from labeltool.topdown import BOX_PADDING, box_center_scale, crop_matrices, invert_affine
 
@@ -40,6 +40,7 @@ def load_checkpoint(path: str | os.PathLike, need: tuple[str, ...] = ("config", 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    check_archive(path)
     from_mmpose = load_mmpose_checkpoint(path)  # an mmpose RTMPose checkpoint, as a student checkpoint
     if from_mmpose is not None:
         return from_mmpose
@@ -48,27 +49,59 @@ def load_checkpoint(path: str | os.PathLike, need: tuple[str, ...] = ("config", 
     except pickle.UnpicklingError as err:
         if "global" not in str(err).lower():  # junk bytes, not a refused object
             raise UserError(f"{path}: not a readable checkpoint (damaged, truncated or not a torch file): "
-                            f"{(str(err).strip().splitlines() or [''])[0][:160]}") from None
+                            f"{_first_line(str(err))}") from None
         # weights_only met a Python object other than tensors and plain data: name it, never build it
-        what = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:160]
+        what = _first_line(str(err).split("WeightsUnpickler error:")[-1])
         raise UserError(f"{path}: refused: the file holds more than tensors, numbers, strings, lists and dicts "
                         f"(loading it could run code): {what}") from None
     except Exception as err:  # torch raises many types for a damaged or truncated file
-        first = (str(err).strip().splitlines() or [""])[0][:160]
+        first = _first_line(str(err))
         raise UserError(f"{path}: not a readable checkpoint (damaged or truncated?): {type(err).__name__}: {first}"
                         ) from None
     missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise UserError(f"{path}: not a wbt student checkpoint (no {', '.join(repr(k) for k in missing)} entries)")
+    for entry in ("model", "ema"):
+        if isinstance(ckpt.get(entry), dict):
+            check_tensors(ckpt[entry], path, f"{entry} tensor")
+    ckpt.setdefault("source", str(path))
     return ckpt
+
+
+def _first_line(message: str, limit: int = 400) -> str:
+    """The first non-empty line of an error message from torch (its later lines are advice about torch.load)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    return first if len(first) <= limit else first[:limit] + "..."
 
 
 def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> Student:
     """The student in ``ckpt`` (its EMA weights when present and ``use_ema``), in eval mode."""
     if ckpt.get("incomplete"):  # e.g. an RTMW checkpoint: its backbone alone is no model
         raise UserError(ckpt["incomplete"])
-    model = Student(StudentConfig.from_dict(ckpt["config"]))
-    state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    source = ckpt.get("source", "checkpoint")
+    try:
+        config = StudentConfig.from_dict(ckpt["config"])
+        expected = expected_state(config)  # shapes only (meta device): a hostile config allocates nothing
+    except (TypeError, ValueError, KeyError, RuntimeError, ZeroDivisionError, OverflowError) as err:
+        raise UserError(f"{source}: its 'config' does not build a student: {type(err).__name__}: "
+                        f"{_first_line(str(err))}") from None
+    entry = "ema" if use_ema and ckpt.get("ema") is not None else "model"
+    state = ckpt[entry]
+    if not isinstance(state, dict):
+        raise UserError(f"{source}: '{entry}' is a {type(state).__name__}, not a dict of tensors")
+    check_tensors(state, source, f"{entry} tensor")
+    for key, want in expected.items():
+        got = state.get(key)
+        if not isinstance(got, torch.Tensor):
+            raise UserError(f"{source}: '{entry}' lacks tensor {key} {tuple(want.shape)} of its config's student")
+        if got.shape != want.shape:
+            raise UserError(f"{source}: '{entry}' tensor {key} is {tuple(got.shape)}; its config's student has "
+                            f"{tuple(want.shape)}")
+    unknown = [k for k in state if k not in expected]
+    if unknown:
+        raise UserError(f"{source}: '{entry}' has tensors its config's student does not: {', '.join(unknown[:3])}")
+    model = Student(config)
     model.load_state_dict(state)
     return model.eval()
 
