@@ -8,20 +8,25 @@ tensor or setting at fault), no traceback and no output written.
 
 from __future__ import annotations
 
+import json
 import re
+import struct
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from labeltool.cli import main
+from labeltool.images import MAX_IMAGE_PIXELS, ImageReadError, image_size, read_rgb
 from labeltool.student.model import Student, StudentConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+from test_hostile_distill import distill_args, wbt, write_dataset  # noqa: E402
+from test_hostile_inputs import _doc  # noqa: E402  (a COCO-WholeBody doc, 133 points per person)
 from test_student_mmpose import _as_mmpose  # noqa: E402  (the student's weights under mmpose's names)
 
 
@@ -166,3 +171,68 @@ def test_a_failed_export_check_keeps_the_previous_onnx(mmpose_state, tmp_path):
     _assert_one_line_error(code, err, str(out), "not written", "non-finite")
     assert out.read_bytes() == before  # the earlier good export is still there, whole
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx"]  # no temp file left
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _png_bomb(path: Path, width: int = 30000, height: int = 30000) -> Path:
+    """A valid one-colour grey PNG of width x height: under 1 MB on disk, 2.7 GB once decoded as BGR."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    deflate = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then the row's grey values
+    idat = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory) -> Path:
+    path = _png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png")
+    assert path.stat().st_size < 1_000_000
+    return path
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(bomb, tmp_path):
+    for read in (read_rgb, image_size):
+        with pytest.raises(ImageReadError, match=rf"900000000 pixels is over wbt's limit of "
+                                                 rf"{MAX_IMAGE_PIXELS} pixels \(refused before decoding\)"):
+            read(bomb)
+    normal = _png_bomb(tmp_path / "wide.png", 20000, 100)  # many pixels per row, few in all: read as usual
+    assert image_size(normal) == (20000, 100) and read_rgb(normal).shape == (100, 20000, 3)
+
+
+def _with_bomb(tmp_path: Path, bomb: Path) -> tuple[Path, Path]:
+    ann, images = write_dataset(tmp_path / "data", ["a.jpg", "bomb.png"])
+    (images / "bomb.png").write_bytes(bomb.read_bytes())
+    return ann, images
+
+
+def test_distill_logs_an_image_over_the_limit_and_labels_the_others(bomb, tmp_path):
+    ann, images = _with_bomb(tmp_path, bomb)
+    out = tmp_path / "out"
+    result = wbt(*distill_args(ann, images, out, "--workers", 1))
+    assert result.returncode == 0, result.stderr
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["file_name"] for e in errors] == ["bomb.png"]
+    assert "900000000 pixels is over wbt's limit" in errors[0]["error"]
+    assert json.loads((out / "summary.json").read_text())["images"]["labelled"] == 1
+
+
+def test_render_and_review_export_refuse_an_image_over_the_limit_in_one_line(bomb, tmp_path):
+    _, images = _with_bomb(tmp_path, bomb)
+    ann = tmp_path / "wholebody133.json"
+    doc = _doc(["a.jpg", "bomb.png"])
+    ann.write_text(json.dumps(doc))
+    code, _, err = _run("render", ann, "--images", images, "--out", tmp_path / "render")
+    _assert_one_line_error(code, err, str(images / "bomb.png"), "over wbt's limit")
+    for im in doc["images"]:  # no sizes in the file: the export reads them from the image headers
+        del im["width"], im["height"]
+    ann.write_text(json.dumps(doc))
+    for tool in ("labelstudio", "cvat"):
+        code, _, err = _run("review", "export", ann, "--to", tool, "--images", images, "--out", tmp_path / tool)
+        _assert_one_line_error(code, err, str(images / "bomb.png"), "over wbt's limit")
+        assert not (tmp_path / tool).exists()
