@@ -16,6 +16,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -236,3 +238,172 @@ def test_render_and_review_export_refuse_an_image_over_the_limit_in_one_line(bom
         code, _, err = _run("review", "export", ann, "--to", tool, "--images", images, "--out", tmp_path / tool)
         _assert_one_line_error(code, err, str(images / "bomb.png"), "over wbt's limit")
         assert not (tmp_path / tool).exists()
+
+
+# --------------------------------------------------------------------------- ONNX teachers
+
+
+def _onnx_model(path: Path, k: int = 68, size: int = 64, input_shape: list | None = None, fill: float | None = None,
+                loop: int | None = None, batch_one_out: bool = False) -> Path:
+    """A small rtmlib-convention SimCC model: constant logits (peak at the crop centre) + 0 x mean(input).
+
+    ``fill``: every logit this value (NaN); ``loop``: the mean first goes through an ONNX Loop of that many
+    iterations; ``batch_one_out``: the input batch is dynamic but the outputs' batch is fixed at 1.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+             helper.make_node("ReduceMean", ["flat"], ["mean"], axes=[1], keepdims=1)]  # (N, 1)
+    inits = [numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+             numpy_helper.from_array(np.array(0, np.float32), "zero")]
+    source = "mean"
+    if loop:
+        body = helper.make_graph(
+            [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
+            "body",
+            [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+             helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [None, 1])],
+            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [None, 1])],
+            [numpy_helper.from_array(np.array(1, np.float32), "one")])
+        inits += [numpy_helper.from_array(np.array(loop, np.int64), "trips"),
+                  numpy_helper.from_array(np.array(True), "cond")]
+        nodes.append(helper.make_node("Loop", ["trips", "cond", "mean"], ["looped"], body=body))
+        source = "looped"
+    nodes += [helper.make_node("Unsqueeze", [source, "axis2"], ["mean3"]),  # (N, 1, 1)
+              helper.make_node("Mul", ["mean3", "zero"], ["nothing"])]
+    outputs = []
+    for name in ("simcc_x", "simcc_y"):
+        logits = np.zeros((1, k, 2 * size), np.float32)
+        logits[..., size] = 1.0  # bin size = input pixel size / 2: the crop centre
+        if fill is not None:
+            logits[:] = fill
+        inits.append(numpy_helper.from_array(logits, f"{name}_logits"))
+        nodes.append(helper.make_node("Add", ["zero" if batch_one_out else "nothing", f"{name}_logits"], [name]))
+        outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, k, 2 * size]))
+    graph = helper.make_graph(nodes, "pose", [helper.make_tensor_value_info(
+        "input", TensorProto.FLOAT, input_shape or ["N", 3, size, size])], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def _face_dataset(folder: Path, persons: int = 1) -> tuple[Path, Path]:
+    """folder/images/p.jpg (240 x 200, textured) and folder/ann.json: ``persons`` people facing the camera."""
+    images = folder / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(images / "p.jpg"), rng.integers(0, 255, (200, 240, 3), dtype=np.uint8))
+    head = [(0, 0), (-6, -6), (6, -6), (-12, -3), (12, -3), (-20, 25), (20, 25)]  # nose, eyes, ears, shoulders
+    anns = []
+    for i in range(persons):
+        cx = 60 + 120 * i
+        kpts = [0.0] * 51
+        for j, (dx, dy) in enumerate(head):
+            kpts[3 * j : 3 * j + 3] = [cx + dx, 50 + dy, 2]
+        anns.append({"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [cx - 40, 20, 80, 170], "area": 13600.0,
+                     "iscrowd": 0, "num_keypoints": 7, "keypoints": kpts})
+    doc = {"images": [{"id": 1, "file_name": "p.jpg", "width": 240, "height": 200}], "annotations": anns,
+           "categories": [{"id": 1, "name": "person"}]}
+    (folder / "ann.json").write_text(json.dumps(doc))
+    return folder / "ann.json", images
+
+
+def _distill_face(ann: Path, images: Path, out: Path, model: str) -> tuple[int, str, str]:
+    return _run("distill", "--ann", ann, "--images", images, "--out", out, "--teachers",
+                f"face=onnx:{model},hand=none,foot=none", "--no-progress", "--workers", 1)
+
+
+ONNX_CASES = {  # case -> (model builder kwargs, spec suffix, what the one line says)
+    "Loop of 10^12 iterations": ({"loop": 10**12}, "", ["took over 1 s (stopped)"]),
+    "NaN outputs": ({"fill": float("nan")}, "", ["NaN or Inf outputs"]),
+    "input 65536x65536": ({"input_shape": ["N", 3, "H", "W"]}, ":65536x65536",
+                          ["input size 65536x65536 is out of range"]),
+    "input 0x0": ({"input_shape": ["N", 3, "H", "W"]}, ":0x0", ["input size 0x0 is out of range"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ONNX_CASES))
+def test_hostile_onnx_teachers_are_refused_at_the_check(case, tmp_path, monkeypatch):
+    monkeypatch.setattr("labeltool.teachers.onnx.CHECK_SECONDS", 1.0)
+    kwargs, suffix, fragments = ONNX_CASES[case]
+    model = _onnx_model(tmp_path / "face.onnx", **kwargs)
+    ann, images = _face_dataset(tmp_path / "data")
+    code, _, err = _distill_face(ann, images, tmp_path / "out", f"{model}{suffix}")
+    _assert_one_line_error(code, err, str(model), *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def _labels(out: Path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(out / "labels.parquet").to_pandas()
+
+
+def test_a_constant_face_model_is_degenerate_not_accepted(tmp_path):
+    model = _onnx_model(tmp_path / "constant.onnx")
+    ann, images = _face_dataset(tmp_path / "data", persons=2)
+    code, _, err = _distill_face(ann, images, tmp_path / "out", str(model))
+    assert code == 0, err
+    assert list(_labels(tmp_path / "out")["face_status"]) == ["degenerate", "degenerate"]
+    doc = json.loads((tmp_path / "out" / "wholebody133.json").read_text())
+    assert all(not a["face_valid"] and not any(a["face_kpts"]) for a in doc["annotations"])
+
+
+def test_an_output_batch_fixed_at_1_runs_one_crop_at_a_time(tmp_path):
+    model = _onnx_model(tmp_path / "batch1.onnx", batch_one_out=True)  # input batch dynamic, output batch 1
+    ann, images = _face_dataset(tmp_path / "data", persons=2)
+    code, _, err = _distill_face(ann, images, tmp_path / "out", str(model))
+    assert code == 0, err
+    assert (tmp_path / "out" / "errors.jsonl").read_text() == ""  # no per-image failure
+    assert list(_labels(tmp_path / "out")["face_status"]) == ["degenerate", "degenerate"]  # it ran on both
+
+
+def test_non_finite_logits_are_no_prediction():
+    from labeltool.teachers.onnx import decode_simcc, to_image
+
+    sx = np.zeros((1, 3, 8), np.float32)
+    sy = np.zeros((1, 3, 8), np.float32)
+    sx[0, :, 2] = sy[0, :, 4] = 0.5
+    sx[0, 1, 5] = np.nan
+    sy[0, 2, 3] = np.inf
+    locs, scores = decode_simcc(sx, sy)
+    out = to_image(locs, scores, np.array([[50.0, 50.0]]), np.array([[4.0, 4.0]]), (4, 4))
+    assert np.isfinite(out).all()
+    assert out[0, 0].tolist() == [49.0, 50.0, 0.5] and not out[0, 1:].any()
+
+
+def test_the_same_model_by_relative_then_absolute_path_resumes(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    model = _onnx_model(tmp_path / "models" / "face.onnx")
+    ann, images = _face_dataset(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _distill_face(ann, images, tmp_path / "out", "models/face.onnx")
+    assert code == 0, err
+    run = json.loads((tmp_path / "out" / "shards" / "run.json").read_text())
+    code, _, err = _distill_face(ann, images, tmp_path / "out", str(model))
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "shards" / "run.json").read_text()) == run
+    model.write_bytes(_onnx_model(tmp_path / "other.onnx", fill=0.5).read_bytes())  # same name, other content
+    code, _, err = _distill_face(ann, images, tmp_path / "out", "models/face.onnx")
+    _assert_one_line_error(code, err, "run.json", "different models")
+
+
+def test_collapsed_face_and_hand_points_are_degenerate():
+    from test_merge_rules import face_prediction, hand_prediction, merge
+
+    from labeltool.merge.rules import ACCEPTED, DEGENERATE
+
+    face = face_prediction()
+    assert merge({"face": face}).status["face"] == [ACCEPTED]
+    face.points[0, :, :2] = [320.0, 105.0]  # every point on one pixel, confidently
+    assert merge({"face": face}).status["face"] == [DEGENERATE]
+    hand = hand_prediction((375, 260))
+    assert merge({"lefthand": hand}).status["lefthand"] == [ACCEPTED]
+    # within half a pixel of the body wrist (so the wrist rule passes): a hand of no size
+    hand.points[0, :, :2] = [375.0, 260.0] + np.random.default_rng(0).uniform(0, 0.35, (21, 2))
+    assert merge({"lefthand": hand}).status["lefthand"] == [DEGENERATE]
