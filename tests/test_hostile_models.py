@@ -87,6 +87,8 @@ def _hostile_mmpose(case: str, state: dict, tmp_path: Path) -> Path:
         state["head.cls_x.weight"] = torch.empty(state["head.cls_x.weight"].shape, device="meta")
     elif case == "complex":
         state["head.cls_x.weight"] = state["head.cls_x.weight"].to(torch.complex64)
+    elif case == "NaN weights":  # a diverged training: NaN keypoints, written as null, that eval refuses
+        state["head.cls_x.weight"] = torch.full_like(state["head.cls_x.weight"], float("nan"))
     path = tmp_path / f"{re.sub(r'[^a-z0-9]+', '_', case)}.pth"
     extra = {}
     if case == "deflated":  # 40 MB of optimizer zeros: 40 KB once deflated
@@ -109,6 +111,7 @@ MMPOSE_CASES = {  # case -> what the one line must say
     "meta": ["head.cls_x.weight", "meta tensor"],
     "complex": ["head.cls_x.weight", "complex64"],
     "deflated": ["expands from", "to 40000000 bytes"],
+    "NaN weights": ["head.cls_x.weight (384, 256) has 98304 NaN or Inf values"],
 }
 
 
@@ -143,6 +146,8 @@ STUDENT_CASES = {
     "unknown config key": (lambda s: s, {"frobnicate": 1}, ["'config' does not build a student", "frobnicate"]),
     "complex model tensor": (lambda s: {**s, "head.cls_y.weight": s["head.cls_y.weight"].to(torch.complex64)}, {},
                              ["model tensor head.cls_y.weight", "complex64"]),
+    "NaN model tensor": (lambda s: {**s, "head.cls_y.weight": torch.full_like(s["head.cls_y.weight"], float("nan"))},
+                         {}, ["model tensor head.cls_y.weight (512, 256) has 131072 NaN or Inf values"]),
 }
 
 
@@ -165,9 +170,10 @@ def test_a_failed_export_check_keeps_the_previous_onnx(mmpose_state, tmp_path):
     code, _, err = _run("export", "--model", good, "--onnx", out)
     assert code == 0, err
     before = out.read_bytes()
-    broken = dict(mmpose_state)
-    broken["head.cls_x.weight"] = torch.full_like(broken["head.cls_x.weight"], float("nan"))
-    bad = tmp_path / "nan.pth"
+    broken = dict(mmpose_state)  # finite weights whose logits overflow float32: the check sees Inf / NaN
+    for name in ("head.gau.res_scale.scale", "head.cls_x.weight"):
+        broken[name] = torch.full_like(broken[name], 3e38)
+    bad = tmp_path / "overflow.pth"
     torch.save({"state_dict": broken}, bad)
     code, _, err = _run("export", "--model", bad, "--onnx", out)
     _assert_one_line_error(code, err, str(out), "not written", "non-finite")
@@ -407,3 +413,26 @@ def test_collapsed_face_and_hand_points_are_degenerate():
     # within half a pixel of the body wrist (so the wrist rule passes): a hand of no size
     hand.points[0, :, :2] = [375.0, 260.0] + np.random.default_rng(0).uniform(0, 0.35, (21, 2))
     assert merge({"lefthand": hand}).status["lefthand"] == [DEGENERATE]
+
+
+def test_predict_writes_no_null_for_logits_that_overflow_and_eval_reads_it(tmp_path):
+    """Finite weights whose logits overflow float32 (Inf): no prediction (score 0), as the ONNX teachers do."""
+    from test_hostile_inputs import _make_work
+
+    work = _make_work(tmp_path)
+    config = StudentConfig(preset="tiny", num_keypoints=133)
+    torch.manual_seed(0)
+    state = Student(config).state_dict()
+    for name in ("head.gau.res_scale", "head.cls_x.weight", "head.cls_y.weight"):
+        state[name] = torch.full_like(state[name], 3e38)
+    model = tmp_path / "overflow.pt"
+    torch.save({"config": config.to_dict(), "model": state, "ema": None}, model)
+    results = tmp_path / "results_overflow.json"
+    code, _, err = _run("predict", "--model", model, "--images", work / "images", "--gt", work / "good.json",
+                        "--out", results, "--workers", 0, "--no-flip")
+    assert code == 0, err
+    assert b"null" not in results.read_bytes() and b"NaN" not in results.read_bytes()
+    scores = [s for r in json.loads(results.read_text()) for s in r["face_kpts"][2::3]]
+    assert scores and all(s == 0 for s in scores)
+    code, _, err = _run("eval", "--gt", work / "good.json", "--pred", results)
+    assert code == 0, err

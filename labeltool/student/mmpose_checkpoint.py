@@ -86,8 +86,9 @@ def check_tensors(state: dict, path: str | os.PathLike, what: str = "tensor") ->
     """Refuse, naming the tensor, what would allocate past its file or not load as dense real weights.
 
     A tensor must be dense (strided), hold data (not ``meta``), be real (complex would be cast
-    with a warning, dropping the imaginary part), and declare no more elements than its storage
-    holds (a stride-0 view of one number can declare 10^12 elements, allocated on the first copy).
+    with a warning, dropping the imaginary part), declare no more elements than its storage
+    holds (a stride-0 view of one number can declare 10^12 elements, allocated on the first copy),
+    and hold finite numbers (NaN weights give NaN keypoints, written as ``null`` that eval refuses).
     Keys that are not tensors are left to the caller.
     """
     for key, t in state.items():
@@ -105,6 +106,10 @@ def check_tensors(state: dict, path: str | os.PathLike, what: str = "tensor") ->
         if t.numel() > max(held, 0):
             raise UserError(f"{path}: refused: {name} declares {t.numel()} elements but its data holds {max(held, 0)} "
                             f"(a stride-0 or overlapping view)")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise UserError(f"{path}: refused: {name} has {bad} NaN or Inf values (a diverged training?); "
+                            f"its outputs would be NaN")
 
 
 _INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)  # num_batches_tracked, counters

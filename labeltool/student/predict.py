@@ -139,7 +139,12 @@ class Predictor:
             fx, fy = flip_simcc(fx, fy, self.layout.flip_index)
             simcc_x, simcc_y = (simcc_x + fx) / 2, (simcc_y + fy) / 2
         kp, scores = self.codec.decode(simcc_x, simcc_y)
-        return kp.cpu().numpy().astype(np.float64), scores.cpu().numpy().astype(np.float64)
+        kp, scores = kp.cpu().numpy().astype(np.float64), scores.cpu().numpy().astype(np.float64)
+        # a non-finite logit (an input that overflows the network) is no prediction, as for the ONNX teachers
+        # (teachers.onnx.to_image): score 0, never a NaN that the results json would carry as null
+        bad = ~np.isfinite(scores) | ~np.isfinite(kp).all(axis=-1)
+        kp[bad], scores[bad] = 0.0, 0.0
+        return kp, scores
 
     def predict_image(self, image: np.ndarray, bboxes: np.ndarray) -> np.ndarray:
         """(M, K, 3) x y score in image pixels for the x y w h boxes of one RGB image."""
