@@ -436,3 +436,36 @@ def test_predict_writes_no_null_for_logits_that_overflow_and_eval_reads_it(tmp_p
     assert scores and all(s == 0 for s in scores)
     code, _, err = _run("eval", "--gt", work / "good.json", "--pred", results)
     assert code == 0, err
+
+
+# --------------------------------------------------------------------------- convert of a large file
+
+
+def test_convert_converts_and_writes_a_part_at_a_time(tmp_path, monkeypatch):
+    """``wbt convert`` never holds every person's converted points (10^6 persons: 10 GB before); same bytes."""
+    import orjson
+
+    import labeltool.coco
+    import labeltool.convert
+    from labeltool.coco import load_pose_dataset, pose_document
+    from labeltool.convert import convert_dataset
+    from labeltool.layouts import HALPE136
+
+    src = tmp_path / "wholebody133.json"
+    src.write_text(json.dumps(_doc([f"{i}.jpg" for i in range(25)])))
+    expected = orjson.dumps(pose_document(convert_dataset(load_pose_dataset(src), HALPE136)),
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+    largest = []
+    convert_points = labeltool.convert.convert_points
+
+    def recording(kpts, *args, **kwargs):
+        largest.append(len(kpts))
+        return convert_points(kpts, *args, **kwargs)
+
+    monkeypatch.setattr(labeltool.convert, "convert_points", recording)
+    monkeypatch.setattr(labeltool.coco, "WRITE_CHUNK", 7)
+    code, out, err = _run("convert", src, tmp_path / "halpe136.json", "--to", "136")
+    assert code == 0, err
+    assert "25 persons" in out and "derived neck 25, hip 25" in out
+    assert max(largest) == 7 and sum(largest) == 25
+    assert (tmp_path / "halpe136.json").read_bytes() == expected
