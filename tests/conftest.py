@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-REALDATA = SHARED / "realdata"
+# $WBT_REALDATA: the folder when the checkout is not beside ../shared (a git worktree elsewhere)
+REALDATA = Path(os.environ.get("WBT_REALDATA", SHARED / "realdata"))
 
 
 @pytest.fixture(scope="session")

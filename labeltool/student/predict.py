@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from labeltool.coco import image_path, load_pose_dataset, read_json, write_json_atomic
-from labeltool.errors import UserError
+from labeltool.errors import UserError, first_line
 from labeltool.images import read_rgb
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_for
 from labeltool.student.codec import SimCCCodec, flip_simcc
@@ -49,13 +49,13 @@ def load_checkpoint(path: str | os.PathLike, need: tuple[str, ...] = ("config", 
     except pickle.UnpicklingError as err:
         if "global" not in str(err).lower():  # junk bytes, not a refused object
             raise UserError(f"{path}: not a readable checkpoint (damaged, truncated or not a torch file): "
-                            f"{_first_line(str(err))}") from None
+                            f"{first_line(str(err))}") from None
         # weights_only met a Python object other than tensors and plain data: name it, never build it
-        what = _first_line(str(err).split("WeightsUnpickler error:")[-1])
+        what = first_line(str(err).split("WeightsUnpickler error:")[-1])
         raise UserError(f"{path}: refused: the file holds more than tensors, numbers, strings, lists and dicts "
                         f"(loading it could run code): {what}") from None
     except Exception as err:  # torch raises many types for a damaged or truncated file
-        first = _first_line(str(err))
+        first = first_line(str(err))
         raise UserError(f"{path}: not a readable checkpoint (damaged or truncated?): {type(err).__name__}: {first}"
                         ) from None
     missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
@@ -68,13 +68,6 @@ def load_checkpoint(path: str | os.PathLike, need: tuple[str, ...] = ("config", 
     return ckpt
 
 
-def _first_line(message: str, limit: int = 400) -> str:
-    """The first non-empty line of an error message from torch (its later lines are advice about torch.load)."""
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    first = lines[0] if lines else ""
-    return first if len(first) <= limit else first[:limit] + "..."
-
-
 def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> Student:
     """The student in ``ckpt`` (its EMA weights when present and ``use_ema``), in eval mode."""
     if ckpt.get("incomplete"):  # e.g. an RTMW checkpoint: its backbone alone is no model
@@ -85,7 +78,7 @@ def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> Student:
         expected = expected_state(config)  # shapes only (meta device): a hostile config allocates nothing
     except (TypeError, ValueError, KeyError, RuntimeError, ZeroDivisionError, OverflowError) as err:
         raise UserError(f"{source}: its 'config' does not build a student: {type(err).__name__}: "
-                        f"{_first_line(str(err))}") from None
+                        f"{first_line(str(err))}") from None
     entry = "ema" if use_ema and ckpt.get("ema") is not None else "model"
     state = ckpt[entry]
     if not isinstance(state, dict):

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from labeltool import topdown
-from labeltool.errors import UserError
+from labeltool.errors import UserError, first_line
 from labeltool.teachers.base import CROP_FACE, CROP_HAND, CROP_PERSON, PartPrediction, Sides, TeacherSpec
 
 RTMLIB_MEAN = (123.675, 116.28, 103.53)  # subtracted from the B, G, R channels in this order
@@ -196,7 +196,7 @@ def load_model(arg: str, expected: tuple[int, ...] = (), what: str = "onnx", thr
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for unreadable files
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        reason = first_line(str(err)) or type(err).__name__
         raise UserError(f"{path}: not an ONNX model onnxruntime can load ({reason}); {hint}") from None
     inputs = session.get_inputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, "3"):
@@ -273,7 +273,7 @@ def _probe(session, input_name: str, outputs: tuple[str, str], batch: int, size:
         if run_options.terminate:
             raise UserError(f"{path}: refused: running it once on a blank {size[0]}x{size[1]} input took over "
                             f"{CHECK_SECONDS:g} s (stopped); {hint}") from None
-        reason = str(err).strip().splitlines()[0][:300]
+        reason = first_line(str(err))
         raise _DoesNotRun(f"{path}: does not run on a {size[0]}x{size[1]} input ({reason}); {hint}") from None
     finally:
         timer.cancel()
