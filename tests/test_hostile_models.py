@@ -250,11 +250,12 @@ def test_render_and_review_export_refuse_an_image_over_the_limit_in_one_line(bom
 
 
 def _onnx_model(path: Path, k: int = 68, size: int = 64, input_shape: list | None = None, fill: float | None = None,
-                loop: int | None = None, batch_one_out: bool = False) -> Path:
+                loop: int | None = None, batch_one_out: bool = False, nan_on_content: bool = False) -> Path:
     """A small rtmlib-convention SimCC model: constant logits (peak at the crop centre) + 0 x mean(input).
 
     ``fill``: every logit this value (NaN); ``loop``: the mean first goes through an ONNX Loop of that many
-    iterations; ``batch_one_out``: the input batch is dynamic but the outputs' batch is fixed at 1.
+    iterations; ``batch_one_out``: the input batch is dynamic but the outputs' batch is fixed at 1;
+    ``nan_on_content``: + sqrt(-|mean|), 0 on the check's blank input, NaN on a real crop.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -279,7 +280,10 @@ def _onnx_model(path: Path, k: int = 68, size: int = 64, input_shape: list | Non
         nodes.append(helper.make_node("Loop", ["trips", "cond", "mean"], ["looped"], body=body))
         source = "looped"
     nodes += [helper.make_node("Unsqueeze", [source, "axis2"], ["mean3"]),  # (N, 1, 1)
-              helper.make_node("Mul", ["mean3", "zero"], ["nothing"])]
+              helper.make_node("Mul", ["mean3", "zero"], ["nothing"] if not nan_on_content else ["zeros"])]
+    if nan_on_content:
+        nodes += [helper.make_node("Abs", ["mean3"], ["abs"]), helper.make_node("Neg", ["abs"], ["neg"]),
+                  helper.make_node("Sqrt", ["neg"], ["root"]), helper.make_node("Add", ["zeros", "root"], ["nothing"])]
     outputs = []
     for name in ("simcc_x", "simcc_y"):
         logits = np.zeros((1, k, 2 * size), np.float32)
@@ -342,6 +346,25 @@ def test_hostile_onnx_teachers_are_refused_at_the_check(case, tmp_path, monkeypa
     code, _, err = _distill_face(ann, images, tmp_path / "out", f"{model}{suffix}")
     _assert_one_line_error(code, err, str(model), *fragments)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_giving_nan_on_real_crops_predicts_nothing_and_eval_reads_its_results(tmp_path):
+    model = _onnx_model(tmp_path / "nan_on_content.onnx", nan_on_content=True)  # finite on the blank check input
+    ann, images = _face_dataset(tmp_path / "data", persons=2)
+    boxes = tmp_path / "faces.json"
+    boxes.write_text(json.dumps([{"image_id": 1, "file_name": "p.jpg", "bbox": [40, 30, 40, 40]},
+                                 {"image_id": 1, "file_name": "p.jpg", "bbox": [160, 30, 40, 40]}]))
+    results = tmp_path / "face_pred.json"
+    code, _, err = _run("teach", "--part", "face", "--backend", f"onnx:{model}", "--images", images, "--boxes",
+                        boxes, "--out", results)
+    assert code == 0, err
+    assert b"null" not in results.read_bytes() and b"NaN" not in results.read_bytes()
+    assert [r["score"] for r in json.loads(results.read_text())] == [0.0, 0.0]  # nothing predicted
+    out = tmp_path / "out"  # distill: no face labelled, every confidence finite
+    code, _, err = _distill_face(ann, images, out, str(model))
+    assert code == 0, err
+    assert list(_labels(out)["face_status"]) == ["no_detection", "no_detection"]
+    assert all(np.isfinite(c).all() for c in _labels(out)["confidence"])
 
 
 def _labels(out: Path):
