@@ -15,7 +15,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import chain
@@ -876,9 +876,96 @@ def pose_document(ds: PoseDataset) -> dict:
     return wholebody_document(ds) if ds.layout is WHOLEBODY133 else flat_document(ds)
 
 
-def write_pose_dataset(ds: PoseDataset, path: str | os.PathLike) -> None:
-    """Write ``ds`` in its layout's native format (COCO-WholeBody keys for 133), atomically."""
-    write_json_atomic(pose_document(ds), path)
+WRITE_CHUNK = 10_000  # persons converted to json objects at a time by write_pose_dataset
+
+
+def write_pose_dataset(ds: PoseDataset | Iterable[PoseDataset], path: str | os.PathLike) -> None:
+    """Write ``ds`` in its layout's native format (COCO-WholeBody keys for 133), atomically.
+
+    Streamed: :data:`WRITE_CHUNK` persons at a time become json objects and are written, so the
+    output is never held whole in memory (10^6 persons of 136 points are 3 GB of json, 10 GB
+    as Python lists). ``ds`` may be an iterable of datasets, the parts of one (one layout; the
+    first part's images, categories and other keys head the file), e.g. converted chunk by chunk.
+    The bytes are those of ``orjson.dumps(pose_document(ds))``.
+    """
+    parts = iter(_chunks(ds) if isinstance(ds, PoseDataset) else ds)
+    first = next(parts)
+    doc = pose_document(first.subset(np.zeros(0, dtype=np.int64)))
+    head = {k: v for k, v in doc.items() if k not in ("annotations", "categories")}
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected an output file name")
+    new_parents = new_outputs_removed_on_error(path.parent) if not path.parent.exists() else contextlib.nullcontext()
+    with new_parents:
+        writer = JsonDocumentWriter(path, head, "annotations", {"categories": doc["categories"]})
+        try:
+            for part in chain([first], parts):
+                if part.layout is not first.layout:
+                    raise ValueError(f"parts of one file in two layouts: {first.layout.name}, {part.layout.name}")
+                writer.write(pose_document(part)["annotations"])
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+
+
+def _chunks(ds: PoseDataset, size: int = WRITE_CHUNK) -> Iterator[PoseDataset]:
+    """``ds`` in parts of ``size`` persons (one empty part for an empty dataset)."""
+    for start in range(0, max(len(ds), 1), size):
+        yield ds.subset(np.arange(start, min(len(ds), start + size)))
+
+
+class JsonDocumentWriter:
+    """Writes ``{head..., "<list_key>": [items...], tail...}`` item by item to an :class:`AtomicFile`, renamed on close."""
+
+    def __init__(self, path: Path, head: dict, list_key: str, tail: dict):
+        self.path = Path(path)
+        self.tail = tail
+        with write_errors_name(self.path):  # a full disk names the output, not the temp file
+            self.target = AtomicFile(self.path)
+            try:
+                self.file = open(self.target.tmp, "wb")  # noqa: SIM115 - closed by close() / abort()
+            except BaseException:
+                self.target.abort()
+                raise
+            self.file.write(b"{")
+            for key, value in head.items():
+                self.file.write(_dumps(key) + b":" + _dumps(value) + b",")
+            self.file.write(_dumps(list_key) + b":[")
+        self.first = True
+
+    def write(self, items: list[dict]) -> None:
+        with write_errors_name(self.path):
+            for item in items:
+                if not self.first:
+                    self.file.write(b",")
+                self.file.write(_dumps(item))
+                self.first = False
+
+    def finish(self) -> None:
+        """Write the tail and close the temp file; :meth:`AtomicFile.commit` of ``target`` then renames it."""
+        with write_errors_name(self.path):
+            self.file.write(b"]")
+            for key, value in self.tail.items():
+                self.file.write(b"," + _dumps(key) + b":" + _dumps(value))
+            self.file.write(b"}")
+            self.file.close()
+
+    def close(self) -> None:
+        self.finish()
+        with write_errors_name(self.path):
+            self.target.commit()
+
+    def abort(self) -> None:
+        with suppress(OSError):  # closing flushes, which fails again on a full disk
+            self.file.close()
+        self.target.abort()
+
+
+def _dumps(value) -> bytes:
+    if orjson is None:  # pragma: no cover - orjson is a declared dependency
+        return json.dumps(value).encode()
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 __all__ = [
@@ -892,6 +979,7 @@ __all__ = [
     "read_json",
     "check_json_start",
     "write_pose_dataset",
+    "JsonDocumentWriter",
     "write_json_atomic",
     "write_bytes_atomic",
     "AtomicFile",

@@ -41,7 +41,7 @@ def convert_command(src: Path, dst: Path, target: str, dataset_format: str | Non
       wbt convert val133.json openpose_val/ --to openpose
       wbt convert mmpose_crowdpose_test.json crowdpose17.json --to 17
     """
-    from labeltool.convert import TARGETS, write_openpose
+    from labeltool.convert import TARGETS, convert_in_parts, write_openpose
     from labeltool.datasets import read_body_dataset
     from labeltool.layouts import HALPE136
 
@@ -54,20 +54,27 @@ def convert_command(src: Path, dst: Path, target: str, dataset_format: str | Non
         return
     if dst.is_dir():
         raise UserError(f"{dst}: is a directory, expected an output json file name")
-    out = body.to_layout(TARGETS[target])
-    write_pose_dataset(out, dst)
-    derived = ""
+    layout = TARGETS[target]
     own = body.format.to_halpe136  # Halpe points the dataset has itself (CrowdPose's head top and neck, ...)
-    if out.layout is HALPE136 and ds.layout is not HALPE136 and own:
-        counts = {n: int((out.keypoints[:, HALPE136.index(n), 2] > 0).sum()) for n in ("head", "neck", "hip")}
+    derived_names = ("head", "neck", "hip") if own else ("neck", "hip")
+    counts = dict.fromkeys(derived_names, 0)
+
+    def converted():  # a part at a time: 10^6 persons never exist whole as 136-point arrays and json objects
+        for part in convert_in_parts(body, layout):
+            for name in counts if layout is HALPE136 else ():
+                counts[name] += int((part.keypoints[:, HALPE136.index(name), 2] > 0).sum())
+            yield part
+
+    write_pose_dataset(converted(), dst)
+    derived = ""
+    if layout is HALPE136 and ds.layout is not HALPE136 and own:
         derived = "; " + ", ".join(
             f"{n} {c} ({'from the dataset' if n in own else 'unlabelled' if n == 'head' else 'derived'})"
             for n, c in counts.items()
         )
-    elif out.layout is HALPE136 and ds.layout is not HALPE136:
-        counts = (out.keypoints[:, [HALPE136.index("neck"), HALPE136.index("hip")], 2] > 0).sum(axis=0)
-        derived = f"; derived neck {counts[0]}, hip {counts[1]} (head top unlabelled)"
-    click.echo(f"wrote {dst}: {len(out)} persons, {ds.layout.name} -> {out.layout.name}{derived}")
+    elif layout is HALPE136 and ds.layout is not HALPE136:
+        derived = f"; derived neck {counts['neck']}, hip {counts['hip']} (head top unlabelled)"
+    click.echo(f"wrote {dst}: {len(ds)} persons, {ds.layout.name} -> {layout.name}{derived}")
 
 
 @click.command("render")

@@ -65,9 +65,10 @@ class FakeWholeBody:
     def predict(self, image, boxes, body=None, sides=None) -> PartPrediction:
         self.calls.append(np.array(boxes))
         pts = np.zeros((len(boxes), 6 + 68 + 21 + 21, 3))
-        for i, b in enumerate(boxes):
-            pts[i, :, 0] = (b[0] + b[2]) / 2  # every point at the box centre: inside the image
-            pts[i, :, 1] = (b[1] + b[3]) / 2
+        angle = np.linspace(0, 2 * np.pi, pts.shape[1], endpoint=False)
+        for i, b in enumerate(boxes):  # points on a circle of radius 40 around the box centre: inside the image
+            pts[i, :, 0] = (b[0] + b[2]) / 2 + 40 * np.cos(angle)  # (all on one pixel would be 'degenerate')
+            pts[i, :, 1] = (b[1] + b[3]) / 2 + 40 * np.sin(angle)
             pts[i, :, 2] = 0.9
         pts[:, :6] = 0.0  # no feet found
         return PartPrediction(pts)
@@ -141,12 +142,15 @@ def test_a_whole_body_teacher_fills_its_parts_through_the_distill_work(wholebody
     labels = result.labels
     code = choice.sources().index("wholebody:fake:m")
     face = WHOLEBODY133.parts["face"]
-    # every point at the person box centre (320, 260): the merge judges each part by its own rules.
+    # every point around the person box centre (320, 260): the merge judges each part by its own rules.
     # face: centre inside the box the teacher ran on (the person box) -> accepted, with its source
     assert labels.status["face"] == [ACCEPTED] and (labels.source[0, face] == code).all() and code == 8
-    np.testing.assert_allclose(labels.keypoints[0, face], np.tile([320.0, 260.0, 2.0], (68, 1)))
+    angle = np.linspace(0, 2 * np.pi, 116, endpoint=False)[6:74]
+    np.testing.assert_allclose(labels.keypoints[0, face, :2], np.stack([320 + 40 * np.cos(angle),
+                                                                         260 + 40 * np.sin(angle)], axis=1))
+    assert (labels.keypoints[0, face, 2] == 2).all()
     assert labels.status["foot"] == ["no_detection"]
-    # hands: the root must lie near the wrist; at the person centre it is far from both wrists
+    # hands: the root must lie near the wrist; beside the person centre it is far from both wrists
     assert labels.status["lefthand"] == ["far_from_wrist"] and labels.status["righthand"] == ["far_from_wrist"]
     assert (labels.source[0, :17] == SOURCE_GT).all()
 

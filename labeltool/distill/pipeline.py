@@ -251,7 +251,7 @@ def _run_record(inp: DistillInput, config: DistillConfig, plan: Plan, limit: int
     """What the shards are made from (shards/run.json): a resumed run must match it."""
     return {
         "input": inp.identity,
-        "teachers": config.teachers.as_dict(),
+        "teachers": config.teachers.as_dict(file_names=True),  # model files by name; "models" has their digests
         "models": config.teachers.describe(body=inp.body.needs_teacher),  # a changed model file is another run
         "rules": config.rules.as_dict(),
         "limit": limit,

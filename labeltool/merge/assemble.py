@@ -11,16 +11,14 @@ files, so a resumed run writes the same bytes as an uninterrupted one.
 from __future__ import annotations
 
 from collections import Counter
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 from labeltool.coco import (
     KEYPOINT_KEYS,
-    AtomicFile,
+    JsonDocumentWriter,
     PoseDataset,
     flat_document,
     wholebody_document,
@@ -40,57 +38,6 @@ from labeltool.merge.rules import (
 )
 
 FLUSH_PERSONS = 2000  # persons per write batch (and per parquet row group)
-
-
-class JsonDocumentWriter:
-    """Writes ``{head..., "<list_key>": [items...], tail...}`` item by item to an :class:`AtomicFile`, renamed on close."""
-
-    def __init__(self, path: Path, head: dict, list_key: str, tail: dict):
-        self.path = Path(path)
-        self.tail = tail
-        with write_errors_name(self.path):  # a full disk names the output, not the temp file
-            self.target = AtomicFile(self.path)
-            try:
-                self.file = open(self.target.tmp, "wb")  # noqa: SIM115 - closed by close() / abort()
-            except BaseException:
-                self.target.abort()
-                raise
-            self.file.write(b"{")
-            for key, value in head.items():
-                self.file.write(orjson.dumps(key) + b":" + _dumps(value) + b",")
-            self.file.write(orjson.dumps(list_key) + b":[")
-        self.first = True
-
-    def write(self, items: list[dict]) -> None:
-        with write_errors_name(self.path):
-            for item in items:
-                if not self.first:
-                    self.file.write(b",")
-                self.file.write(_dumps(item))
-                self.first = False
-
-    def finish(self) -> None:
-        """Write the tail and close the temp file; :meth:`AtomicFile.commit` of ``target`` then renames it."""
-        with write_errors_name(self.path):
-            self.file.write(b"]")
-            for key, value in self.tail.items():
-                self.file.write(b"," + orjson.dumps(key) + b":" + _dumps(value))
-            self.file.write(b"}")
-            self.file.close()
-
-    def close(self) -> None:
-        self.finish()
-        with write_errors_name(self.path):
-            self.target.commit()
-
-    def abort(self) -> None:
-        with suppress(OSError):  # closing flushes, which fails again on a full disk
-            self.file.close()
-        self.target.abort()
-
-
-def _dumps(value) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 @dataclass

@@ -14,7 +14,8 @@ in docs/distill.md) are:
   threshold, and a sanity rule must hold (face: the points' centre lies in the proposal box;
   hand: the model's handedness agrees with the body side and the hand root lies near the
   body wrist). Inside an accepted part each point needs a confidence > 0 and must lie inside
-  the image; a part left with fewer than ``min_points`` points is rejected.
+  the image; a part left with fewer than ``min_points`` points is rejected, and so is one whose
+  points span less than ``min_spread`` of the proposal box's diagonal (``degenerate``).
 - Foot points are accepted one by one: confidence >= ``foot_min_conf``, the ankle of that
   side is labelled and the point lies within ``foot_max_dist`` shin lengths of it.
 - A rejected part is all zeros (x = y = v = 0), exactly like COCO-WholeBody's invalid parts.
@@ -53,6 +54,7 @@ HANDEDNESS_MISMATCH = "handedness_mismatch"
 FAR_FROM_WRIST = "far_from_wrist"  # hand root far from the body wrist
 FAR_FROM_ANKLE = "far_from_ankle"  # no foot point near a labelled ankle
 TOO_FEW_POINTS = "too_few_points"
+DEGENERATE = "degenerate"  # face / hand points collapsed onto (nearly) one spot: a broken or constant model
 NOT_RUN = "not_run"  # crowd / no body keypoints / teacher not selected / image failed
 PART_STATUSES = (
     ACCEPTED,
@@ -64,6 +66,7 @@ PART_STATUSES = (
     FAR_FROM_WRIST,
     FAR_FROM_ANKLE,
     TOO_FEW_POINTS,
+    DEGENERATE,
     NOT_RUN,
 )
 MERGED_PARTS = ("foot", "face", "lefthand", "righthand")
@@ -89,6 +92,10 @@ class MergeRules:
     face_min_points: int = 34  # of 68
     hand_min_points: int = 11  # of 21
     hand_root_max_dist: float = 0.5  # hand root to body wrist, in hand sizes (diagonal of the points' box)
+    # face / hand: the accepted points must span at least this share of the proposal box's diagonal. A real
+    # face or hand spans a large share of its box (the box is built around it); a constant or broken model
+    # puts every point on one pixel (12 of 12 faces were accepted from a constant ONNX model without it)
+    min_spread: float = 0.05
     foot_max_dist: float = 1.0  # foot point to ankle, in shin lengths (knee-ankle)
     reject_handedness_mismatch: bool = True
     # ensembles: two models' points agree within this share of the part size (the diagonal of the
@@ -281,6 +288,8 @@ def merge_persons(
                 need = {"face": rules.face_min_points, "foot": 1}.get(part, rules.hand_min_points)
                 if accepted.sum() < need:
                     status, accepted = TOO_FEW_POINTS, None
+                elif part != "foot" and _degenerate(pred.points[p, accepted, :2], pred.boxes[p], rules.min_spread):
+                    status, accepted = DEGENERATE, None
             out.status[part][p] = status
             if accepted is None:
                 continue
@@ -291,6 +300,12 @@ def merge_persons(
             source = pred.source[p] if np.ndim(pred.source) == 2 else pred.source
             out.source[p, idx[accepted]] = np.broadcast_to(source, accepted.shape)[accepted]
     return out
+
+
+def _degenerate(xy: np.ndarray, box: np.ndarray, min_spread: float) -> bool:
+    """Whether points (N, 2) span less than ``min_spread`` x the diagonal of ``box`` [x0, y0, x1, y1]."""
+    spread = float(np.linalg.norm(xy.max(axis=0) - xy.min(axis=0)))
+    return spread < min_spread * float(np.linalg.norm(np.asarray(box[2:]) - np.asarray(box[:2])))
 
 
 def _inside(points: np.ndarray, width: int, height: int) -> np.ndarray:

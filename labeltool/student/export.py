@@ -15,6 +15,7 @@ rtmlib's input normalisation folded in, nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labeltool.coco import write_bytes_atomic
+from labeltool.coco import AtomicFile, new_outputs_removed_on_error, write_errors_name
 from labeltool.errors import UserError
 from labeltool.student.model import Student
 from labeltool.teachers.onnx import (  # rtmlib's defaults, on the B, G, R channels in order
@@ -60,28 +61,48 @@ def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = T
     rng = np.random.default_rng(0)
     example = torch.from_numpy(normalise_bgr(rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)))
     out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.is_dir():
+        raise UserError(f"{out_path}: is a directory, expected an output .onnx file name")
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (example,), buffer, input_names=["input"], output_names=["simcc_x", "simcc_y"],
                           dynamic_axes={"input": {0: "batch"}, "simcc_x": {0: "batch"}, "simcc_y": {0: "batch"}},
                           opset_version=opset, dynamo=False)
-    write_bytes_atomic(buffer.getvalue(), out_path)
-    if not check:
-        return f"wrote {out_path} (not checked)"
+    # the file is written and checked under a temp name beside OUT and renamed only once the check passed:
+    # a failed check leaves OUT as it was (an earlier good export is not replaced by a bad one)
+    new_parents = (new_outputs_removed_on_error(out_path.parent) if not out_path.parent.exists()
+                   else contextlib.nullcontext())
+    with write_errors_name(out_path), new_parents, AtomicFile(out_path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+        if not check:
+            return f"wrote {out_path} (not checked)"
+        agreement = _check_onnx(tmp, model, out_path, rng, (w, h))
+    if agreement is None:
+        return f"wrote {out_path}; not checked: onnxruntime is not installed (pip install onnxruntime)"
+    return f"wrote {out_path} (rtmlib convention: BGR crops, (x - mean) / std, {w}x{h}); {agreement}"
+
+
+def _check_onnx(onnx_file: Path, model: nn.Module, out_path: Path, rng: np.random.Generator,
+                size: tuple[int, int]) -> str | None:
+    """Run ``onnx_file`` with onnxruntime against PyTorch on random BGR crops: the line saying how close they
+    agree, None without onnxruntime; a :class:`UserError` naming ``out_path`` when they disagree."""
     try:
         import onnxruntime as ort
     except ImportError:
-        return f"wrote {out_path}; not checked: onnxruntime is not installed (pip install onnxruntime)"
-    session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
+        return None
+    w, h = size
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     bgr = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
     ox, oy = session.run(["simcc_x", "simcc_y"], {"input": normalise_bgr(bgr)})
     with torch.no_grad():
         tx, ty = model(torch.from_numpy(normalise_bgr(bgr)))
+    if not all(np.isfinite(a).all() for a in (ox, oy, tx.numpy(), ty.numpy())):
+        raise UserError(f"{out_path}: not written: the model gives non-finite outputs (NaN or Inf) on test crops; "
+                        f"its weights are broken")
     err = max(float(np.abs(ox - tx.numpy()).max()), float(np.abs(oy - ty.numpy()).max()))
     scale = max(float(np.abs(tx.numpy()).max()), float(np.abs(ty.numpy()).max()))
     if not err <= 1e-3 * max(scale, 1.0):
-        raise UserError(f"{out_path}: onnxruntime output differs from PyTorch by {err:.3g} (max |output| {scale:.3g})")
-    return (f"wrote {out_path} (rtmlib convention: BGR crops, (x - mean) / std, {w}x{h}); onnxruntime "
-            f"{ort.__version__} agrees with PyTorch (max abs diff {err:.2e} on batch 3)")
+        raise UserError(f"{out_path}: not written: onnxruntime output differs from PyTorch by {err:.3g} "
+                        f"(max |output| {scale:.3g})")
+    return f"onnxruntime {ort.__version__} agrees with PyTorch (max abs diff {err:.2e} on batch 3)"

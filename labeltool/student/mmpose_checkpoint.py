@@ -10,8 +10,11 @@ inert stand-ins that hold their pickled data and run nothing; the weights are pl
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -23,6 +26,10 @@ from labeltool.student.model import PRESETS, Student, StudentConfig
 RTMPOSE_SIZES = {(0.167, 0.375): "t", (0.33, 0.5): "s", (0.67, 0.75): "m", (1.0, 1.0): "l", (1.33, 1.25): "x"}
 _STAGE_BLOCKS = (3, 6, 6, 3)
 _DEFAULT_SPLIT_RATIO = 2.0
+# torch.save stores zip members uncompressed; float weights deflate ~1.1x. A member that expands more
+# than this (and by more than _BOMB_MIN_BYTES) is a zip bomb: 13 MB of zeros deflated is 3.4 GB loaded.
+MAX_EXPANSION = 20
+_BOMB_MIN_BYTES = 1 << 20
 
 # (pattern, replacement) applied in order: mmpose / mmdet module names -> the student's.
 _RENAMES = [
@@ -57,11 +64,64 @@ class InertObject:
         self.state = state
 
 
+def check_archive(path: str | os.PathLike) -> None:
+    """Refuse a zip checkpoint whose compressed members would expand past :data:`MAX_EXPANSION` times their size.
+
+    Read from the zip directory only, before ``torch.load`` (which cannot memory-map a compressed
+    member and inflates it whole). A file that is not a zip (legacy torch format) passes.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return
+    for info in members:
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > max(
+                MAX_EXPANSION * info.compress_size, _BOMB_MIN_BYTES):
+            raise UserError(f"{path}: refused: zip member {info.filename} expands from {info.compress_size} to "
+                            f"{info.file_size} bytes (over {MAX_EXPANSION}x; torch.save stores tensors uncompressed)")
+
+
+def check_tensors(state: dict, path: str | os.PathLike, what: str = "tensor") -> None:
+    """Refuse, naming the tensor, what would allocate past its file or not load as dense real weights.
+
+    A tensor must be dense (strided), hold data (not ``meta``), be real (complex would be cast
+    with a warning, dropping the imaginary part), declare no more elements than its storage
+    holds (a stride-0 view of one number can declare 10^12 elements, allocated on the first copy),
+    and hold finite numbers (NaN weights give NaN keypoints, written as ``null`` that eval refuses).
+    Keys that are not tensors are left to the caller.
+    """
+    for key, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        name = f"{what} {key} {tuple(t.shape)}"
+        if t.layout != torch.strided:
+            raise UserError(f"{path}: refused: {name} is {str(t.layout).removeprefix('torch.')}, not a dense tensor")
+        if t.is_meta:
+            raise UserError(f"{path}: refused: {name} is a meta tensor (a shape without data)")
+        if t.is_complex() or not (t.is_floating_point() or t.dtype in _INTEGER_DTYPES):
+            raise UserError(f"{path}: refused: {name} is {str(t.dtype).removeprefix('torch.')}; "
+                            f"weights must be real floating-point numbers")
+        held = t.untyped_storage().nbytes() // max(t.element_size(), 1) - t.storage_offset()
+        if t.numel() > max(held, 0):
+            raise UserError(f"{path}: refused: {name} declares {t.numel()} elements but its data holds {max(held, 0)} "
+                            f"(a stride-0 or overlapping view)")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise UserError(f"{path}: refused: {name} has {bad} NaN or Inf values (a diverged training?); "
+                            f"its outputs would be NaN")
+
+
+_INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)  # num_batches_tracked, counters
+
+
 def read_weights_only(path: str | os.PathLike) -> object:
     """``torch.load(weights_only=True)`` of ``path``; globals outside torch's allowlist become :class:`InertObject`.
 
-    Raises whatever ``torch.load`` raises for a file that is not a readable torch file.
+    Raises whatever ``torch.load`` raises for a file that is not a readable torch file, and a
+    :class:`UserError` for a zip bomb (:func:`check_archive`).
     """
+    check_archive(path)
     stand_ins = []
     try:
         stand_ins = [(InertObject, name) for name in torch.serialization.get_unsafe_globals_in_checkpoint(path)]
@@ -116,11 +176,12 @@ def load_mmpose_checkpoint(path: str | os.PathLike) -> dict | None:
     state = mmpose_state_dict(obj)
     if state is None:
         return None
-    return convert_mmpose_state(state, path, _split_ratio(obj))
+    return convert_mmpose_state(state, path, _split_ratio(obj, path))
 
 
 def convert_mmpose_state(state: dict[str, torch.Tensor], path: Path, split_ratio: float = _DEFAULT_SPLIT_RATIO) -> dict:
     """The student checkpoint of mmpose weights ``state`` (see :func:`load_mmpose_checkpoint`)."""
+    check_tensors(state, path)
     renamed = {student_key(k): v for k, v in state.items() if not k.startswith("data_preprocessor.")}
     if "backbone.stem.0.0.weight" not in renamed:
         raise UserError(f"{path}: not an RTMPose checkpoint the student can load: no CSPNeXt backbone "
@@ -143,7 +204,7 @@ def convert_mmpose_state(state: dict[str, torch.Tensor], path: Path, split_ratio
                            incomplete=f"{path}: {why}; only its CSPNeXt backbone can load "
                                       f"(wbt train-student --init), not a whole model")
     config = _head_config(renamed, preset, deepen, widen, split_ratio, path)
-    expected = Student(config).state_dict()
+    expected = expected_state(config)
     unknown = [k for k in renamed if k not in expected]
     wrong = [k for k in renamed if k in expected and expected[k].shape != renamed[k].shape]
     missing = [k for k in expected if k not in renamed and not k.endswith("num_batches_tracked")]
@@ -158,7 +219,7 @@ def convert_mmpose_state(state: dict[str, torch.Tensor], path: Path, split_ratio
         raise UserError(f"{path}: an mmpose {name} checkpoint of another head or architecture: {'; '.join(parts)}")
     for key, tensor in expected.items():
         if key.endswith("num_batches_tracked") and key not in renamed:
-            renamed[key] = tensor  # published checkpoints drop them
+            renamed[key] = torch.zeros(tensor.shape, dtype=tensor.dtype)  # published checkpoints drop them
     w, h = config.input_size
     layout = {17: "body-17", 26: "Halpe-26", 133: "whole-body-133", 136: "Halpe-136"}.get(config.num_keypoints,
                                                                                            f"{config.num_keypoints}-point")
@@ -195,6 +256,17 @@ def _checkpoint(config: StudentConfig, state: dict, origin: str, path: Path, inc
             "source": str(path)}
 
 
+def expected_state(config: StudentConfig) -> dict[str, torch.Tensor]:
+    """The student's state dict for ``config`` on the meta device: names and shapes, no memory.
+
+    Built before the real model so that a file whose config or tensors disagree is refused by
+    name, not after allocating what a hostile config declares (split ratio 0.001: 16 GB).
+    """
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Initializing zero-element tensors is a no-op"
+        return Student(config).state_dict()
+
+
 def _backbone_factors(state: dict[str, torch.Tensor], path: Path) -> tuple[float, float]:
     """CSPNeXt (deepen, widen) from the stem width and the blocks per stage."""
     widen = state["backbone.stem.0.0.weight"].shape[0] * 2 / 64
@@ -215,25 +287,42 @@ def _backbone_factors(state: dict[str, torch.Tensor], path: Path) -> tuple[float
 def _head_config(state: dict[str, torch.Tensor], preset: str | None, deepen: float, widen: float,
                  split_ratio: float, path: Path) -> StudentConfig:
     final = state["head.final.weight"]
-    if final.shape[-1] != 7:
-        raise UserError(f"{path}: head.final_layer is {final.shape[-2]}x{final.shape[-1]}; the student's is 7x7")
+    if final.ndim != 4 or final.shape[-1] != 7:
+        raise UserError(f"{path}: head.final_layer.weight is {tuple(final.shape)}; the student's is (K, C, 7, 7)")
+    if final.shape[0] == 0:
+        raise UserError(f"{path}: head.final_layer.weight {tuple(final.shape)} has 0 keypoints")
+    if state["head.cls_x.weight"].ndim != 2 or state["head.cls_y.weight"].ndim != 2:
+        raise UserError(f"{path}: head.cls_x / head.cls_y weights are {tuple(state['head.cls_x.weight'].shape)} and "
+                        f"{tuple(state['head.cls_y.weight'].shape)}; expected (bins, hidden)")
     bins_x, hidden = state["head.cls_x.weight"].shape
     bins_y = state["head.cls_y.weight"].shape[0]
     input_size = (int(round(bins_x / split_ratio)), int(round(bins_y / split_ratio)))
-    if input_size[0] % 32 or input_size[1] % 32:
+    if min(input_size) < 32 or input_size[0] % 32 or input_size[1] % 32:
         raise UserError(f"{path}: SimCC bins {bins_x}x{bins_y} at split ratio {split_ratio} give input "
-                        f"{input_size[0]}x{input_size[1]}, not multiples of 32")
+                        f"{input_size[0]}x{input_size[1]}, not multiples of 32 (at least 32)")
     return StudentConfig(preset=preset or "m", num_keypoints=int(final.shape[0]), input_size=input_size,
                          split_ratio=split_ratio, deepen=None if preset else deepen, widen=None if preset else widen,
                          use_gau=any(k.startswith("head.gau.") for k in state), hidden=int(hidden))
 
 
-def _split_ratio(obj: object) -> float:
-    """simcc_split_ratio from the config text mmpose keeps in ``meta['cfg']`` (2.0 when absent)."""
+def _split_ratio(obj: object, path: str | os.PathLike) -> float:
+    """simcc_split_ratio from the config text mmpose keeps in ``meta['cfg']`` (2.0 when absent).
+
+    A value that is not a positive finite number is refused; its use is checked against the head's
+    tensors (:func:`_head_config`, :func:`expected_state`) before anything is allocated.
+    """
     meta = obj.get("meta") if isinstance(obj, dict) else None
     text = meta.get("cfg") if isinstance(meta, dict) else None
-    found = re.search(r"simcc_split_ratio\s*=\s*([0-9.]+)", text) if isinstance(text, str) else None
-    return float(found[1]) if found else _DEFAULT_SPLIT_RATIO
+    found = re.search(r"simcc_split_ratio\s*=\s*([^,)\s]*)", text) if isinstance(text, str) else None
+    if not found:
+        return _DEFAULT_SPLIT_RATIO
+    try:
+        ratio = float(found[1])
+    except ValueError:
+        ratio = math.nan
+    if not (math.isfinite(ratio) and ratio > 0):
+        raise UserError(f"{path}: meta['cfg'] has simcc_split_ratio={found[1][:40]}; expected a positive number")
+    return ratio
 
 
 def _some(keys: list[str], n: int = 3) -> str:

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from labeltool.coco import image_path, load_pose_dataset, read_json, write_json_atomic
-from labeltool.errors import UserError
+from labeltool.errors import UserError, first_line
 from labeltool.images import read_rgb
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_for
 from labeltool.student.codec import SimCCCodec, flip_simcc
-from labeltool.student.mmpose_checkpoint import load_mmpose_checkpoint
+from labeltool.student.mmpose_checkpoint import check_archive, check_tensors, expected_state, load_mmpose_checkpoint
 from labeltool.student.model import Student, StudentConfig
 from labeltool.topdown import BOX_PADDING, box_center_scale, crop_matrices, invert_affine, warp_bilinear
 
@@ -39,6 +39,7 @@ def load_checkpoint(path: str | os.PathLike, need: tuple[str, ...] = ("config", 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    check_archive(path)
     from_mmpose = load_mmpose_checkpoint(path)  # an mmpose RTMPose checkpoint, as a student checkpoint
     if from_mmpose is not None:
         return from_mmpose
@@ -47,27 +48,55 @@ def load_checkpoint(path: str | os.PathLike, need: tuple[str, ...] = ("config", 
     except pickle.UnpicklingError as err:
         if "global" not in str(err).lower():  # junk bytes, not a refused object
             raise UserError(f"{path}: not a readable checkpoint (damaged, truncated or not a torch file): "
-                            f"{(str(err).strip().splitlines() or [''])[0][:160]}") from None
+                            f"{first_line(str(err))}") from None
         # weights_only met a Python object other than tensors and plain data: name it, never build it
-        what = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:160]
+        what = first_line(str(err).split("WeightsUnpickler error:")[-1])
         raise UserError(f"{path}: refused: the file holds more than tensors, numbers, strings, lists and dicts "
                         f"(loading it could run code): {what}") from None
     except Exception as err:  # torch raises many types for a damaged or truncated file
-        first = (str(err).strip().splitlines() or [""])[0][:160]
+        first = first_line(str(err))
         raise UserError(f"{path}: not a readable checkpoint (damaged or truncated?): {type(err).__name__}: {first}"
                         ) from None
     missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise UserError(f"{path}: not a wbt student checkpoint (no {', '.join(repr(k) for k in missing)} entries)")
+    for entry in ("model", "ema"):
+        if isinstance(ckpt.get(entry), dict):
+            check_tensors(ckpt[entry], path, f"{entry} tensor")
+    ckpt.setdefault("source", str(path))
     return ckpt
 
 
 def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> Student:
-    """The student in ``ckpt`` (its EMA weights when present and ``use_ema``), in eval mode."""
+    """The student in ``ckpt`` (its EMA weights when present and ``use_ema``), in eval mode.
+
+    Its tensors' names and shapes are compared with what its config builds (on the meta device)
+    before the model is allocated: a mismatch is one line naming the tensor.
+    """
     if ckpt.get("incomplete"):  # e.g. an RTMW checkpoint: its backbone alone is no model
         raise UserError(ckpt["incomplete"])
-    model = Student(StudentConfig.from_dict(ckpt["config"]))
-    state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    source = ckpt.get("source", "checkpoint")
+    try:
+        config = StudentConfig.from_dict(ckpt["config"])
+        expected = expected_state(config)  # shapes only (meta device): a hostile config allocates nothing
+    except (TypeError, ValueError, KeyError, RuntimeError, ZeroDivisionError, OverflowError) as err:
+        raise UserError(f"{source}: its 'config' does not build a student: {type(err).__name__}: "
+                        f"{first_line(str(err))}") from None
+    entry = "ema" if use_ema and ckpt.get("ema") is not None else "model"
+    state = ckpt[entry]
+    if not isinstance(state, dict):
+        raise UserError(f"{source}: '{entry}' is a {type(state).__name__}, not a dict of tensors")
+    for key, want in expected.items():
+        got = state.get(key)
+        if not isinstance(got, torch.Tensor):
+            raise UserError(f"{source}: '{entry}' lacks tensor {key} {tuple(want.shape)} of its config's student")
+        if got.shape != want.shape:
+            raise UserError(f"{source}: '{entry}' tensor {key} is {tuple(got.shape)}; its config's student has "
+                            f"{tuple(want.shape)}")
+    unknown = [k for k in state if k not in expected]
+    if unknown:
+        raise UserError(f"{source}: '{entry}' has tensors its config's student does not: {', '.join(unknown[:3])}")
+    model = Student(config)
     model.load_state_dict(state)
     return model.eval()
 
@@ -105,7 +134,12 @@ class Predictor:
             fx, fy = flip_simcc(fx, fy, self.layout.flip_index)
             simcc_x, simcc_y = (simcc_x + fx) / 2, (simcc_y + fy) / 2
         kp, scores = self.codec.decode(simcc_x, simcc_y)
-        return kp.cpu().numpy().astype(np.float64), scores.cpu().numpy().astype(np.float64)
+        kp, scores = kp.cpu().numpy().astype(np.float64), scores.cpu().numpy().astype(np.float64)
+        # a non-finite logit (an input that overflows the network) is no prediction, as for the ONNX teachers
+        # (teachers.onnx.to_image): score 0, never a NaN that the results json would carry as null
+        bad = ~np.isfinite(scores) | ~np.isfinite(kp).all(axis=-1)
+        kp[bad], scores[bad] = 0.0, 0.0
+        return kp, scores
 
     def predict_image(self, image: np.ndarray, bboxes: np.ndarray) -> np.ndarray:
         """(M, K, 3) x y score in image pixels for the x y w h boxes of one RGB image."""

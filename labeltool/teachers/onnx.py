@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from labeltool import topdown
-from labeltool.errors import UserError
+from labeltool.errors import UserError, first_line
 from labeltool.teachers.base import CROP_FACE, CROP_HAND, CROP_PERSON, PartPrediction, Sides, TeacherSpec
 
 RTMLIB_MEAN = (123.675, 116.28, 103.53)  # subtracted from the B, G, R channels in this order
@@ -38,6 +38,11 @@ RTMLIB_STD = (58.395, 57.12, 57.375)
 SPLIT_RATIO = 2.0  # SimCC bins per input pixel
 
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
+# model input sides accepted (pixels): RTMPose / RTMW use 192..384; 4096 x 4096 is 200 MB per crop in float32
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 16, 4096
+# the check runs the model once on a blank batch; a real RTMW-x takes ~2 s on one CPU core. A graph that
+# takes longer (an ONNX Loop of 10^12 iterations) is stopped and refused, not waited for.
+CHECK_SECONDS = 60.0
 
 
 def parse_arg(arg: str) -> tuple[Path, tuple[int, int] | None]:
@@ -84,11 +89,12 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, 
 
 def to_image(locs: np.ndarray, scores: np.ndarray, center: np.ndarray, scale: np.ndarray,
              input_size: tuple[int, int]) -> np.ndarray:
-    """(M, K, 3) x, y in image pixels and confidence = score clipped to [0, 1]; zeros where score <= 0."""
+    """(M, K, 3) x, y in image pixels and confidence = score clipped to [0, 1]; zeros where score <= 0 or not
+    finite (a NaN / Inf logit is no prediction, never a ``null`` confidence in the labels)."""
     xy = locs / np.asarray(input_size, dtype=np.float64) * scale[:, None] + center[:, None] - scale[:, None] / 2
     conf = np.clip(scores, 0.0, 1.0)
     out = np.concatenate([xy, conf[..., None]], axis=-1)
-    out[scores <= 0] = 0.0
+    out[~(scores > 0) | ~np.isfinite(scores)] = 0.0
     return out
 
 
@@ -183,7 +189,7 @@ def open_session(path: Path, hint: str, threads: int | None = None):
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for unreadable files
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        reason = first_line(str(err)) or type(err).__name__
         raise UserError(f"{path}: not an ONNX model onnxruntime can load ({reason}); {hint}") from None
 
 
@@ -202,6 +208,10 @@ def image_input(session, path: Path, given: tuple[int, int] | None, what: str, h
     size = fixed or given
     if size is None:
         raise UserError(f"{path}: the input size is not fixed in the file: give it as {what}:{path}:WxH")
+    if not all(MIN_INPUT_SIDE <= side <= MAX_INPUT_SIDE for side in size):
+        whose = "the file's" if fixed else "the spec's"
+        raise UserError(f"{path}: {whose} input size {size[0]}x{size[1]} is out of range (each side "
+                        f"{MIN_INPUT_SIDE}..{MAX_INPUT_SIDE} pixels)")
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     return inputs[0].name, (int(size[0]), int(size[1])), batch
 
@@ -223,14 +233,21 @@ def load_model(arg: str, expected: tuple[int, ...] = (), what: str = "onnx", thr
         outputs = (names[0], names[1])
     else:
         raise UserError(f"{path}: outputs {names}; expected simcc_x and simcc_y ({hint})")
-    probe = np.zeros((batch or 1, 3, size[1], size[0]), dtype=np.float32)
-    try:
-        ox, oy = session.run(list(outputs), {input_name: probe})
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0][:160]
-        raise UserError(f"{path}: does not run on a {size[0]}x{size[1]} input ({reason}); {hint}") from None
-    if ox.ndim != 3 or oy.ndim != 3 or ox.shape[1] != oy.shape[1]:
-        raise UserError(f"{path}: outputs of shapes {list(ox.shape)} and {list(oy.shape)}; expected (N, K, bins) ({hint})")
+    # a dynamic batch is probed with 2 crops: a graph that declares a dynamic input but fixes its outputs'
+    # batch at 1 (a hard-coded Reshape) is then run one crop at a time, not failed on every image with people
+    if batch is None:
+        try:
+            ox, oy = _probe(session, input_name, outputs, 2, size, path, hint)
+        except _DoesNotRun:
+            ox = oy = None
+        if ox is None or ox.shape[:1] != (2,) or oy.shape[:1] != (2,):
+            batch = 1
+    if batch is not None:
+        ox, oy = _probe(session, input_name, outputs, batch, size, path, hint)
+    if ox.ndim != 3 or oy.ndim != 3 or ox.shape[1] != oy.shape[1] or ox.shape[0] != (batch or 2) \
+            or oy.shape[0] != (batch or 2):
+        raise UserError(f"{path}: outputs of shapes {list(ox.shape)} and {list(oy.shape)} for a batch of "
+                        f"{batch or 2}; expected (N, K, bins) ({hint})")
     k = ox.shape[1]
     info = ModelInfo(path, input_name, size, batch, int(k), outputs)
     if expected:
@@ -240,7 +257,39 @@ def load_model(arg: str, expected: tuple[int, ...] = (), what: str = "onnx", thr
             f"{path}: {ox.shape[2]} x {oy.shape[2]} SimCC bins for a {size[0]}x{size[1]} input; "
             f"expected {int(SPLIT_RATIO * size[0])} x {int(SPLIT_RATIO * size[1])} (split ratio 2)"
         )
+    if not (np.isfinite(ox).all() and np.isfinite(oy).all()):
+        raise UserError(f"{path}: gives NaN or Inf outputs on a blank {size[0]}x{size[1]} input; its weights are "
+                        f"broken ({hint})")
     return info, session
+
+
+class _DoesNotRun(UserError):
+    """The model failed on the probe batch (not stopped by the time limit)."""
+
+
+def _probe(session, input_name: str, outputs: tuple[str, str], batch: int, size: tuple[int, int], path: Path,
+           hint: str) -> tuple[np.ndarray, np.ndarray]:
+    """The model's outputs on a blank batch, stopped after :data:`CHECK_SECONDS` (onnxruntime's terminate flag,
+    which its Loop and Scan kernels check between iterations too)."""
+    import onnxruntime as ort
+
+    run_options = ort.RunOptions()
+    run_options.log_severity_level = 4  # the refusal below is the one line; no onnxruntime log on stderr
+    timer = threading.Timer(CHECK_SECONDS, lambda: setattr(run_options, "terminate", True))
+    timer.daemon = True
+    probe = np.zeros((batch, 3, size[1], size[0]), dtype=np.float32)
+    timer.start()
+    try:
+        ox, oy = session.run(list(outputs), {input_name: probe}, run_options)
+    except Exception as err:
+        if run_options.terminate:
+            raise UserError(f"{path}: refused: running it once on a blank {size[0]}x{size[1]} input took over "
+                            f"{CHECK_SECONDS:g} s (stopped); {hint}") from None
+        reason = first_line(str(err))
+        raise _DoesNotRun(f"{path}: does not run on a {size[0]}x{size[1]} input ({reason}); {hint}") from None
+    finally:
+        timer.cancel()
+    return np.asarray(ox), np.asarray(oy)
 
 
 # ------------------------------------------------------------------ teachers

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -281,11 +281,17 @@ class TeacherChoice:
         extra = [f"{s.source}:{name}" for s in self.specs if s.backend != NONE for name in _point_sources(s)]
         return [*FIXED_SOURCES, *(s.source for s in self.specs), *extra, *self.ensembles()]
 
-    def as_dict(self) -> dict:
-        """{part: backend[:arg] (a list when several), ..., 'small_toe': ...} (run.json, summary.json)."""
+    def as_dict(self, file_names: bool = False) -> dict:
+        """{part: backend[:arg] (a list when several), ..., 'small_toe': ...} (run.json, summary.json).
+
+        ``file_names``: each model file by its file name only (run.json compares this on resume: the
+        same file given by a relative and then an absolute path is the same run; its content is
+        compared by digest in :meth:`describe`, ``models`` in run.json).
+        """
         values: dict[str, list[str]] = {}
         for s in self.specs:
-            values.setdefault(s.part, []).append(str(s).split("=", 1)[1])
+            arg = PurePath(s.arg).name if file_names and s.arg is not None else s.arg
+            values.setdefault(s.part, []).append(s.backend + (f":{arg}" if arg is not None else ""))
         out: dict = {p: v[0] if len(v) == 1 else v for p, v in values.items()}
         out["small_toe"] = self.small_toe
         return out
