@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from labeltool.layouts import WHOLEBODY133
 from labeltool.student.augment import AugmentConfig, _blur_some, augment_batch
@@ -90,6 +91,63 @@ def test_part_only_sources_zoom_out():
     spread = lambda p: (p[:, :, 0].amax(1) - p[:, :, 0].amin(1))  # noqa: E731
     ratio = spread(zoomed) / spread(plain)
     assert torch.allclose(ratio[0::2], torch.tensor(0.5)) and torch.allclose(ratio[1::2], torch.tensor(1.0))
+
+
+class HostTensorSpy(TorchFunctionMode):
+    """Records every call that would copy between host and device on CUDA, run on the CPU: tensors built
+    from host data (``torch.tensor``, ``as_tensor``, ``asarray``, ``from_numpy``), reads back to the host
+    (``item``, ``bool``, ``tolist``, ...), moves with a device, and factories not given ``device=`` of the
+    batch (on CUDA they would be built on the host and copied over)."""
+
+    HOST_DATA = {"tensor", "as_tensor", "asarray", "new_tensor"}
+    TO_HOST = {"__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy", "cpu", "__array__"}
+    FACTORIES = {"arange", "zeros", "ones", "empty", "full", "eye", "rand", "randn", "randint", "randperm",
+                 "linspace", "logspace"}
+
+    def __init__(self, device: torch.device):
+        super().__init__()
+        self.device = device
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        if name in self.HOST_DATA or name in self.TO_HOST:
+            self.calls.append(name)
+        elif name in ("to", "cuda") and (kwargs.get("device") is not None or any(
+                isinstance(a, (torch.device, str)) for a in args[1:])):
+            self.calls.append(f"{name}(device)")
+        elif name in self.FACTORIES and (kwargs.get("device") is None
+                                         or torch.device(kwargs["device"]) != self.device):
+            self.calls.append(f"{name} without device={self.device}")
+        return func(*args, **kwargs)
+
+
+def test_augmentation_and_targets_build_no_tensor_on_the_host(monkeypatch):
+    """The step's augmentation + SimCC targets (what gpu_check times) create every tensor on the batch's device
+    and read nothing back: on CUDA each host-built tensor is a blocking copy (issue 22 counted ~10 per step)."""
+    g = torch.Generator().manual_seed(0)
+    b = 20  # blurs touch round(0.1 x 20) = 2 samples each: both the kernel groups and the index_copy run
+    kp = torch.rand(b, 133, 2, generator=g) * torch.tensor([100.0, 140.0]) + 10
+    batch = {"crops": torch.randint(0, 255, (b, 160, 120, 3), dtype=torch.uint8, generator=g), "keypoints": kp,
+             "weights": torch.ones(b, 133), "boxes": torch.tensor([[20.0, 20.0, 80.0, 120.0]]).repeat(b, 1),
+             "part_only": torch.arange(b) % 4 == 0, "index": torch.arange(b)}
+    cfg = TrainConfig(preset="tiny", input_size=(96, 128), device="cpu", lr_base_batch=0)
+    trainer = Trainer(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=10)
+    trainer.augment = AugmentConfig(half_body_prob=1.0, rotate_prob=1.0, blur_prob=0.1, median_blur_prob=0.1)
+    trainer.inputs(batch)  # first call: per-process device constants (flip index, lower-body mask) are made here
+    spy = HostTensorSpy(torch.device("cpu"))
+    real_from_numpy = torch.from_numpy
+
+    def from_numpy(array):  # not a torch function: torch's mode cannot see it
+        spy.calls.append("from_numpy")
+        return real_from_numpy(array)
+
+    monkeypatch.setattr(torch, "from_numpy", from_numpy)
+    with spy:
+        images, tx, ty, weights = trainer.inputs(batch)
+    assert spy.calls == []
+    assert images.shape == (b, 3, 128, 96) and tx.shape == (b, 133, 192) and ty.shape == (b, 133, 256)
 
 
 def test_no_decay_set_is_mmengines_norms_and_biases():
