@@ -25,11 +25,11 @@ from pathlib import Path
 import orjson
 
 from labeltool import __version__
-from labeltool.coco import write_bytes_atomic
+from labeltool.coco import RunLock, write_bytes_atomic
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.inputs import DistillInput
 from labeltool.distill.plan import Plan, make_plan
-from labeltool.distill.shards import ImageResult, RunLock, check_run, shard_path, write_shard
+from labeltool.distill.shards import ImageResult, check_run, shard_path, write_shard
 from labeltool.distill.summary import RunStats, build_summary, read_run_stats
 from labeltool.distill.work import DistillConfig, Distiller
 from labeltool.errors import UserError

@@ -71,6 +71,8 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--val-flip/--no-val-flip", default=True, show_default=True,
               help="Flip test-time augmentation in validation (the anchors' flip_test=True).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--overwrite", is_flag=True, help="Start afresh in an --out that holds a run (its last.pt and logs "
+              "are replaced); without it (or --resume) a non-empty --out is refused.")
 @click.option("--init", type=click.Path(), default="", help="Start from this checkpoint's weights (a student or "
               "an mmpose RTMPose checkpoint; tensors that do not fit start fresh).")
 @click.option("--seed", default=0, show_default=True)
@@ -83,7 +85,7 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
                           epochs, batch_size, lr, lr_base_batch, weight_decay, warmup_steps, stage2_epochs,
                           no_ema, clip_grad, no_amp,
                           no_channels_last, compile_, workers, cache, build_cache, cache_margin, no_augment,
-                          face_weight, val, val_images, val_every, val_flip, resume, init, seed, device,
+                          face_weight, val, val_images, val_every, val_flip, resume, overwrite, init, seed, device,
                           max_steps_per_epoch, stop_after, log_every):
     """Train the whole-body student (CSPNeXt + SimCC) on pseudo-labels or any COCO-WholeBody / Halpe json.
 
@@ -116,7 +118,7 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
         clip_grad=clip_grad, amp=not no_amp, channels_last=not no_channels_last, compile=compile_,
         workers=workers, cache=cache, build_cache=build_cache, cache_margin=cache_margin, augment=not no_augment,
         face_weight=face_weight, val=val, val_images=val_images, val_every=val_every, val_flip=val_flip,
-        resume=resume, init=init, seed=seed, device=device, max_steps_per_epoch=max_steps_per_epoch,
+        resume=resume, overwrite=overwrite, init=init, seed=seed, device=device, max_steps_per_epoch=max_steps_per_epoch,
         stop_after=stop_after, log_every=log_every,
     )
     result = train(cfg)

@@ -60,6 +60,11 @@ def load_checkpoint(path: str | os.PathLike, need: tuple[str, ...] = ("config", 
     missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise UserError(f"{path}: not a wbt student checkpoint (no {', '.join(repr(k) for k in missing)} entries)")
+    if "config" in ckpt:
+        try:
+            StudentConfig.from_dict(ckpt["config"])
+        except ValueError as err:
+            raise UserError(f"{path}: bad student 'config': {err}") from None
     return ckpt
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labeltool.coco import AtomicFile, write_bytes_atomic, write_json_atomic
+from labeltool.coco import AtomicFile, RunLock, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import layout_for
 from labeltool.student.augment import AugmentConfig, augment_batch
@@ -83,6 +83,7 @@ class TrainConfig:
     val_every: int = 10
     val_flip: bool = True  # test_cfg=dict(flip_test=True)
     resume: bool = False
+    overwrite: bool = False  # start afresh in an --out that holds a run (its files are replaced)
     init: str = ""  # start from this checkpoint's weights
     seed: int = 0
     device: str = "auto"
@@ -273,7 +274,7 @@ def set_rng_state(state: dict) -> None:
 # Arguments a resumed run may change (where it runs, how it reports, when it stops); any other
 # difference from the checkpoint's arguments would silently train another run and is refused.
 RESUMABLE_CHANGES = frozenset({
-    "out", "resume", "init", "device", "workers", "cache", "build_cache", "compile", "amp", "channels_last",
+    "out", "resume", "overwrite", "init", "device", "workers", "cache", "build_cache", "compile", "amp", "channels_last",
     "val", "val_images", "val_every", "val_flip", "stop_after", "log_every", "progress",
 })
 
@@ -400,12 +401,52 @@ class TrainResult:
     history: list[dict]
 
 
+RUN_FILES = ("last.pt", "log.json", "log.csv", "curves.png")  # what a run writes in --out
+LOCK_COMMAND = "train-student"
+
+
+def check_out_dir(cfg: TrainConfig) -> None:
+    """Refuse an --out that is a file, or that holds anything (a previous run, other files) unless the run
+    resumes or overwrites it: a fresh run there would replace ``last.pt`` and mix two runs' logs."""
+    out = Path(cfg.out)
+    if cfg.resume and cfg.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: --out exists and is not a directory")
+    if cfg.resume or cfg.overwrite or not out.is_dir():
+        return
+    held = sorted(p.name for p in out.iterdir() if p.name != f".wbt-{LOCK_COMMAND}.lock")
+    if held:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise UserError(f"{out}: --out is not empty ({shown}); continue its run with --resume, start afresh with "
+                        "--overwrite, or give another --out")
+
+
 def train(cfg: TrainConfig) -> TrainResult:
-    """Train (or resume) a student as ``cfg`` says; checkpoints and logs go to ``cfg.out``."""
+    """Train (or resume) a student as ``cfg`` says; checkpoints and logs go to ``cfg.out``, which stays locked
+    against a second ``wbt train-student`` while this one runs."""
     cfg.check()
+    check_out_dir(cfg)
     out = Path(cfg.out)
     device = pick_device(cfg.device)
     rank, world, device = init_distributed(device)
+    lock, created = None, not out.exists()
+    if rank == 0:  # the other ranks only read --out (the checks above see nothing but this lock file)
+        out.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(out, LOCK_COMMAND, remove=True)
+    try:
+        if cfg.overwrite and rank == 0:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        return _train(cfg, out, device, rank, world)
+    finally:
+        if lock is not None:
+            lock.release()
+            if created and not any(out.iterdir()):
+                out.rmdir()  # a run refused before writing anything leaves no folder behind
+
+
+def _train(cfg: TrainConfig, out: Path, device: torch.device, rank: int, world: int) -> TrainResult:
     main_process = rank == 0
     cuda = device.type == "cuda"
     ckpt_path = out / "last.pt"
