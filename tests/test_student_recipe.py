@@ -272,3 +272,25 @@ def test_torchrun_world_size_two_checkpoints_and_resumes_exactly(realdata, tmp_p
     assert [r["stage"] for r in a["history"]] == [1, 2]
     assert all("AP_wholebody" in r for r in a["history"])  # validated on both ranks' shares
     assert a["history"][-1]["AP_wholebody"] == b["history"][-1]["AP_wholebody"]
+
+
+@pytest.mark.slow
+def test_gpu_check_ddp_stage_on_the_cpu_with_gloo(realdata, tmp_path, monkeypatch):
+    """benchmarks/gpu_check.py's DDP stage at batch 64 on the real sample (12 persons: the raw labels made no
+    full batch), two gloo processes: it tiles the labels, so both ranks train full batches and validate."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).parents[1] / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    labels, images = _data(realdata)
+    args = argparse.Namespace(persons=256, ddp_steps=2, workers=0, skip_compile=True, ddp_timeout=600,
+                              ddp_input_size="64x64")
+    result = gpu_check.ddp_check(Path(labels), Path(images), tmp_path, args, nproc=2, device="cpu")
+    assert result["exit_code"] == 0, result.get("stderr_tail")
+    assert result["persons"] == 264 and result["steps_per_epoch"] == 2  # 12 usable persons x 22 >= 256; 2 x 64 a step
+    assert result["ok"] and result["rng_states"] == 2 and result["steps_done"] == 4
+    assert result["stages"] == [1, 2] and result["validated"]
+    assert "--compile" not in result["command"] and "torch.distributed.run" in result["command"]
