@@ -6,7 +6,7 @@ matrix from source-crop pixels to model-input pixels; the image goes through
 the keypoints through the same matrix, and flipped samples swap left/right points with the
 layout's ``flip_index``. Then colour (brightness, contrast, saturation), box and median blur and
 one coarse dropout hole, as RTMPose's pipeline has; face-only and hand-only sources zoom out a
-further 1.5-2x as RTMW's part pipelines do. Parameter ranges follow mmpose's ``RandomFlip``,
+further 1.875-2.5x as RTMW's part pipelines do (scale 1.5-2.0, then padded again by 1.25). Parameter ranges follow mmpose's ``RandomFlip``,
 ``RandomHalfBody`` and ``RandomBBoxTransform`` as RTMPose configures them.
 
 Box noise, in the spirit of AlphaPose's pose-guided proposal generator: each edge of the
@@ -35,6 +35,7 @@ class AugmentConfig:
 
     flip_prob: float = 0.5
     half_body_prob: float = 0.3
+    half_body_upper_prob: float = 0.7  # RandomHalfBody(upper_prioritized_prob=0.7): upper body when both qualify
     half_body_padding: float = 1.5
     half_body_min_points: int = 9
     box_noise_prob: float = 0.5
@@ -52,7 +53,9 @@ class AugmentConfig:
     blur_kernels: tuple[int, ...] = (3, 5, 7)  # albumentations' blur_limit=7
     dropout_prob: float = 1.0  # CoarseDropout(max_holes=1, 0.2-0.4 of each side, p=1.0) in stage 1
     dropout_size: tuple[float, float] = (0.2, 0.4)  # hole side as a fraction of the input side
-    part_zoom: tuple[float, float] = (1.5, 2.0)  # RTMW face / hand pipelines: RandomBBoxTransform scale 1.5-2.0
+    # RTMW face / hand sources: RandomBBoxTransform scale 1.5-2.0 on a box that CombinedDataset's pipeline then
+    # pads again by GetBBoxCenterScale's 1.25, so 1.875-2.5x the part box's usual crop
+    part_zoom: tuple[float, float] = (1.875, 2.5)
 
     @staticmethod
     def none() -> AugmentConfig:
@@ -214,7 +217,7 @@ def _half_body(kp, weights, center, size, layout, aspect, config, generator):
     n_lower = (labelled & lower).sum(1)
     eligible = (labelled.sum(1) >= config.half_body_min_points) & (torch.rand(b, device=device, generator=generator)
                                                                    < config.half_body_prob)
-    pick_upper = (torch.rand(b, device=device, generator=generator) < 0.5) & (n_upper >= 2)
+    pick_upper = (torch.rand(b, device=device, generator=generator) < config.half_body_upper_prob) & (n_upper >= 2)
     pick_upper = pick_upper | (n_lower < 3)
     chosen = labelled & torch.where(pick_upper[:, None], ~lower, lower)
     eligible = eligible & (chosen.sum(1) >= 2)

@@ -136,7 +136,11 @@ class ChannelAttention(nn.Module):
         self.fc = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * F.hardsigmoid(self.fc(x.mean(dim=(2, 3), keepdim=True)))
+        # the attention weights in float32 under autocast (mmpose's csp_layer switches autocast off around its
+        # global pool): a mean over up to 48x64 values and a C x C conv on one pixel cost nothing in float32
+        with torch.autocast(x.device.type, enabled=False):
+            weight = F.hardsigmoid(self.fc(x.mean(dim=(2, 3), keepdim=True, dtype=torch.float32)))
+        return x * weight.to(x.dtype)
 
 
 class CSPLayer(nn.Module):
