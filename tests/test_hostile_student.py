@@ -70,7 +70,9 @@ def test_fresh_run_into_a_folder_of_other_files_is_refused(realdata, tmp_path):
 
 def test_overwrite_starts_afresh(realdata, tmp_path):
     out = tmp_path / "run"
-    assert _run(*_train_args(realdata, out), "--seed", "1")[0] == 0
+    code, stdout, _ = _run(*_train_args(realdata, out), "--seed", "1")
+    assert code == 0
+    assert "training from scratch: mmpose's recipe starts from a pretrained CSPNeXt" in stdout  # issue 22.3: the hint
     first = torch.load(out / "last.pt", weights_only=True)
     assert _run(*_train_args(realdata, out), "--seed", "2", "--overwrite")[0] == 0
     second = torch.load(out / "last.pt", weights_only=True)
