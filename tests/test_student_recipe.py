@@ -208,8 +208,11 @@ def test_channel_attention_weights_in_float32_under_autocast():
     torch.manual_seed(0)
     att = ChannelAttention(16)
     x = (torch.randn(2, 16, 8, 6) * 3).bfloat16()
+    seen = []
+    att.fc.register_forward_hook(lambda module, inputs, output: seen.append((inputs[0].dtype, output.dtype)))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = att(x)
+    assert seen == [(torch.float32, torch.float32)]  # autocast would run the 1x1 conv in bf16
     with torch.no_grad():
         weight = torch.nn.functional.hardsigmoid(att.fc(x.float().mean(dim=(2, 3), keepdim=True)))
     assert out.dtype == torch.bfloat16
