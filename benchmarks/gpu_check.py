@@ -12,13 +12,20 @@ What it runs (each part's figures go to the JSON; a part that fails is recorded,
   throughput  samples/s of the fastest path against the targets (>= 5,000 on one H100/H200, stretch
               10,000), and the data path alone (crop cache -> pinned batches, no model).
   loss_curves fp32 and bf16 (channels_last, eager) trained --curve-steps steps from the same seed on
-              the same batches with the same augmentation draws. Tolerance: the 50-step moving
-              averages of the two curves differ by at most 10 % (relative) at every step after step
-              100, and the means of the last 100 steps by at most 5 %. Curves every 10 steps go to the JSON.
-  ddp         ``torchrun --nproc_per_node <visible GPUs> -m labeltool.student train-student`` (NCCL,
-              preset tiny, bf16, channels_last, --compile, crop cache, 2 epochs of --ddp-steps steps,
-              validation every epoch sharded over the ranks): exit code, per-rank RNG states in
-              last.pt, validation AP present, samples/s per epoch.
+              the same batches with the same augmentation draws. Two runs in different precision
+              drift apart step by step (chaotic, like two seeds), so the tolerance is stated on
+              smoothed curves: the 50-step moving means of the losses differ by at most 10 %
+              (relative) at every step after step 100, and the means of the last 100 steps by at most
+              5 %. Curves every 10 steps go to the JSON.
+  ddp         ``python -m torch.distributed.run --nproc_per_node <visible GPUs> -m labeltool.student
+              train-student`` (NCCL, preset tiny, bf16, channels_last, --compile unless --skip-compile,
+              crop cache, batch 64 per GPU, 2 epochs of up to --ddp-steps steps, validation every
+              epoch sharded over the ranks) on the labels tiled to --persons (so every rank gets full
+              batches): exit code, per-rank RNG states in last.pt, validation AP present, steps done,
+              samples/s per epoch. The child gets this checkout on its PYTHONPATH.
+
+The JSON (--out) is rewritten after every stage, so a time-out or a crash keeps the figures so far.
+The script runs from a checkout as it is (no ``pip install -e .`` or PYTHONPATH needed).
 
 Data: the real COCO-WholeBody sample (--data, ../shared/realdata by default) tiled to --persons
 persons, or, where it is absent, synthetic persons drawn as dots at their 133 points on noise
@@ -44,9 +51,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # runs from a checkout: no pip install, no PYTHONPATH
 from train_speed import matmul_rate, tile_table  # noqa: E402
 
+from labeltool.coco import read_json, write_bytes_atomic, write_json_atomic  # noqa: E402
 from labeltool.layouts import WHOLEBODY133  # noqa: E402
 from labeltool.student.data import (  # noqa: E402
     BatchIndices,
@@ -108,6 +117,20 @@ def synthetic_dataset(root: Path, images: int = 48, per_image: int = 4, seed: in
     path = root / "synthetic_wholebody.json"
     path.write_text(json.dumps({"images": imgs, "annotations": anns, "categories": cats}))
     return path
+
+
+def tile_labels(labels: Path, images: Path, persons: int, dst: Path) -> tuple[Path, int]:
+    """``labels`` with its annotations repeated (new ids, same images) until at least ``persons`` of them are
+    usable for training: what the DDP child trains on, so every rank gets full batches. Returns the path and
+    the usable persons in it."""
+    usable = len(load_json_source(labels, images, WHOLEBODY133))
+    data = read_json(labels)
+    anns = data["annotations"]
+    reps = max(1, -(-persons // max(usable, 1)))
+    step = max(int(a["id"]) for a in anns) + 1
+    data["annotations"] = [{**a, "id": int(a["id"]) + r * step} for r in range(reps) for a in anns]
+    write_json_atomic(data, dst)
+    return dst, usable * reps
 
 
 def dataset(args, tmp: Path) -> tuple[Path, Path, str]:
@@ -226,38 +249,54 @@ def loss_curves(source, args) -> dict:
 # --------------------------------------------------------------------------- DDP
 
 
-def ddp_check(labels: Path, images: Path, tmp: Path, args) -> dict:
-    gpus = torch.cuda.device_count()
-    torchrun = Path(sys.executable).parent / "torchrun"
+def ddp_check(labels: Path, images: Path, tmp: Path, args, nproc: int | None = None, device: str = "cuda") -> dict:
+    """``python -m torch.distributed.run`` of train-student over ``nproc`` processes (every visible GPU; gloo on
+    the CPU for tests) on ``labels`` tiled to --persons, batch 64 per process, so each rank has full batches."""
+    nproc = nproc or torch.cuda.device_count()
+    batch = 64
+    train_labels, persons = tile_labels(labels, images, max(args.persons, batch * nproc), tmp / "ddp_train.json")
+    steps = min(args.ddp_steps, persons // (batch * nproc))
     out = tmp / "ddp_run"
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", str(gpus), "-m", "labeltool.student", "train-student",
-           "--train", str(labels), "--images", str(images), "--out", str(out), "--preset", "tiny", "--epochs", "2",
-           "--max-steps-per-epoch", str(args.ddp_steps), "--batch-size", "64", "--compile", "--cache",
-           str(tmp / "ddp_cache"), "--build-cache", "--workers", str(args.workers), "--val", str(labels),
-           "--val-images", str(images), "--val-every", "1", "--stage2-epochs", "1", "--log-every", "1000"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "labeltool.student", "train-student", "--train", str(train_labels), "--images", str(images),
+           "--out", str(out), "--preset", "tiny", "--input-size", args.ddp_input_size, "--epochs", "2",
+           "--max-steps-per-epoch", str(steps), "--batch-size", str(batch), "--cache", str(tmp / "ddp_cache"),
+           "--build-cache", "--workers", str(args.workers), "--val", str(labels), "--val-images", str(images),
+           "--val-every", "1", "--stage2-epochs", "1", "--log-every", "1000", "--device", device]
+    if not args.skip_compile:
+        cmd.append("--compile")
     t = time.perf_counter()
+    result = {"processes": nproc, "device": device, "persons": persons, "steps_per_epoch": steps,
+              "command": " ".join(cmd[1:])}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.ddp_timeout,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-    result = {"gpus": gpus, "command": " ".join(cmd[1:]), "exit_code": proc.returncode,
-              "seconds": time.perf_counter() - t}
+                          env={**os.environ, "PYTHONPATH": str(REPO)})  # the child imports labeltool from here too
+    result.update({"exit_code": proc.returncode, "seconds": time.perf_counter() - t})
     if proc.returncode != 0:
         result["stderr_tail"] = proc.stderr[-3000:]
-        print(f"  DDP over {gpus} GPU(s): FAILED (exit {proc.returncode})\n{proc.stderr[-1500:]}", flush=True)
+        print(f"  DDP over {nproc} process(es): FAILED (exit {proc.returncode})\n{proc.stderr[-1500:]}", flush=True)
         return result
     ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-    rng = ckpt["rng"]
+    rng = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
     history = ckpt["history"]
     result.update({
-        "rng_states": len(rng) if isinstance(rng, list) else 1,
-        "ranks_differ": bool(gpus < 2 or not torch.equal(rng[0]["augment"], rng[1]["augment"])),
+        "rng_states": len(rng),
+        "ranks_differ": bool(nproc < 2 or not torch.equal(rng[0]["augment"], rng[1]["augment"])),
         "stages": [r["stage"] for r in history],
         "validated": all("AP_wholebody" in r for r in history),
+        "steps_done": ckpt["scheduler"]["last_epoch"],
         "samples_per_s": [r["samples_per_s"] for r in history],
-        "ok": bool((len(rng) if isinstance(rng, list) else 1) == gpus and all("AP_wholebody" in r for r in history)),
     })
-    print(f"  DDP over {gpus} GPU(s): ok={result['ok']}, {result['samples_per_s'][-1]:.0f} samples/s in epoch 2, "
-          f"stages {result['stages']}", flush=True)
+    result["ok"] = bool(len(rng) == nproc and result["ranks_differ"] and result["validated"]
+                        and result["steps_done"] == 2 * steps)
+    print(f"  DDP over {nproc} process(es): ok={result['ok']}, {steps} steps per epoch, "
+          f"{result['samples_per_s'][-1]:.0f} samples/s in epoch 2, stages {result['stages']}", flush=True)
     return result
+
+
+def write_report(report: dict, path: Path) -> None:
+    """The JSON so far, written atomically after every stage: a time-out or a crash keeps the figures."""
+    text = json.dumps(report, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))
+    write_bytes_atomic(text.encode(), path)
 
 
 # --------------------------------------------------------------------------- main
@@ -276,6 +315,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 1))
     ap.add_argument("--ddp-steps", type=int, default=50)
     ap.add_argument("--ddp-timeout", type=int, default=900)
+    ap.add_argument("--ddp-input-size", default="192x256", help="WIDTHxHEIGHT of the DDP run (preset tiny)")
     ap.add_argument("--skip-ddp", action="store_true")
     ap.add_argument("--skip-compile", action="store_true")
     args = ap.parse_args()
@@ -303,12 +343,15 @@ def main() -> int:
         print(f"data: {what}; crop cache of {len(table)} persons built in {report['crop_cache']['build_s']:.1f} s",
               flush=True)
 
+        write_report(report, args.out)
+
         def part(key: str, fn):
             try:
                 report[key] = fn()
             except Exception as err:  # record and go on: one broken path must not hide the others' figures
                 report[key] = {"error": f"{type(err).__name__}: {err}"}
                 print(f"  {key}: FAILED: {type(err).__name__}: {err}", flush=True)
+            write_report(report, args.out)
 
         print(f"paths (preset m, 192x256, batch {args.batch_size}, {args.steps} timed steps each):", flush=True)
         paths = {"fp32": (False, False, False), "bf16": (True, False, False),
@@ -322,6 +365,7 @@ def main() -> int:
             except Exception as err:
                 report["paths"][key] = {"error": f"{type(err).__name__}: {err}"}
                 print(f"  {key}: FAILED: {type(err).__name__}: {err}", flush=True)
+            write_report(report, args.out)
         part("augment_host_syncs", lambda: augment_sync_count(source, args))
         part("data_path_samples_per_s", lambda: data_rate(source, args))
         rates = {k: v["samples_per_s"] for k, v in report["paths"].items() if "samples_per_s" in v}
@@ -346,8 +390,7 @@ def main() -> int:
         and report.get("loss_curves", {}).get("agree")
         and (args.skip_ddp or report.get("ddp", {}).get("ok"))
     )
-    args.out.write_text(json.dumps(report, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o)
-                                   else str(o)))
+    write_report(report, args.out)
     print(f"{'all checks passed' if report['ok'] else 'SOME CHECKS FAILED'}; figures in {args.out}")
     return 0 if report["ok"] else 1
 

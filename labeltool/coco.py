@@ -633,6 +633,32 @@ def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
     write_bytes_atomic(data, path)
 
 
+class RunLock:
+    """An exclusive lock on a run's output directory, so two runs of one command never write the same
+    files (``.wbt-COMMAND.lock`` there, held until :meth:`release` or the process exits). With
+    ``remove`` the lock file goes at :meth:`release` (no stray file in a user's folder); a run that
+    opened the file just before then finds it gone after locking it and is refused as well."""
+
+    def __init__(self, out_dir: str | os.PathLike, command: str = "distill", remove: bool = False):
+        import fcntl
+
+        self.path = Path(out_dir) / f".wbt-{command}.lock"
+        self.remove = remove
+        self.file = open(self.path, "a")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if remove and os.fstat(self.file.fileno()).st_ino != os.stat(self.path).st_ino:
+                raise OSError("the lock file was replaced")
+        except OSError:
+            self.file.close()
+            raise UserError(f"{out_dir}: another wbt {command} is running with this --out") from None
+
+    def release(self) -> None:
+        if self.remove:
+            self.path.unlink(missing_ok=True)  # while still held
+        self.file.close()
+
+
 class AtomicFile:
     """A temp file beside ``path`` that becomes ``path`` on :meth:`commit` (fsync, rename) or vanishes on :meth:`abort`.
 

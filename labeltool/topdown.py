@@ -109,3 +109,17 @@ def warp_bilinear(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, in
     # A convex combination of values in 0..255: rounded, it stays in 0..255.
     out = np.rint(out, out=out).astype(np.uint8)
     return out[:, :, 0] if squeeze else out
+def clip_boxes_to_images(bboxes: np.ndarray, image_ids: np.ndarray, images: list[dict]) -> np.ndarray:
+    """x y w h GT boxes clipped to their image, as mmpose's CocoWholeBodyDataset reads them (corners into
+    [0, width - 1] x [0, height - 1]) for validation and for inference on GT boxes; an image without a
+    size leaves its boxes as they are."""
+    size = {int(im["id"]): (im.get("width"), im.get("height")) for im in images}
+    out = bboxes.astype(np.float64).copy()
+    for i, (img, box) in enumerate(zip(image_ids, bboxes)):
+        w, h = size.get(int(img), (None, None))
+        if not (isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0):
+            continue
+        x0, y0 = np.clip(box[0], 0, w - 1), np.clip(box[1], 0, h - 1)
+        x1, y1 = np.clip(box[0] + box[2], 0, w - 1), np.clip(box[1] + box[3], 0, h - 1)
+        out[i] = (x0, y0, x1 - x0, y1 - y0)
+    return out

@@ -3,6 +3,7 @@ init, ExpMomentumEMA, bf16 autocast on the CPU, and DDP at world size 2 (gloo, t
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from labeltool.layouts import WHOLEBODY133
 from labeltool.student.augment import AugmentConfig, _blur_some, augment_batch
@@ -92,6 +94,131 @@ def test_part_only_sources_zoom_out():
     assert torch.allclose(ratio[0::2], torch.tensor(0.5)) and torch.allclose(ratio[1::2], torch.tensor(1.0))
 
 
+class HostTensorSpy(TorchFunctionMode):
+    """Records every call that would copy between host and device on CUDA, run on the CPU: tensors built
+    from host data (``torch.tensor``, ``as_tensor``, ``asarray``, ``from_numpy``), reads back to the host
+    (``item``, ``bool``, ``tolist``, ...), moves with a device, and factories not given ``device=`` of the
+    batch (on CUDA they would be built on the host and copied over)."""
+
+    HOST_DATA = {"tensor", "as_tensor", "asarray", "new_tensor"}
+    TO_HOST = {"__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy", "cpu", "__array__"}
+    FACTORIES = {"arange", "zeros", "ones", "empty", "full", "eye", "rand", "randn", "randint", "randperm",
+                 "linspace", "logspace"}
+
+    def __init__(self, device: torch.device):
+        super().__init__()
+        self.device = device
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        if name in self.HOST_DATA or name in self.TO_HOST:
+            self.calls.append(name)
+        elif name in ("to", "cuda") and (kwargs.get("device") is not None or any(
+                isinstance(a, (torch.device, str)) for a in args[1:])):
+            self.calls.append(f"{name}(device)")
+        elif name in self.FACTORIES and (kwargs.get("device") is None
+                                         or torch.device(kwargs["device"]) != self.device):
+            self.calls.append(f"{name} without device={self.device}")
+        return func(*args, **kwargs)
+
+
+def test_augmentation_and_targets_build_no_tensor_on_the_host(monkeypatch):
+    """The step's augmentation + SimCC targets (what gpu_check times) create every tensor on the batch's device
+    and read nothing back: on CUDA each host-built tensor is a blocking copy (issue 22 counted ~10 per step)."""
+    g = torch.Generator().manual_seed(0)
+    b = 20  # blurs touch round(0.1 x 20) = 2 samples each: both the kernel groups and the index_copy run
+    kp = torch.rand(b, 133, 2, generator=g) * torch.tensor([100.0, 140.0]) + 10
+    batch = {"crops": torch.randint(0, 255, (b, 160, 120, 3), dtype=torch.uint8, generator=g), "keypoints": kp,
+             "weights": torch.ones(b, 133), "boxes": torch.tensor([[20.0, 20.0, 80.0, 120.0]]).repeat(b, 1),
+             "part_only": torch.arange(b) % 4 == 0, "index": torch.arange(b)}
+    cfg = TrainConfig(preset="tiny", input_size=(96, 128), device="cpu", lr_base_batch=0)
+    trainer = Trainer(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=10)
+    trainer.augment = AugmentConfig(half_body_prob=1.0, rotate_prob=1.0, blur_prob=0.1, median_blur_prob=0.1)
+    trainer.inputs(batch)  # first call: per-process device constants (flip index, lower-body mask) are made here
+    spy = HostTensorSpy(torch.device("cpu"))
+    real_from_numpy = torch.from_numpy
+
+    def from_numpy(array):  # not a torch function: torch's mode cannot see it
+        spy.calls.append("from_numpy")
+        return real_from_numpy(array)
+
+    monkeypatch.setattr(torch, "from_numpy", from_numpy)
+    with spy:
+        images, tx, ty, weights = trainer.inputs(batch)
+    assert spy.calls == []
+    assert images.shape == (b, 3, 128, 96) and tx.shape == (b, 133, 192) and ty.shape == (b, 133, 256)
+
+
+def test_part_only_zoom_is_rtmws_1875_to_25():
+    """RTMW's part datasets: RandomBBoxTransform scale 1.5-2.0, then CombinedDataset pads by 1.25 again."""
+    b = 400
+    kp = torch.zeros(b, 133, 2)
+    kp[:, :, 0] = torch.linspace(20, 100, 133)
+    kp[:, :, 1] = 80
+    batch = {"crops": torch.zeros(b, 160, 120, 3, dtype=torch.uint8), "keypoints": kp,
+             "weights": torch.ones(b, 133), "boxes": torch.tensor([[30.0, 40.0, 60.0, 80.0]]).repeat(b, 1),
+             "part_only": torch.ones(b, dtype=torch.bool)}
+    none = AugmentConfig.none()
+    plain = augment_batch(batch, WHOLEBODY133, (96, 128), none)[1]
+    zoomed = augment_batch(batch, WHOLEBODY133, (96, 128), AugmentConfig(**{**none.__dict__, "part_zoom":
+                                                                             AugmentConfig().part_zoom}),
+                           torch.Generator().manual_seed(0))[1]
+    spread = lambda p: (p[:, :, 0].amax(1) - p[:, :, 0].amin(1))  # noqa: E731
+    zoom = spread(plain) / spread(zoomed)
+    assert float(zoom.min()) >= 1.875 - 1e-4 and float(zoom.max()) <= 2.5 + 1e-4
+    assert float(zoom.mean()) == pytest.approx(2.1875, abs=0.02)  # the truncated normal's mean: the middle
+
+
+def test_half_body_prefers_the_upper_body_with_p_07():
+    """mmpose's RandomHalfBody(upper_prioritized_prob=0.7) when both halves have enough points."""
+    from labeltool.student.augment import _half_body, lower_body_mask
+
+    b = 4000
+    lower = torch.as_tensor(lower_body_mask(WHOLEBODY133))
+    kp = torch.zeros(b, 133, 2)
+    kp[:, :, 1] = torch.where(lower, 200.0, 50.0)  # upper points at y 50, lower at y 200
+    kp[:, :, 0] = torch.linspace(0, 60, 133)
+    center = torch.full((b, 2), 100.0)
+    size = torch.full((b, 2), 200.0)
+    cfg = AugmentConfig(half_body_prob=1.0)
+    c, _ = _half_body(kp, torch.ones(b, 133), center, size, WHOLEBODY133, 0.75, cfg, torch.Generator().manual_seed(0))
+    upper = float((c[:, 1] == 50.0).float().mean())
+    assert float(((c[:, 1] == 50.0) | (c[:, 1] == 200.0)).float().mean()) == 1.0
+    assert upper == pytest.approx(0.7, abs=0.025)  # binomial sd at 4000 draws: 0.007
+
+
+def test_cosine_ends_at_mmposes_absolute_eta_min():
+    """eta_min = base_lr x 0.05 = 2e-4 whatever the batch: auto_scale_lr scales the optimizer's LR only."""
+    cfg = TrainConfig(preset="tiny", input_size=(64, 64), device="cpu", batch_size=128, epochs=4, warmup_steps=1)
+    trainer = Trainer(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=5)
+    assert trainer.lr == pytest.approx(4e-3 * 128 / 512)
+    factor = trainer.scheduler.lr_lambdas[0]
+    assert trainer.lr * factor(20) == pytest.approx(2e-4)
+    assert trainer.lr * factor(10) == pytest.approx(trainer.lr)  # flat to half of training
+    small = Trainer(TrainConfig(preset="tiny", input_size=(64, 64), device="cpu", batch_size=8, epochs=4,
+                                warmup_steps=1), WHOLEBODY133, torch.device("cpu"), steps_per_epoch=5)
+    assert small.scheduler.lr_lambdas[0](20) == pytest.approx(1.0)  # 6.25e-5 < 2e-4: never raised toward it
+
+
+def test_channel_attention_weights_in_float32_under_autocast():
+    from labeltool.student.model import ChannelAttention
+
+    torch.manual_seed(0)
+    att = ChannelAttention(16)
+    x = (torch.randn(2, 16, 8, 6) * 3).bfloat16()
+    seen = []
+    att.fc.register_forward_hook(lambda module, inputs, output: seen.append((inputs[0].dtype, output.dtype)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = att(x)
+    assert seen == [(torch.float32, torch.float32)]  # autocast would run the 1x1 conv in bf16
+    with torch.no_grad():
+        weight = torch.nn.functional.hardsigmoid(att.fc(x.float().mean(dim=(2, 3), keepdim=True)))
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, x * weight.bfloat16())
+
+
 def test_no_decay_set_is_mmengines_norms_and_biases():
     model = Student(TINY)
     decay, no_decay = param_groups(model, 0.05)
@@ -168,6 +295,71 @@ def test_bf16_autocast_step_on_the_cpu():
     assert np.allclose(losses[True], losses[False], rtol=0.05), losses
 
 
+# --------------------------------------------------------------------------- validation
+
+
+def _val_gt(realdata: Path, tmp_path: Path) -> tuple[Path, Path, dict]:
+    """The real sample's GT with person 0's box pushed 40 px past the left edge of its image."""
+    gt, images = _data(realdata)
+    data = json.loads(Path(gt).read_text())
+    ann = data["annotations"][0]
+    ann["bbox"] = [ann["bbox"][0] - 40 - ann["bbox"][0], ann["bbox"][1], ann["bbox"][2] + 40, ann["bbox"][3]]
+    path = tmp_path / "val.json"
+    path.write_text(json.dumps(data))
+    return path, Path(images), data
+
+
+def test_validation_clips_gt_boxes_to_the_image(realdata, tmp_path):
+    """mmpose's CocoWholeBodyDataset clips GT box corners into [0, w - 1] x [0, h - 1] before cropping."""
+    from labeltool.student.train import _Validation
+
+    path, images, data = _val_gt(realdata, tmp_path)
+    val = _Validation(TrainConfig(val=str(path), val_images=str(images), workers=0), WHOLEBODY133)
+    ann = data["annotations"][0]
+    size = {im["id"]: (im["width"], im["height"]) for im in data["images"]}[ann["image_id"]]
+    row = int(np.nonzero((val.image_ids == ann["image_id"]) & (val.bboxes[:, 1] == ann["bbox"][1]))[0][0])
+    x1 = min(ann["bbox"][0] + ann["bbox"][2], size[0] - 1)
+    assert val.bboxes[row].tolist() == pytest.approx([0.0, ann["bbox"][1], x1, ann["bbox"][3]])
+
+
+def test_validation_on_detections_with_oks_nms(realdata, tmp_path, monkeypatch):
+    """--val-dets: detector boxes (here every GT box twice, the copy scored lower), poses
+    rescored by box score x keypoint scores and OKS-NMS 0.9 per image, as mmpose's whole-body configs."""
+    import labeltool.eval
+    from labeltool.errors import UserError
+    from labeltool.student.train import _Validation
+
+    gt, images = _data(realdata)
+    data = json.loads(Path(gt).read_text())
+    persons = [a for a in data["annotations"] if not a.get("iscrowd") and a["bbox"][2] > 0]
+    dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9} for a in persons]
+    dets += [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.5} for a in persons]
+    dets.append({"image_id": persons[0]["image_id"], "category_id": 2, "bbox": [0, 0, 10, 10], "score": 1.0})
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(dets))
+    cfg = TrainConfig(val=gt, val_images=images, val_dets=str(path), workers=0, preset="tiny", input_size=(64, 64),
+                      val_flip=False)
+    val = _Validation(cfg, WHOLEBODY133)
+    assert len(val.bboxes) == 2 * len(persons) and sorted(set(val.box_scores)) == [0.5, 0.9]
+    seen = {}
+    real_evaluate = labeltool.eval.evaluate
+
+    def spy(gt_ds, predictions, *a, **k):
+        seen["predictions"] = predictions
+        return real_evaluate(gt_ds, predictions, *a, **k)
+
+    monkeypatch.setattr(labeltool.eval, "evaluate", spy)
+    torch.manual_seed(0)
+    result = val.run(Student(StudentConfig(preset="tiny", input_size=(64, 64))).eval(), torch.device("cpu"))
+    assert "AP_wholebody" in result
+    kept = seen["predictions"]
+    assert len(kept.image_ids) == len(persons)  # every copy suppressed (the same pose: OKS 1 > 0.9)
+    dets[0]["image_id"] = 999999
+    path.write_text(json.dumps(dets))
+    with pytest.raises(UserError, match="image_id 999999 is not an image of"):
+        _Validation(cfg, WHOLEBODY133)
+
+
 # --------------------------------------------------------------------------- DDP, world size 2
 
 
@@ -214,3 +406,25 @@ def test_torchrun_world_size_two_checkpoints_and_resumes_exactly(realdata, tmp_p
     assert [r["stage"] for r in a["history"]] == [1, 2]
     assert all("AP_wholebody" in r for r in a["history"])  # validated on both ranks' shares
     assert a["history"][-1]["AP_wholebody"] == b["history"][-1]["AP_wholebody"]
+
+
+@pytest.mark.slow
+def test_gpu_check_ddp_stage_on_the_cpu_with_gloo(realdata, tmp_path, monkeypatch):
+    """benchmarks/gpu_check.py's DDP stage at batch 64 on the real sample (12 persons: the raw labels made no
+    full batch), two gloo processes: it tiles the labels, so both ranks train full batches and validate."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).parents[1] / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    labels, images = _data(realdata)
+    args = argparse.Namespace(persons=256, ddp_steps=2, workers=0, skip_compile=True, ddp_timeout=600,
+                              ddp_input_size="64x64")
+    result = gpu_check.ddp_check(Path(labels), Path(images), tmp_path, args, nproc=2, device="cpu")
+    assert result["exit_code"] == 0, result.get("stderr_tail")
+    assert result["persons"] == 264 and result["steps_per_epoch"] == 2  # 12 usable persons x 22 >= 256; 2 x 64 a step
+    assert result["ok"] and result["rng_states"] == 2 and result["steps_done"] == 4
+    assert result["stages"] == [1, 2] and result["validated"]
+    assert "--compile" not in result["command"] and "torch.distributed.run" in result["command"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 
 from labeltool import __version__
-from labeltool.coco import check_output_not_input, read_json, write_bytes_atomic
+from labeltool.coco import RunLock, check_output_not_input, read_json, write_bytes_atomic
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.inputs import DistillInput
 from labeltool.distill.plan import Plan, make_plan
@@ -33,7 +33,6 @@ from labeltool.distill.shards import (
     DIGESTS_KEY,
     RUN_FILE,
     ImageResult,
-    RunLock,
     check_input_digests,
     check_run,
     check_shard_images,

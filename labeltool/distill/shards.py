@@ -148,24 +148,6 @@ def check_shard_images(shard_dir: Path, done: list[int], path_of, threads: int =
     return metas
 
 
-class RunLock:
-    """An exclusive lock on an output directory, so two runs never write the same shards (released at exit)."""
-
-    def __init__(self, out_dir: Path):
-        import fcntl
-
-        self.path = Path(out_dir) / ".wbt-distill.lock"
-        self.file = open(self.path, "a")  # noqa: SIM115 - held for the run
-        try:
-            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.close()
-            raise UserError(f"{out_dir}: another wbt distill is running with this --out") from None
-
-    def release(self) -> None:
-        self.file.close()
-
-
 def results_table(results: list[ImageResult]) -> pa.Table:
     """One row per labelled person of ``results`` (the shard's table)."""
     rows = [r for r in results if r.num_persons]

@@ -6,7 +6,7 @@ matrix from source-crop pixels to model-input pixels; the image goes through
 the keypoints through the same matrix, and flipped samples swap left/right points with the
 layout's ``flip_index``. Then colour (brightness, contrast, saturation), box and median blur and
 one coarse dropout hole, as RTMPose's pipeline has; face-only and hand-only sources zoom out a
-further 1.5-2x as RTMW's part pipelines do. Parameter ranges follow mmpose's ``RandomFlip``,
+further 1.875-2.5x as RTMW's part pipelines do (scale 1.5-2.0, then padded again by 1.25). Parameter ranges follow mmpose's ``RandomFlip``,
 ``RandomHalfBody`` and ``RandomBBoxTransform`` as RTMPose configures them.
 
 Box noise, in the spirit of AlphaPose's pose-guided proposal generator: each edge of the
@@ -35,6 +35,7 @@ class AugmentConfig:
 
     flip_prob: float = 0.5
     half_body_prob: float = 0.3
+    half_body_upper_prob: float = 0.7  # RandomHalfBody(upper_prioritized_prob=0.7): upper body when both qualify
     half_body_padding: float = 1.5
     half_body_min_points: int = 9
     box_noise_prob: float = 0.5
@@ -52,7 +53,9 @@ class AugmentConfig:
     blur_kernels: tuple[int, ...] = (3, 5, 7)  # albumentations' blur_limit=7
     dropout_prob: float = 1.0  # CoarseDropout(max_holes=1, 0.2-0.4 of each side, p=1.0) in stage 1
     dropout_size: tuple[float, float] = (0.2, 0.4)  # hole side as a fraction of the input side
-    part_zoom: tuple[float, float] = (1.5, 2.0)  # RTMW face / hand pipelines: RandomBBoxTransform scale 1.5-2.0
+    # RTMW face / hand sources: RandomBBoxTransform scale 1.5-2.0 on a box that CombinedDataset's pipeline then
+    # pads again by GetBBoxCenterScale's 1.25, so 1.875-2.5x the part box's usual crop
+    part_zoom: tuple[float, float] = (1.875, 2.5)
 
     @staticmethod
     def none() -> AugmentConfig:
@@ -71,6 +74,19 @@ class AugmentConfig:
 def lower_body_mask(layout: Layout) -> np.ndarray:
     """(K,) True for the lower-body points (hips, knees, ankles, feet), by name."""
     return np.array([any(w in n for w in _LOWER_WORDS) for n in layout.names])
+
+
+_DEVICE_CONSTANTS: dict[tuple[str, str, torch.device], torch.Tensor] = {}
+
+
+def _layout_constant(layout: Layout, what: str, device: torch.device) -> torch.Tensor:
+    """The layout's flip index or lower-body mask on ``device``, copied there once per process and kept:
+    a tensor built from host data inside the step is a blocking host-to-device copy on CUDA."""
+    key = (layout.name, what, device)
+    if key not in _DEVICE_CONSTANTS:
+        host = layout.flip_index if what == "flip_index" else lower_body_mask(layout)
+        _DEVICE_CONSTANTS[key] = torch.as_tensor(np.asarray(host), device=device)
+    return _DEVICE_CONSTANTS[key]
 
 
 def _truncnorm(n: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
@@ -111,7 +127,7 @@ def augment_batch(batch: dict[str, torch.Tensor], layout: Layout, input_size: tu
 
     # flip (about the source crop's vertical mid-line)
     flip = torch.rand(b, device=device, generator=generator) < config.flip_prob
-    flip_index = torch.as_tensor(layout.flip_index, device=device)
+    flip_index = _layout_constant(layout, "flip_index", device)
     kp_flipped = kp[:, flip_index].clone()
     kp_flipped[..., 0] = (cw - 1) - kp_flipped[..., 0]
     kp = torch.where(flip[:, None, None], kp_flipped, kp)
@@ -186,8 +202,8 @@ def warp_batch(crops: torch.Tensor, matrices: torch.Tensor, out_size: tuple[int,
                             torch.arange(w_out, device=device, dtype=torch.float32), indexing="ij")
     grid = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)  # (1, H*W, 3)
     src = grid @ inv.transpose(1, 2)  # (B, H*W, 2) in crop pixels
-    norm = torch.tensor([2 / (cw - 1), 2 / (ch - 1)], device=device)
-    src = (src * norm - 1).reshape(b, h_out, w_out, 2)
+    src = torch.stack([src[..., 0] * (2 / (cw - 1)), src[..., 1] * (2 / (ch - 1))], dim=-1) - 1
+    src = src.reshape(b, h_out, w_out, 2)
     images = crops.permute(0, 3, 1, 2).float()
     return F.grid_sample(images, src, mode="bilinear", padding_mode="zeros", align_corners=True)
 
@@ -195,19 +211,18 @@ def warp_batch(crops: torch.Tensor, matrices: torch.Tensor, out_size: tuple[int,
 def _half_body(kp, weights, center, size, layout, aspect, config, generator):
     b = kp.shape[0]
     device = kp.device
-    lower = torch.as_tensor(lower_body_mask(layout), device=device)
+    lower = _layout_constant(layout, "lower_body", device)
     labelled = weights > 0
     n_upper = (labelled & ~lower).sum(1)
     n_lower = (labelled & lower).sum(1)
     eligible = (labelled.sum(1) >= config.half_body_min_points) & (torch.rand(b, device=device, generator=generator)
                                                                    < config.half_body_prob)
-    pick_upper = (torch.rand(b, device=device, generator=generator) < 0.5) & (n_upper >= 2)
+    pick_upper = (torch.rand(b, device=device, generator=generator) < config.half_body_upper_prob) & (n_upper >= 2)
     pick_upper = pick_upper | (n_lower < 3)
     chosen = labelled & torch.where(pick_upper[:, None], ~lower, lower)
     eligible = eligible & (chosen.sum(1) >= 2)
-    big = torch.tensor(1e9, device=device)
-    lo = torch.where(chosen[..., None], kp, big).amin(1)
-    hi = torch.where(chosen[..., None], kp, -big).amax(1)
+    lo = torch.where(chosen[..., None], kp, 1e9).amin(1)  # Python scalars: no tensor built on the host
+    hi = torch.where(chosen[..., None], kp, -1e9).amax(1)
     mean = (kp * chosen[..., None]).sum(1) / chosen.sum(1, keepdim=True).clamp_min(1)
     hb_size = _fit_aspect((hi - lo).clamp_min(1.0), aspect) * config.half_body_padding
     center = torch.where(eligible[:, None], mean, center)
@@ -247,10 +262,12 @@ def _blur_some(images: torch.Tensor, prob: float, kind: str, kernels: tuple[int,
     pick = torch.randperm(b, device=images.device, generator=generator)[:m]
     chosen = images[pick]
     parts = []
-    for k, group in zip(kernels, torch.tensor_split(torch.arange(m), len(kernels))):
-        if not len(group):
+    n = len(kernels)  # contiguous groups as torch.tensor_split(range(m), n) cuts them: slices, no index tensor
+    bounds = [i * (m // n) + min(i, m % n) for i in range(n + 1)]
+    for k, start, stop in zip(kernels, bounds[:-1], bounds[1:]):
+        if stop == start:
             continue
-        x = F.pad(chosen[group.to(images.device)], (k // 2,) * 4, mode="reflect")
+        x = F.pad(chosen[start:stop], (k // 2,) * 4, mode="reflect")
         if kind == "mean":
             parts.append(F.avg_pool2d(x, k, stride=1))
         else:

@@ -42,7 +42,7 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--no-gau", is_flag=True, help="Head without the gated attention unit.")
 @click.option("--describe", is_flag=True, help="Print the model's parameters and GFLOPs and exit.")
 @click.option("--epochs", default=270, show_default=True, help="LR flat after warm-up to half of them, then cosine "
-              "to 5 %; the last --stage2-epochs train with milder augmentation (RTMPose's schedule).")
+              "to 5 % of --lr (mmpose's absolute eta_min, not scaled with the batch); the last --stage2-epochs train with milder augmentation (RTMPose's schedule).")
 @click.option("--batch-size", default=256, show_default=True, help="Per process (GPU).")
 @click.option("--lr", default=4e-3, show_default=True, help="AdamW learning rate at a total batch of "
               "--lr-base-batch; the run uses it scaled linearly to its total batch (--batch-size x processes).")
@@ -65,13 +65,19 @@ def _size(text: str) -> tuple[int, int]:
 @click.option("--cache-margin", default=1.25, show_default=True, help="Cached crops cover this many times the "
               "model's crop.")
 @click.option("--no-augment", is_flag=True)
-@click.option("--face-weight", default=0.5, show_default=True, help="Loss weight of face points (RTMW: 0.5).")
+@click.option("--face-weight", default=1.0, show_default=True, help="Loss weight of face points (RTMPose-t/s/m, the "
+              "presets' anchors: 1; RTMW: 0.5).")
 @click.option("--val", type=click.Path(), default="", help="Validation GT json (evaluated on its GT boxes).")
 @click.option("--val-images", type=click.Path(), default="")
+@click.option("--val-dets", type=click.Path(), default="", help="Validate on these person detections (COCO results "
+              "json, e.g. mmpose's COCO_val2017_detections_AP_H_56_person.json) with OKS-NMS 0.9, as the published "
+              "APs are measured; default: the GT boxes (clipped to the image), which scores higher.")
 @click.option("--val-every", default=10, show_default=True, help="Validate every N epochs (and after the last).")
 @click.option("--val-flip/--no-val-flip", default=True, show_default=True,
               help="Flip test-time augmentation in validation (the anchors' flip_test=True).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--overwrite", is_flag=True, help="Start afresh in an --out that holds a run (its last.pt and logs "
+              "are replaced); without it (or --resume) a non-empty --out is refused.")
 @click.option("--init", type=click.Path(), default="", help="Start from this checkpoint's weights (a student or "
               "an mmpose RTMPose checkpoint; tensors that do not fit start fresh).")
 @click.option("--seed", default=0, show_default=True)
@@ -84,7 +90,7 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
                           epochs, batch_size, lr, lr_base_batch, weight_decay, warmup_steps, stage2_epochs,
                           no_ema, clip_grad, no_amp,
                           no_channels_last, compile_, workers, cache, build_cache, cache_margin, no_augment,
-                          face_weight, val, val_images, val_every, val_flip, resume, init, seed, device,
+                          face_weight, val, val_images, val_dets, val_every, val_flip, resume, overwrite, init, seed, device,
                           max_steps_per_epoch, stop_after, log_every):
     """Train the whole-body student (CSPNeXt + SimCC) on pseudo-labels or any COCO-WholeBody / Halpe json.
 
@@ -109,6 +115,8 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
         raise UserError("--build-cache needs --cache DIR")
     if val and not val_images:
         raise UserError("--val needs --val-images DIR")
+    if val_dets and not val:
+        raise UserError("--val-dets needs --val GT.json (the detections' images and the ground truth)")
     cfg = TrainConfig(
         train=train_path, images=images, out=out, extra_sources=[tuple(e) for e in extra], preset=preset,
         num_keypoints=int(num_keypoints), input_size=size, use_gau=not no_gau, epochs=epochs,
@@ -116,8 +124,8 @@ def train_student_command(train_path, images, extra, out, preset, num_keypoints,
         warmup_steps=warmup_steps, stage2_epochs=stage2_epochs, ema=not no_ema,
         clip_grad=clip_grad, amp=not no_amp, channels_last=not no_channels_last, compile=compile_,
         workers=workers, cache=cache, build_cache=build_cache, cache_margin=cache_margin, augment=not no_augment,
-        face_weight=face_weight, val=val, val_images=val_images, val_every=val_every, val_flip=val_flip,
-        resume=resume, init=init, seed=seed, device=device, max_steps_per_epoch=max_steps_per_epoch,
+        face_weight=face_weight, val=val, val_images=val_images, val_dets=val_dets, val_every=val_every, val_flip=val_flip,
+        resume=resume, overwrite=overwrite, init=init, seed=seed, device=device, max_steps_per_epoch=max_steps_per_epoch,
         stop_after=stop_after, log_every=log_every,
     )
     from labeltool.versions import warn_if_off_lock

@@ -13,7 +13,7 @@ itself, so an exported model needs no separate preprocessing.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +58,52 @@ class StudentConfig:
 
     @staticmethod
     def from_dict(d: dict) -> StudentConfig:
+        """The config a checkpoint stores, checked: a ``ValueError`` naming the first bad entry (unknown key,
+        unknown preset, input size not positive multiples of 32, ...), never a model built from nonsense."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a dict of settings, got {type(d).__name__}")
+        known = {f.name: f for f in fields(StudentConfig)}
+        unknown = sorted(str(k) for k in d if k not in known)
+        if unknown:
+            raise ValueError(f"unknown keys {', '.join(map(repr, unknown))} (known: {', '.join(known)})")
+        missing = [k for k in ("preset", "num_keypoints", "input_size") if k not in d]
+        if missing:
+            raise ValueError(f"missing {', '.join(map(repr, missing))}")
         d = dict(d)
-        d["input_size"] = tuple(d["input_size"])
+        preset, size, k = d["preset"], d["input_size"], d["num_keypoints"]
+        if not isinstance(preset, str) or preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+        if not _is_int(k) or k not in (17, 26, 133, 136):
+            raise ValueError(f"num_keypoints {k!r}: expected 17, 26, 133 or 136")
+        if (not isinstance(size, (list, tuple)) or len(size) != 2 or not all(_is_int(v) for v in size)
+                or not all(32 <= v <= MAX_INPUT_SIDE and v % 32 == 0 for v in size)):
+            raise ValueError(f"input_size {size!r}: expected [width, height], multiples of 32 from 32 to "
+                             f"{MAX_INPUT_SIDE}")
+        d["input_size"] = tuple(size)
+        ratio = d.get("split_ratio", 2.0)
+        if not _is_number(ratio) or not 0.25 <= ratio <= 16:
+            raise ValueError(f"split_ratio {ratio!r}: expected a number from 0.25 to 16 (RTMPose: 2.0)")
+        for key in ("deepen", "widen"):
+            value = d.get(key)
+            if value is not None and (not _is_number(value) or not 0 < value <= 4):
+                raise ValueError(f"{key} {value!r}: expected a number in (0, 4] or null (the preset's)")
+        hidden = d.get("hidden", 256)
+        if not _is_int(hidden) or not 1 <= hidden <= 4096:
+            raise ValueError(f"hidden {hidden!r}: expected an integer from 1 to 4096")
+        if not isinstance(d.get("use_gau", True), bool):
+            raise ValueError(f"use_gau {d['use_gau']!r}: expected true or false")
         return StudentConfig(**d)
+
+
+MAX_INPUT_SIDE = 2048  # RTMW-x uses 288x384; a larger side only costs memory
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class ConvBNAct(nn.Sequential):
@@ -93,7 +136,11 @@ class ChannelAttention(nn.Module):
         self.fc = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * F.hardsigmoid(self.fc(x.mean(dim=(2, 3), keepdim=True)))
+        # the attention weights in float32 under autocast (mmpose's csp_layer switches autocast off around its
+        # global pool): a mean over up to 48x64 values and a C x C conv on one pixel cost nothing in float32
+        with torch.autocast(x.device.type, enabled=False):
+            weight = F.hardsigmoid(self.fc(x.mean(dim=(2, 3), keepdim=True, dtype=torch.float32)))
+        return x * weight.to(x.dtype)
 
 
 class CSPLayer(nn.Module):

@@ -23,7 +23,14 @@ from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_f
 from labeltool.student.codec import SimCCCodec, flip_simcc
 from labeltool.student.mmpose_checkpoint import check_archive, check_tensors, expected_state, load_mmpose_checkpoint
 from labeltool.student.model import Student, StudentConfig
-from labeltool.topdown import BOX_PADDING, box_center_scale, crop_matrices, invert_affine, warp_bilinear
+from labeltool.topdown import (
+    BOX_PADDING,
+    box_center_scale,
+    clip_boxes_to_images,
+    crop_matrices,
+    invert_affine,
+    warp_bilinear,
+)
 
 KEYPOINT_SCORE_THR = 0.2  # mmpose's rescoring: instance score = box score x mean of the scores above this
 
@@ -64,6 +71,11 @@ def load_checkpoint(path: str | os.PathLike, need: tuple[str, ...] = ("config", 
         if isinstance(ckpt.get(entry), dict):
             check_tensors(ckpt[entry], path, f"{entry} tensor")
     ckpt.setdefault("source", str(path))
+    if "config" in ckpt:
+        try:
+            StudentConfig.from_dict(ckpt["config"])
+        except ValueError as err:
+            raise UserError(f"{path}: bad student 'config': {err}") from None
     return ckpt
 
 
@@ -294,8 +306,9 @@ def run_predict(model_path: str, images_dir: str, out: str, gt: str | None = Non
     elif boxes is not None:
         image_ids, bboxes, box_scores = load_detections(boxes, box_thr)
     else:
-        keep = (ds.iscrowd == 0) & (ds.bboxes[:, 2] > 0) & (ds.bboxes[:, 3] > 0)
-        image_ids, bboxes, box_scores = ds.image_ids[keep], ds.bboxes[keep], np.ones(int(keep.sum()))
+        clipped = clip_boxes_to_images(ds.bboxes, ds.image_ids, ds.images)  # as validation (mmpose's reader)
+        keep = (ds.iscrowd == 0) & (clipped[:, 2] > 0) & (clipped[:, 3] > 0)
+        image_ids, bboxes, box_scores = ds.image_ids[keep], clipped[keep], np.ones(int(keep.sum()))
     uniq, image_index = np.unique(image_ids, return_inverse=True)
     paths = []
     for i in uniq:

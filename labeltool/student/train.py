@@ -26,12 +26,13 @@ import torch
 from torch import nn
 
 from labeltool import __version__
-from labeltool.coco import AtomicFile, write_bytes_atomic, write_json_atomic
+from labeltool.coco import AtomicFile, RunLock, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import layout_for
 from labeltool.student.augment import AugmentConfig, augment_batch
 from labeltool.student.codec import SimCCCodec
 from labeltool.student.data import (
+    FACE_WEIGHT,
     BatchIndices,
     CachedCrops,
     CropGeometry,
@@ -43,6 +44,7 @@ from labeltool.student.data import (
     load_source,
 )
 from labeltool.student.model import Student, StudentConfig
+from labeltool.topdown import clip_boxes_to_images
 from labeltool.versions import check_same_stack, installed_versions
 
 
@@ -64,7 +66,9 @@ class TrainConfig:
     lr_base_batch: int = 512  # auto_scale_lr = dict(base_batch_size=512); 0: use lr as given at any batch
     weight_decay: float = 0.05
     warmup_steps: int = 1000  # LinearLR(start_factor=1.0e-5, by_epoch=False, end=1000)
-    min_lr_ratio: float = 0.05  # CosineAnnealingLR(eta_min=base_lr * 0.05, begin=max_epochs // 2)
+    # CosineAnnealingLR(eta_min=base_lr * 0.05, begin=max_epochs // 2): an absolute 2e-4 there, of the unscaled
+    # base LR (auto_scale_lr scales the optimizer's LR, not eta_min); here min_lr_ratio x --lr likewise
+    min_lr_ratio: float = 0.05
     stage2_epochs: int = 30  # stage2_num_epochs = 30 (PipelineSwitchHook; RTMW: 10)
     ema: bool = True
     ema_momentum: float = 2e-4  # EMAHook(ema_type='ExpMomentumEMA', momentum=0.0002) (gamma 2000)
@@ -79,12 +83,14 @@ class TrainConfig:
     build_cache: bool = False
     cache_margin: float = 1.25
     augment: bool = True
-    face_weight: float = 0.5
+    face_weight: float = FACE_WEIGHT  # RTMPose-t/s/m (the presets): 1, no per-point weights; RTMW: 0.5
     val: str = ""  # validation GT json
     val_images: str = ""
+    val_dets: str = ""  # person detections for validation (COCO results json); '' = the GT boxes
     val_every: int = 10
     val_flip: bool = True  # test_cfg=dict(flip_test=True)
     resume: bool = False
+    overwrite: bool = False  # start afresh in an --out that holds a run (its files are replaced)
     init: str = ""  # start from this checkpoint's weights
     seed: int = 0
     device: str = "auto"
@@ -275,8 +281,8 @@ def set_rng_state(state: dict) -> None:
 # Arguments a resumed run may change (where it runs, how it reports, when it stops); any other
 # difference from the checkpoint's arguments would silently train another run and is refused.
 RESUMABLE_CHANGES = frozenset({
-    "out", "resume", "init", "device", "workers", "cache", "build_cache", "compile", "amp", "channels_last",
-    "val", "val_images", "val_every", "val_flip", "stop_after", "log_every", "progress",
+    "out", "resume", "overwrite", "init", "device", "workers", "cache", "build_cache", "compile", "amp", "channels_last",
+    "val", "val_images", "val_dets", "val_every", "val_flip", "stop_after", "log_every", "progress",
 })
 
 
@@ -345,8 +351,11 @@ class Trainer:
         # fused AdamW on CUDA: one kernel for all parameters (the model is many small tensors)
         self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=self.lr, betas=(0.9, 0.999),
                                            fused=self.cuda)
+        # the cosine ends at min_lr_ratio x the *unscaled* --lr, as mmpose's absolute eta_min (2e-4 at any
+        # batch), never above the run's own LR (a run below --lr-base-batch would otherwise rise to it)
+        self.min_lr = min(cfg.min_lr_ratio * cfg.lr, self.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(
-            cfg.warmup_steps, (cfg.epochs // 2) * steps_per_epoch, cfg.epochs * steps_per_epoch, cfg.min_lr_ratio))
+            cfg.warmup_steps, (cfg.epochs // 2) * steps_per_epoch, cfg.epochs * steps_per_epoch, self.min_lr / self.lr))
         self.amp = self.cuda and cfg.amp  # bf16 autocast (settable, so a CPU test runs the same code path)
         net: nn.Module = model
         if world > 1:
@@ -402,12 +411,54 @@ class TrainResult:
     history: list[dict]
 
 
+SCRATCH_HINT = ("training from scratch: mmpose's recipe starts from a pretrained CSPNeXt (AIC + COCO); give --init "
+                "an mmpose RTMPose / RTMW checkpoint (what fits loads) or a student's last.pt to start as it does")
+RUN_FILES = ("last.pt", "log.json", "log.csv", "curves.png")  # what a run writes in --out
+LOCK_COMMAND = "train-student"
+
+
+def check_out_dir(cfg: TrainConfig) -> None:
+    """Refuse an --out that is a file, or that holds anything (a previous run, other files) unless the run
+    resumes or overwrites it: a fresh run there would replace ``last.pt`` and mix two runs' logs."""
+    out = Path(cfg.out)
+    if cfg.resume and cfg.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: --out exists and is not a directory")
+    if cfg.resume or cfg.overwrite or not out.is_dir():
+        return
+    held = sorted(p.name for p in out.iterdir() if p.name != f".wbt-{LOCK_COMMAND}.lock")
+    if held:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise UserError(f"{out}: --out is not empty ({shown}); continue its run with --resume, start afresh with "
+                        "--overwrite, or give another --out")
+
+
 def train(cfg: TrainConfig) -> TrainResult:
-    """Train (or resume) a student as ``cfg`` says; checkpoints and logs go to ``cfg.out``."""
+    """Train (or resume) a student as ``cfg`` says; checkpoints and logs go to ``cfg.out``, which stays locked
+    against a second ``wbt train-student`` while this one runs."""
     cfg.check()
+    check_out_dir(cfg)
     out = Path(cfg.out)
     device = pick_device(cfg.device)
     rank, world, device = init_distributed(device)
+    lock, created = None, not out.exists()
+    if rank == 0:  # the other ranks only read --out (the checks above see nothing but this lock file)
+        out.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(out, LOCK_COMMAND, remove=True)
+    try:
+        if cfg.overwrite and rank == 0:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        return _train(cfg, out, device, rank, world)
+    finally:
+        if lock is not None:
+            lock.release()
+            if created and not any(out.iterdir()):
+                out.rmdir()  # a run refused before writing anything leaves no folder behind
+
+
+def _train(cfg: TrainConfig, out: Path, device: torch.device, rank: int, world: int) -> TrainResult:
     main_process = rank == 0
     cuda = device.type == "cuda"
     ckpt_path = out / "last.pt"
@@ -454,6 +505,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             ema.module.load_state_dict(model.state_dict())
         if main_process and missing:
             print(init_message(cfg.init, init, model))
+    if not cfg.init and resume_state is None and main_process and cfg.progress:
+        print(SCRATCH_HINT, flush=True)
     start_epoch, history = 0, []
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
@@ -614,9 +667,14 @@ class _Validation:
         if self.gt.layout.num_keypoints != layout.num_keypoints:
             raise UserError(f"{cfg.val}: has {self.gt.layout.num_keypoints} points per person; "
                             f"the student predicts {layout.num_keypoints}")
-        keep = (self.gt.iscrowd == 0) & (self.gt.bboxes[:, 2] > 0) & (self.gt.bboxes[:, 3] > 0)
-        self.image_ids = self.gt.image_ids[keep]
-        self.bboxes = self.gt.bboxes[keep]
+        if cfg.val_dets:
+            self.image_ids, self.bboxes, self.box_scores = _val_detections(cfg.val_dets, cfg.val, self.gt)
+        else:
+            boxes = clip_boxes_to_images(self.gt.bboxes, self.gt.image_ids, self.gt.images)
+            keep = (self.gt.iscrowd == 0) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+            self.image_ids, self.bboxes = self.gt.image_ids[keep], boxes[keep]
+            self.box_scores = np.ones(len(self.bboxes))
+        self.dets = bool(cfg.val_dets)
         uniq, self.image_index = np.unique(self.image_ids, return_inverse=True)
         names = {int(im["id"]): str(image_path(cfg.val_images, im)) for im in self.gt.images}
         self.paths = [names[int(i)] for i in uniq]
@@ -627,7 +685,7 @@ class _Validation:
         """Per-part AP on rank 0 ({} elsewhere). Under DDP every rank predicts every world-th person and
         rank 0 gathers them, so no rank idles in a collective (and into its timeout) while one predicts."""
         from labeltool.eval import evaluate, predictions_from_arrays
-        from labeltool.student.predict import Predictor, instance_scores
+        from labeltool.student.predict import Predictor, _nms_per_image, instance_scores
 
         was = model.training
         predictor = Predictor(model, device, self.flip)
@@ -645,9 +703,38 @@ class _Validation:
             keypoints = np.zeros((len(self.bboxes), *keypoints.shape[1:]))
             for idx, kp in shares:
                 keypoints[idx] = kp
-        scores = instance_scores(keypoints, np.ones(len(keypoints)))
-        report = evaluate(self.gt, predictions_from_arrays(keypoints, self.image_ids, scores))
+        scores = instance_scores(keypoints, self.box_scores)
+        image_ids = self.image_ids
+        if self.dets:  # mmpose's CocoWholeBodyMetric(nms_mode='oks_nms', nms_thr=0.9) on detector boxes
+            keypoints, image_ids, scores = _nms_per_image(keypoints, image_ids, scores, self.bboxes,
+                                                          predictor.layout, "oks", 0.9)
+        report = evaluate(self.gt, predictions_from_arrays(keypoints, image_ids, scores))
         return {f"AP_{part}": report.stat(part, "AP") for part in report.parts}
+
+
+def _val_detections(path: str, gt_path: str, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image ids, x y w h boxes, scores) of the person detections in ``path`` (a box file, as mmpose's
+    ``bbox_file``: category 1 or none, every score kept); each must name an image of the validation GT."""
+    from labeltool.boxfile import read_box_file
+
+    dets = read_box_file(path)
+    known = {int(im["id"]) for im in gt.images}
+    ids, boxes, scores = [], [], []
+    for i, e in enumerate(dets.entries):
+        if e.get("category_id", 1) != 1:
+            continue
+        if "image_id" not in e:
+            raise UserError(f"{dets.where(i)}: --val-dets entries need an 'image_id' of {gt_path}")
+        if int(e["image_id"]) not in known:
+            raise UserError(f"{dets.where(i)}: image_id {e['image_id']} is not an image of {gt_path}")
+        if e["bbox"][2] <= 0 or e["bbox"][3] <= 0:
+            continue
+        ids.append(int(e["image_id"]))
+        boxes.append(e["bbox"])
+        scores.append(float(e.get("score", 1.0)))
+    if not ids:
+        raise UserError(f"{path}: no person detection (category_id 1) with a positive box")
+    return np.asarray(ids, np.int64), np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64)
 
 
 def _write_logs(out: Path, history: list[dict], plot: bool = True) -> None:
