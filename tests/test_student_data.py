@@ -60,7 +60,8 @@ def test_wholebody_labels_into_the_halpe_layout(realdata):
 
 
 def test_part_only_sources(realdata):
-    face = load_json_source(realdata / "face300w" / "test_300w.json", realdata / "face300w", WHOLEBODY133, "face")
+    face = load_json_source(realdata / "face300w" / "test_300w.json", realdata / "face300w", WHOLEBODY133, "face",
+                            face_weight=0.5)
     hand = load_json_source(realdata / "hand_onehand10k" / "test_onehand10k.json", realdata / "hand_onehand10k",
                             WHOLEBODY133, "hand")
     face_idx, left_idx = WHOLEBODY133.parts["face"], WHOLEBODY133.parts["lefthand"]
