@@ -88,7 +88,7 @@ def test_parquet_source_equals_json(realdata, wholebody, tmp_path, labels_table_
     ds = load_pose_dataset(d / "test_coco_wholebody.json")
     conf = (ds.keypoints[..., 2] > 0).astype(np.float32) * 0.8
     write_labels(labels_table_of(ds, conf), tmp_path / "labels.parquet")
-    t = load_parquet_source(tmp_path / "labels.parquet", d, WHOLEBODY133)
+    t = load_parquet_source(tmp_path / "labels.parquet", d, WHOLEBODY133, face_weight=0.5)
     assert np.array_equal(t.ann_ids, wholebody.ann_ids)
     assert np.allclose(t.keypoints, wholebody.keypoints)
     assert np.allclose(t.weights, wholebody.weights * 0.8)
