@@ -155,12 +155,21 @@ def test_foreign_objects_are_read_as_inert_stand_ins(tmp_path):
 
 
 def _sample_persons(coco_wholebody: Path) -> list[dict]:
-    """The persons ``wbt predict --gt`` takes from the real sample, in its order, as image file and x1 y1 x2 y2."""
+    """The persons ``wbt predict --gt`` takes from the real sample, in its order, as image file and x1 y1 x2 y2,
+    each box clipped as mmpose's CocoDataset.parse_data_info clips it (corners into [0, img_w - 1] x
+    [0, img_h - 1]; written out here, not wbt's helper): two of the 14 boxes reach x = 639.2 and 640."""
     ds = load_pose_dataset(str(coco_wholebody / "test_coco_wholebody.json"))
     keep = (ds.iscrowd == 0) & (ds.bboxes[:, 2] > 0) & (ds.bboxes[:, 3] > 0)
-    files = {int(im["id"]): str(coco_wholebody / im["file_name"]) for im in ds.images}
-    return [{"file": files[int(i)], "bbox_xyxy": [float(x), float(y), float(x + w), float(y + h)]}
-            for i, (x, y, w, h) in zip(ds.image_ids[keep], ds.bboxes[keep])]
+    images = {int(im["id"]): im for im in ds.images}
+    persons = []
+    for i, (x, y, w, h) in zip(ds.image_ids[keep], ds.bboxes[keep]):
+        im = images[int(i)]
+        img_w, img_h = im["width"], im["height"]
+        x1, y1 = np.clip(x, 0, img_w - 1), np.clip(y, 0, img_h - 1)
+        x2, y2 = np.clip(x + w, 0, img_w - 1), np.clip(y + h, 0, img_h - 1)
+        persons.append({"file": str(coco_wholebody / im["file_name"]),
+                        "bbox_xyxy": [float(x1), float(y1), float(x2), float(y2)]})
+    return persons
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +246,7 @@ def test_predict_gives_mmposes_topdown_keypoints(mmpose_reference, realdata, tmp
 
     Not all of them to 0.01 px: mmpose builds its warp matrix in float32 (cv2.getAffineTransform), which
     changes ~20-50 crop pixels by one grey level, and this random-weight network has near-tied arg-maxes
-    that such changes flip (measured: 23 of 1862 points)."""
+    that such changes flip (measured: 36 of 1862 points)."""
     theirs = json.loads((mmpose_reference / "topdown.json").read_text())
     assert theirs["flip_test"]
     mmpose_xy = np.asarray(theirs["keypoints"])
@@ -252,7 +261,7 @@ def test_predict_gives_mmposes_topdown_keypoints(mmpose_reference, realdata, tmp
           f"{(dist <= 0.01).mean():.1%} within 0.01 px; wbt's refined decode median {np.median(refined):.3f} px")
     assert dist.shape == (14, 133)
     assert np.median(dist) <= 0.001  # measured 0.0004 px
-    assert (dist <= 0.01).mean() >= 0.97  # measured 98.8 %
+    assert (dist <= 0.01).mean() >= 0.97  # measured 98.1 %
     assert np.median(score_diff) <= 1e-3
     assert np.median(refined) <= 0.15  # measured 0.053 px: the refinement moves points by under half a bin
 
