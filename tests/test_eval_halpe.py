@@ -1,7 +1,7 @@
 """Parity of ``evaluate(..., protocol="halpe")`` with halpecocotools, every stat within 1e-9.
 
 The reference is halpecocotools' COCOeval as AlphaPose's ``evaluate_mAP(res, "keypoints", gt,
-halpe=True)`` runs it (``labeltool.eval.reference.halpecocotools_stats``), on the real
+halpe=True)`` runs it (``eval_reference.halpecocotools_stats``, tests/eval_reference.py), on the real
 COCO-WholeBody GT in ../shared/realdata (as 133 points and converted to Halpe-136) with noise
 levels, dropped persons and false positives, and on random sets from a hypothesis generator
 (crowd persons, ``ignore`` fields, detections with no scored point, score ties, boxes, two
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_reference import flat_document, halpecocotools_eval, halpecocotools_stats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_eval_parity import SPLIT_KEYS, halpe_document, make_set, perturbed_results
@@ -24,7 +25,6 @@ from test_eval_parity import SPLIT_KEYS, halpe_document, make_set, perturbed_res
 from labeltool.errors import UserError
 from labeltool.eval import compute_oks, evaluate
 from labeltool.eval.halpe import HALPE_PARTS, halpe_parts
-from labeltool.eval.reference import flat_document, halpecocotools_eval, halpecocotools_stats
 from labeltool.layouts import HALPE136, WHOLEBODY133, Layout
 
 pytest.importorskip("halpecocotools", reason="halpecocotools is the reference (./install.sh --test builds it)")

@@ -1,7 +1,7 @@
 """Parity of ``labeltool.eval.evaluate`` with the official tools, every stat within 1e-9.
 
 The reference is xtcocotools' COCOeval driven as mmpose's CocoWholeBodyMetric drives it
-(``labeltool.eval.reference``), on the real COCO-WholeBody GT in ../shared/realdata and on
+(``tests/eval_reference.py``), on the real COCO-WholeBody GT in ../shared/realdata and on
 random sets from a hypothesis generator; body-only sets are also checked against pycocotools.
 """
 
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_reference import split_document, split_results, xtcocotools_stats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labeltool.coco import load_pose_dataset
 from labeltool.eval import evaluate
 from labeltool.eval.predictions import part_score_key
-from labeltool.eval.reference import split_document, split_results, xtcocotools_stats
 from labeltool.layouts import (
     COCO17,
     HALPE136,

@@ -1,10 +1,12 @@
 """Evaluation with the official COCO-WholeBody protocol (xtcocotools' COCOeval as mmpose drives it), vectorised,
-and AlphaPose's Halpe protocol (halpecocotools), one module each on one engine.
+and AlphaPose's Halpe protocol (halpecocotools) on one engine, and face NME / hand PCK; each protocol is
+one entry of ``PROTOCOLS`` (labeltool/eval/protocols.py).
 
 Public API::
 
     evaluate(gt, results, *, protocol="coco-wholebody", layout=None, sigmas_float32=False, parts=None, name="")
-        -> EvalReport; protocol="halpe": halpecocotools' parts body, foot, face, hand, fullbody.
+        -> EvalReport; protocol="halpe": halpecocotools' parts body, foot, face, hand, fullbody;
+        protocol may also be an EvalProtocol (the COCOeval-style entries of PROTOCOLS).
         gt: json path or PoseDataset (133 COCO-WholeBody, 136 Halpe, 26 Halpe, 17 COCO);
         results: json path, list of result dicts, or Predictions. report.stat("face", "AP"),
         report.as_dict() -> {part: {"AP": ..., ..., "ARL": ...}} (fractions; -1 = undefined).
@@ -26,16 +28,18 @@ Public API::
 Importing this package needs numpy only (no mediapipe, no torch).
 """
 
-from labeltool.eval.evaluator import STAT_NAMES, EvalReport, PartResult, Protocol, evaluate
+from labeltool.eval.evaluator import STAT_NAMES, EvalReport, PartResult, evaluate
 from labeltool.eval.oks import compute_oks
 from labeltool.eval.predictions import Predictions, load_predictions, predictions_from_arrays
+from labeltool.eval.protocols import PROTOCOLS, EvalProtocol
 
 __all__ = [
     "STAT_NAMES",
+    "PROTOCOLS",
+    "EvalProtocol",
     "EvalReport",
     "PartResult",
     "Predictions",
-    "Protocol",
     "compute_oks",
     "evaluate",
     "load_predictions",

@@ -1,4 +1,5 @@
-"""`wbt eval`: evaluate keypoint results with the official COCO-WholeBody protocol, or another named one."""
+"""`wbt eval`: evaluate keypoint results with the official COCO-WholeBody protocol, or another named one
+(the choices, their help and what runs them come from labeltool.eval.protocols.PROTOCOLS)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 import click
 
 from labeltool.errors import UserError
+from labeltool.eval.protocols import PROTOCOLS, EvalProtocol
 
 LAYOUT_CHOICES = ("133", "136", "26", "17")
-PROTOCOL_CHOICES = ("coco-wholebody", "halpe", "nme", "pck")
+OKS_ONLY_FLAGS = ("--pr-curves", "--sigmas-float32", "--layout")  # options of the COCOeval-style protocols only
 
 
 @click.command("eval")
@@ -33,11 +35,10 @@ PROTOCOL_CHOICES = ("coco-wholebody", "halpe", "nme", "pck")
 @click.option("--out", "out_path", metavar="FILE", help="Also write the output to FILE (atomically).")
 @click.option(
     "--protocol",
-    type=click.Choice(PROTOCOL_CHOICES),
+    type=click.Choice(list(PROTOCOLS)),
     default="coco-wholebody",
     show_default=True,
-    help="coco-wholebody: xtcocotools as mmpose drives it; halpe: AlphaPose's halpecocotools (136 or 133 points); "
-    "nme: face landmarks (68 / 98 / 29 points); pck: hands (PCK, AUC, EPE); nme and pck take one result per GT instance.",
+    help="; ".join(f"{p.name}: {p.description}" for p in PROTOCOLS.values()) + ".",
 )
 @click.option("--thr", type=float, default=0.2, show_default=True, help="PCK threshold, of the GT box's larger side (pck).")
 @click.option("--layout", type=click.Choice(LAYOUT_CHOICES), help="Force the GT layout (default: detected).")
@@ -57,8 +58,7 @@ def eval_command(
     pr_dir: str | None,
 ) -> None:
     """Per-part AP / AR (body, foot, face, lefthand, righthand, wholebody), identical to xtcocotools;
-    with --protocol halpe (body, foot, face, hand, fullbody) identical to halpecocotools;
-    --protocol nme / pck: face NME, hand PCK / AUC / EPE, as mmpose computes them.
+    other protocols with --protocol (below), each identical to its reference.
 
     \b
     wbt eval --gt coco_wholebody_val_v1.0.json --pred results.json
@@ -67,7 +67,7 @@ def eval_command(
     wbt eval --protocol nme --gt 300w_test.json --pred faces.json
     """
     from labeltool.eval.evaluator import evaluate, load_ground_truth
-    from labeltool.eval.report import format_reports, write_pr_curves, write_text_atomic
+    from labeltool.eval.report import format_metric_reports, format_reports, write_pr_curves, write_text_atomic
 
     if more and not compare:
         raise UserError(f"unexpected argument {more[0]!r} (results files go after --pred or --compare)")
@@ -79,45 +79,23 @@ def eval_command(
         from labeltool.coco import check_output_not_input
 
         check_output_not_input(out_path, {"--gt": gt_path, **{f"results {f}": f for f in files}, "--pr-curves": pr_dir})
-    if protocol in ("nme", "pck"):
-        text = _pointwise(protocol, gt_path, files, names, fmt, thr, pr_dir, sigmas_float32, layout)
-        pr_dir = None
-    else:
+    chosen = PROTOCOLS[protocol]
+    if isinstance(chosen, EvalProtocol):
         gt = load_ground_truth(gt_path, int(layout) if layout else None)
-        reports = [evaluate(gt, f, protocol=protocol, sigmas_float32=sigmas_float32, name=n) for f, n in zip(files, names)]
+        reports = [evaluate(gt, f, protocol=chosen, sigmas_float32=sigmas_float32, name=n) for f, n in zip(files, names)]
         text = format_reports(reports, fmt)
+    else:
+        for flag, given in zip(OKS_ONLY_FLAGS, (pr_dir, sigmas_float32, layout)):
+            if given:
+                oks_names = [p.name for p in PROTOCOLS.values() if isinstance(p, EvalProtocol)]
+                raise UserError(f"{flag} applies to the {' and '.join(oks_names)} protocols, not {protocol}")
+        text = format_metric_reports([chosen.run(gt_path, f, n, thr) for f, n in zip(files, names)], fmt)
     if out_path:
         write_text_atomic(text, out_path)
     click.echo(text, nl=False)
     if pr_dir:
         for path in write_pr_curves(reports, pr_dir):
             click.echo(f"wrote {path}", err=True)
-
-
-def _pointwise(
-    protocol: str,
-    gt_path: str,
-    files: list[str],
-    names: list[str],
-    fmt: str,
-    thr: float,
-    pr_dir: str | None,
-    sigmas_float32: bool,
-    layout: str | None,
-) -> str:
-    """NME / PCK: one report per results file, as text."""
-    from labeltool.eval.nme import evaluate_nme
-    from labeltool.eval.pck import evaluate_pck
-    from labeltool.eval.report import format_metric_reports
-
-    for flag, given in (("--pr-curves", pr_dir), ("--sigmas-float32", sigmas_float32), ("--layout", layout)):
-        if given:
-            raise UserError(f"{flag} applies to the coco-wholebody and halpe protocols, not {protocol}")
-    if protocol == "nme":
-        reports = [evaluate_nme(gt_path, f, name=n) for f, n in zip(files, names)]
-    else:
-        reports = [evaluate_pck(gt_path, f, thr=thr, name=n) for f, n in zip(files, names)]
-    return format_metric_reports(reports, fmt)
 
 
 def _method_names(files: list[str]) -> list[str]:

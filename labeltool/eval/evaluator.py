@@ -17,16 +17,15 @@ for all parts in one pass (a point has the same sigma in every part holding it, 
 per-part sums differ), and the greedy matching advances one detection rank (at most 20 steps) for every image,
 threshold and area range together.
 
-The engine is shared by the COCOeval-style protocols: a :class:`Protocol` says what differs
-(parts and sigmas, which persons are ignored, which detections enter a part, how they are
-ranked, how their area is measured, the float precision of the points). The COCO-WholeBody
-protocol is :data:`COCO_WHOLEBODY` here; AlphaPose's Halpe protocol is ``labeltool.eval.halpe``.
+The engine is shared by the COCOeval-style protocols: an :class:`EvalProtocol` entry of
+:mod:`labeltool.eval.protocols` says what differs (parts and sigmas, which persons are ignored,
+which detections enter a part, how they are ranked, how their area is measured, the float
+precision of the points): COCO-WholeBody and AlphaPose's Halpe protocol.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,6 +34,7 @@ from labeltool.coco import PoseDataset, load_pose_dataset
 from labeltool.errors import UserError
 from labeltool.eval.oks import box_squared_distances, keypoint_vars, point_similarity, squared_distances
 from labeltool.eval.predictions import Predictions, load_predictions
+from labeltool.eval.protocols import COCO_WHOLEBODY, EvalProtocol, eval_protocol
 from labeltool.layouts import Layout, layout_for
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
@@ -43,52 +43,6 @@ RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 
 AREA_RANGES = {"all": (0.0, 1e5**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e5**2)}
 MAX_DETS = 20
 _PAIR_CHUNK = 1 << 16  # keypoint values per OKS chunk: small enough to stay in cache
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """What one COCOeval-style keypoint protocol does differently; the engine below is shared."""
-
-    name: str  # as `wbt eval --protocol` spells it
-    title: str  # one line for reports
-    # layout -> {part: (point indices, float64 sigmas)} in report order
-    part_table: Callable[[Layout], dict[str, tuple[np.ndarray, np.ndarray]]]
-    layouts: tuple[int, ...] = (17, 26, 133, 136)  # point counts the protocol accepts
-    crowd_ignored: bool = True  # iscrowd persons are ignored (False: they are positives)
-    ignore_key: str | None = None  # annotation key whose truthy value ignores the person
-    drop_per_part: bool = True  # a detection leaves a part with no positive score there (else: overall)
-    rank_by_part_score: bool = True  # rank by foot_score, ... when given (else always ``score``)
-    area_from_all_points: bool = False  # detection area: extent of all points (else the body points)
-    coords_float32: bool = False  # points read as float32 for the OKS
-    zero_id_unmatched: bool = False  # a match to a person with annotation id 0 counts as no match
-    allow_sigmas_float32: bool = True
-
-
-def coco_wholebody_parts(layout: Layout) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The layout's parts with its sigmas, then ``wholebody`` (all points) for a multi-part layout."""
-    parts = dict(layout.parts)
-    if len(parts) > 1:
-        parts["wholebody"] = np.arange(layout.num_keypoints)
-    return {part: (idx, layout.sigmas[idx]) for part, idx in parts.items()}
-
-
-COCO_WHOLEBODY = Protocol(
-    name="coco-wholebody",
-    title="COCO-WholeBody protocol (xtcocotools, use_area=True)",
-    part_table=coco_wholebody_parts,
-)
-
-
-def get_protocol(name: str | Protocol) -> Protocol:
-    """The protocol called ``name`` (coco-wholebody, halpe)."""
-    if isinstance(name, Protocol):
-        return name
-    from labeltool.eval.halpe import HALPE
-
-    protocols = {p.name: p for p in (COCO_WHOLEBODY, HALPE)}
-    if name not in protocols:
-        raise UserError(f"unknown evaluation protocol '{name}' (choose from {', '.join(protocols)})")
-    return protocols[name]
 
 
 @dataclass
@@ -134,7 +88,7 @@ def evaluate(
     gt: str | os.PathLike | PoseDataset,
     results: str | os.PathLike | list | Predictions,
     *,
-    protocol: str | Protocol = COCO_WHOLEBODY,
+    protocol: str | EvalProtocol = COCO_WHOLEBODY,
     layout: Layout | int | None = None,
     sigmas_float32: bool = False,
     parts: tuple[str, ...] | list[str] | None = None,
@@ -158,7 +112,7 @@ def evaluate(
     elif layout is not None and gt.layout is not layout:
         raise UserError(f"{gt.path or 'ground truth'}: has the {gt.layout.name} layout, not {layout.name}")
     layout = gt.layout
-    protocol = get_protocol(protocol)
+    protocol = eval_protocol(protocol)
     if layout.num_keypoints not in protocol.layouts:
         raise UserError(
             f"{gt.path or 'ground truth'}: the {protocol.name} protocol evaluates "
@@ -262,7 +216,7 @@ class _GroundTruth:
     num_images: int
 
     @classmethod
-    def build(cls, gt: PoseDataset, image_ids: np.ndarray, category_ids: np.ndarray, protocol: Protocol) -> _GroundTruth:
+    def build(cls, gt: PoseDataset, image_ids: np.ndarray, category_ids: np.ndarray, protocol: EvalProtocol) -> _GroundTruth:
         keep = np.isin(gt.image_ids, image_ids) & np.isin(gt.category_ids, category_ids)
         index = np.nonzero(keep)[0]
         group = _group_of(gt.category_ids[index], gt.image_ids[index], category_ids, image_ids)
@@ -292,7 +246,7 @@ class _Detections:
 
     @classmethod
     def build(
-        cls, preds: Predictions, image_ids: np.ndarray, category_ids: np.ndarray, layout: Layout, protocol: Protocol
+        cls, preds: Predictions, image_ids: np.ndarray, category_ids: np.ndarray, layout: Layout, protocol: EvalProtocol
     ) -> _Detections:
         keep = np.isin(preds.category_ids, category_ids)  # xtcocotools skips other categories
         if not protocol.drop_per_part:  # halpecocotools drops a detection with no positive score at all
@@ -379,7 +333,7 @@ class _OksTable:
 
 
 def _select_detections(
-    dets: _Detections, part: str, idx: np.ndarray, protocol: Protocol
+    dets: _Detections, part: str, idx: np.ndarray, protocol: EvalProtocol
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The detections evaluated for ``part``: (indices, group, rank in group, ranking score),
     sorted by group then rank; those without a positive point score in the part dropped (when
@@ -404,7 +358,7 @@ def _evaluate_part(
     part: str,
     idx: np.ndarray,
     num_categories: int,
-    protocol: Protocol,
+    protocol: EvalProtocol,
     chosen: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     table: _OksTable,
 ) -> PartResult:

@@ -4,8 +4,9 @@ halpecocotools (PyPI, the "Halpe COCO toolbox" by the Halpe authors) evaluates 1
 and 133-point COCO-WholeBody files with one ``COCOeval(gt, dt, "keypoints")``: five parts in one
 pass, ``body``, ``foot``, ``face``, ``hand`` (both hands as one part) and ``fullbody`` (all
 points), each with the ten keypoint stats (maxDets 20, area ranges all / medium / large). What it
-does differently from the COCO-WholeBody protocol (xtcocotools) is reproduced here as data, see
-:data:`HALPE` and docs/eval.md ("The Halpe protocol"):
+does differently from the COCO-WholeBody protocol (xtcocotools) is reproduced as data: the parts
+and sigmas here (:func:`halpe_parts`), the rest as the flags of the ``halpe`` entry of
+:data:`labeltool.eval.protocols.PROTOCOLS` (docs/eval.md, "The Halpe protocol"):
 
 * its own sigmas, hard-coded per layout as tenths divided by 10.0: on 136 points they are Halpe's
   (face and hands all 0.015), on 133 points the COCO body sigmas, 0.089 for every foot point and
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from labeltool.eval.evaluator import Protocol
 from labeltool.layouts import Layout
 
 # halpecocotools' sigmas, as written there (tenths) and divided by 10.0 (which differs from the
@@ -45,18 +45,3 @@ def halpe_parts(layout: Layout) -> dict[str, tuple[np.ndarray, np.ndarray]]:
               "fullbody": (0, k)}  # fmt: skip
     return {part: (np.arange(lo, hi), sigmas[lo:hi]) for part, (lo, hi) in bounds.items()}
 
-
-HALPE = Protocol(
-    name="halpe",
-    title="Halpe protocol (AlphaPose's halpecocotools)",
-    part_table=halpe_parts,
-    layouts=(136, 133),
-    crowd_ignored=False,
-    ignore_key="ignore",
-    drop_per_part=False,
-    rank_by_part_score=False,
-    area_from_all_points=True,
-    coords_float32=True,
-    zero_id_unmatched=True,
-    allow_sigmas_float32=False,
-)
