@@ -16,6 +16,7 @@ import numpy as np
 
 from labeltool.coco import PoseDataset, image_path, load_pose_dataset
 from labeltool.errors import UserError
+from labeltool.layouts import WHOLEBODY133
 
 
 @dataclass
@@ -56,12 +57,45 @@ def load_labels(path: str | os.PathLike) -> ReviewLabels:
     """Read labels to review: a COCO / COCO-WholeBody / Halpe json, or the distill ``labels.parquet``."""
     path = Path(path)
     if path.suffix == ".parquet":
-        from labeltool.review.parquet import load_parquet_labels
-
-        return load_parquet_labels(path)
+        return _load_parquet_labels(path)
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a labels json or labels.parquet")
     return ReviewLabels(dataset=load_pose_dataset(path))
+
+
+def _load_parquet_labels(path: Path) -> ReviewLabels:
+    """The distill table ``labels.parquet`` (read by :mod:`labeltool.labels_table`; pyarrow imported
+    only here); its images are (id, file_name) pairs, sizes come from the image files."""
+    from labeltool.labels_table import read_labels
+
+    table = read_labels(path)
+    images: dict[int, dict] = {}
+    for image_id, file_name in zip(table.image_ids.tolist(), table.file_names):
+        images.setdefault(image_id, {"id": image_id, "file_name": file_name})
+    annotations = [
+        {key: [float(v) for v in boxes[i]] for key, boxes in table.part_boxes.items()} for i in range(len(table))
+    ]
+    ds = PoseDataset(
+        layout=WHOLEBODY133,
+        keypoints=table.keypoints,
+        ann_ids=table.ann_ids,
+        image_ids=table.image_ids,
+        category_ids=table.category_ids,
+        bboxes=table.bboxes,
+        areas=table.areas,
+        iscrowd=table.iscrowd.astype(np.int64),
+        annotations=annotations,
+        images=sorted(images.values(), key=lambda im: im["id"]),
+        categories=[],
+        path=str(path),
+    )
+    return ReviewLabels(
+        dataset=ds,
+        confidence=table.confidence.astype(np.float64),
+        source=table.source.astype(np.int64),
+        source_names=table.source_names,
+        part_status=table.status,
+    )
 
 
 def with_image_sizes(ds: PoseDataset, images_dir: str | os.PathLike | None) -> PoseDataset:

@@ -25,7 +25,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, read_json, write_bytes_atomic, write_json_atomic
+from labeltool.coco import PoseDataset, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.layouts import HALPE136, WHOLEBODY133, Layout
 from labeltool.review.cvat import UNKNOWN_VISIBILITY, ImportReport, assemble_import
@@ -413,8 +413,3 @@ def labelstudio_import(
         kept = {int(im["id"]) for im in images}
         report.removed = int(sum(1 for i in ref.image_ids if int(i) in kept)) - report.matched
     return ds, report
-
-
-def read_labelstudio_export(path: str | os.PathLike) -> tuple[list, str]:
-    """Label Studio's JSON export file (``Export`` -> ``JSON``)."""
-    return read_json(path), str(path)
