@@ -210,3 +210,39 @@ def test_halpe_protocol_with_float32_sigmas_is_a_one_line_error(files):
     assert res.output.strip().splitlines()[-1] == (
         "wbt: error: the halpe protocol has its own float64 sigmas (no --sigmas-float32)"
     )
+
+
+def test_protocols_come_from_the_registry(files):
+    """`wbt eval --protocol` offers and describes exactly the PROTOCOLS entries; a new flags entry
+    runs on the shared engine unchanged (here: the COCO-WholeBody protocol restricted to the body)."""
+    from dataclasses import replace
+
+    from labeltool.eval import PROTOCOLS
+    from labeltool.eval.protocols import COCO_WHOLEBODY
+
+    assert list(PROTOCOLS) == ["coco-wholebody", "halpe", "nme", "pck"]
+    help_text = " ".join(run("--help").output.split())
+    for p in PROTOCOLS.values():
+        assert f"{p.name}: {p.description}" in help_text
+    res = run("--protocol", "oks-body", "--gt", str(files / "gt.json"), "--pred", str(files / "good.json"))
+    assert res.exit_code == 2 and "'oks-body' is not one of 'coco-wholebody', 'halpe', 'nme', 'pck'" in res.output
+
+    body_only = replace(COCO_WHOLEBODY, name="oks-body", title="body only",
+                        part_table=lambda layout: {"body": COCO_WHOLEBODY.part_table(layout)["body"]})  # fmt: skip
+    report = evaluate(files / "gt.json", files / "rough.json", protocol=body_only)
+    full = evaluate(files / "gt.json", files / "rough.json")
+    assert report.parts == ("body",) and report.protocol == "oks-body" and report.protocol_title == "body only"
+    assert report.as_dict()["body"] == full.as_dict()["body"] and 0 < full.stat("body", "AP") < 1
+
+
+def test_protocol_kind_mismatches_are_one_line_errors(files):
+    from labeltool.errors import UserError
+
+    with pytest.raises(UserError, match=r"^unknown detection-matching evaluation protocol 'nme' \(choose from coco-wholebody, halpe\)$"):
+        evaluate(files / "gt.json", files / "good.json", protocol="nme")
+    with pytest.raises(UserError, match=r"^unknown evaluation protocol 'oks' \(choose from coco-wholebody, halpe\)$"):
+        evaluate(files / "gt.json", files / "good.json", protocol="oks")
+    for flag in (["--pr-curves", str(files / "pr")], ["--sigmas-float32"], ["--layout", "133"]):
+        res = run("--protocol", "pck", "--gt", str(files / "gt.json"), "--pred", str(files / "good.json"), *flag)
+        assert res.exit_code == 2
+        assert res.output.strip().splitlines() == [f"wbt: error: {flag[0]} applies to the coco-wholebody and halpe protocols, not pck"]
