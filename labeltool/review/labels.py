@@ -16,6 +16,7 @@ import numpy as np
 
 from labeltool.coco import PoseDataset, image_path, load_pose_dataset
 from labeltool.errors import UserError
+from labeltool.label_codes import FIXED_SOURCES, SOURCE_GT, SOURCE_MAPPED, SOURCE_NONE
 
 
 @dataclass
@@ -37,7 +38,8 @@ class ReviewLabels:
         labelled = self.dataset.keypoints[:, :, 2] > 0
         if self.source is None or not self.source_names:
             return labelled
-        fixed = {name for name in ("none", "gt", "mapped") if name in self.source_names}
+        not_teacher = (FIXED_SOURCES[SOURCE_NONE], FIXED_SOURCES[SOURCE_GT], FIXED_SOURCES[SOURCE_MAPPED])
+        fixed = {name for name in not_teacher if name in self.source_names}
         codes = [self.source_names.index(name) for name in fixed]
         return labelled & ~np.isin(self.source, codes)
 
