@@ -196,12 +196,14 @@ def distill(
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(out_dir)
     try:
-        return _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite, progress, engine)
+        return _distill(inp, out_dir, config, workers=workers, limit=limit, shard_size=shard_size, layout=layout,
+                        overwrite=overwrite, progress=progress, engine=engine)  # fmt: skip
     finally:
         lock.release()
 
 
-def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite, progress, engine) -> dict:
+def _distill(inp: DistillInput, out_dir: Path, config: DistillConfig, *, workers: int, limit: int | None,
+             shard_size: int, layout: str, overwrite: bool, progress: bool, engine: Engine) -> dict:
     """Plan, label the missing shards, assemble the outputs, write the summary."""
     for name in OUTPUT_FILES:  # temp files a killed run left (never renamed, never read)
         for stale in out_dir.glob(f".{name}.*tmp"):
@@ -216,7 +218,7 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
     pending = [k for k in range(len(plan.chunks)) if not shard_path(shard_dir, k).exists()]
     waiting = set(pending)
     resumed = check_shard_images(shard_dir, [k for k in range(len(plan.chunks)) if k not in waiting], plan.path_of)
-    wall = _label(plan, pending, inp, config, workers, engine, out_dir, progress)
+    wall = _label(plan, pending, inp, config, workers=workers, engine=engine, out_dir=out_dir, progress=progress)
     outputs = Outputs(out_dir, wholebody=layout in ("133", "both"), halpe=layout in ("136", "both"))
     stats = _assemble(inp, config, plan, pending, outputs, resumed)
     stats.wall_seconds = wall
@@ -267,7 +269,8 @@ def _check_stack(shard_dir: Path) -> None:
         check_same_stack(recorded.get("versions") if isinstance(recorded, dict) else None, path)
 
 
-def _label(plan, pending, inp, config, workers, engine, out_dir: Path, progress: bool) -> float:
+def _label(plan: Plan, pending: list[int], inp: DistillInput, config: DistillConfig, *, workers: int, engine: Engine,
+           out_dir: Path, progress: bool) -> float:
     """Run the ``pending`` shards' tasks on ``engine`` and write their shards; returns the wall time."""
     start = time.perf_counter()
     with native_stderr_to(out_dir / NATIVE_LOG):

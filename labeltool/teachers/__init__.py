@@ -5,9 +5,11 @@
   ``close()``; data attributes ``spec``, ``fills``, ``crop``, ``point_sources``).
 - :mod:`labeltool.teachers.registry`: the backends by (part, backend), built from a spec
   string ``PART=BACKEND[:ARG]``; the one place ``--teachers``, ``wbt teach`` and distill look up.
-  **A new teacher is registered there.**
+  Each backend module lists its own entries (``BACKENDS``, :class:`~labeltool.teachers.base.Backend`);
+  **a new teacher is a module with its class and ``BACKENDS``, named in ``registry.BACKEND_MODULES``.**
 - The models behind the built-in backends (plain classes whose ``predict`` returns (M, K, 3)
-  arrays; the benchmarks and unit tests call them directly):
+  arrays; the benchmarks and unit tests call them directly; each module's ``*Teacher`` class
+  puts its model behind the protocol):
 
   - face (``face.FaceMeshModel``, ``DlibFaceModel``, ``FanFaceModel``): K = 68 (iBUG-300W
     order); ``predict(image, face_boxes, body=None)``, ``body`` (M, 17, 3) COCO-17 whose eyes level the crop.
