@@ -38,8 +38,7 @@ class ReviewLabels:
         labelled = self.dataset.keypoints[:, :, 2] > 0
         if self.source is None or not self.source_names:
             return labelled
-        not_teacher = (FIXED_SOURCES[SOURCE_NONE], FIXED_SOURCES[SOURCE_GT], FIXED_SOURCES[SOURCE_MAPPED])
-        fixed = {name for name in not_teacher if name in self.source_names}
+        fixed = {FIXED_SOURCES[c] for c in (SOURCE_NONE, SOURCE_GT, SOURCE_MAPPED)} & set(self.source_names)
         codes = [self.source_names.index(name) for name in fixed]
         return labelled & ~np.isin(self.source, codes)
 
