@@ -16,6 +16,7 @@ These are the models (array ``predict``); :class:`FaceTeacher` puts each behind 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -422,7 +423,9 @@ def describe_fan(spec: TeacherSpec) -> dict:
     return {"model": "FAN 2DFAN4 (user-provided weights)", "version": package_version("face-alignment"), "files": files}
 
 
-def _builder(model_class: type, describe):
+def _builder(model_class: type, describe: Callable[[TeacherSpec], dict]) -> Callable[[TeacherSpec, BuildOptions], FaceTeacher]:
+    """The factory of one face backend: its model class behind :class:`FaceTeacher`."""
+
     def build(spec: TeacherSpec, options: BuildOptions) -> FaceTeacher:
         return FaceTeacher(spec, model_class(), describe)
 
