@@ -23,9 +23,9 @@ from datasets_fixtures import PART_KEYS, write_dataset  # noqa: E402
 
 from labeltool.distill.inputs import from_annotations  # noqa: E402
 from labeltool.distill.pipeline import distill  # noqa: E402
+from labeltool.distill.teacher_choice import TeacherChoice  # noqa: E402
 from labeltool.distill.work import DistillConfig  # noqa: E402
 from labeltool.eval import evaluate  # noqa: E402
-from labeltool.teachers.registry import TeacherChoice  # noqa: E402
 
 SAMPLE = REPO.parent / "shared" / "realdata" / "coco_wholebody"
 DATASETS = ("coco17", "crowdpose", "aic", "mpii", "posetrack18", "humanart")

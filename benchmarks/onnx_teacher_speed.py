@@ -43,8 +43,8 @@ def random_student_onnx(preset: str, input_size: tuple[int, int], out_dir: Path)
 
 def run_setup(teachers: str, tasks: list, passes: int) -> dict:
     from labeltool.distill.body import AnnotatedBody
+    from labeltool.distill.teacher_choice import TeacherChoice
     from labeltool.distill.work import DistillConfig, Distiller
-    from labeltool.teachers.registry import TeacherChoice
 
     t = time.perf_counter()
     distiller = Distiller(DistillConfig(TeacherChoice.parse(teachers)), AnnotatedBody())

@@ -24,8 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from labeltool.digests import content_digest  # noqa: E402
 from labeltool.distill.shards import ImageResult, check_shard_images, shard_path, write_shard  # noqa: E402
-from labeltool.images import content_digest, decode_rgb, read_image_bytes  # noqa: E402
+from labeltool.images import decode_rgb, read_image_bytes  # noqa: E402
 
 COCO_IMAGES_WITH_PERSONS = 64115
 SHARD_SIZE = 64

@@ -59,14 +59,14 @@ def face_nme_table(data_dir: Path) -> list[tuple[str, str]]:
 
     def make(name):
         if name == "facemesh, common map, one fit":
-            return F.FaceMeshTeacher(mirror=False, vertex_map=F.COMMON_FACEMESH_TO_IBUG68)
+            return F.FaceMeshModel(mirror=False, vertex_map=F.COMMON_FACEMESH_TO_IBUG68)
         if name == "facemesh, common map":
-            return F.FaceMeshTeacher(vertex_map=F.COMMON_FACEMESH_TO_IBUG68)
+            return F.FaceMeshModel(vertex_map=F.COMMON_FACEMESH_TO_IBUG68)
         if name == "facemesh, one fit":
-            return F.FaceMeshTeacher(mirror=False)
+            return F.FaceMeshModel(mirror=False)
         if name == "facemesh (default)":
-            return F.FaceMeshTeacher()
-        return F.make_face_teacher(name)
+            return F.FaceMeshModel()
+        return {"dlib": F.DlibFaceModel, "fan": F.FanFaceModel}[name]()
 
     rows = []
     names = ("facemesh, common map, one fit", "facemesh, common map", "facemesh, one fit", "facemesh (default)",
@@ -89,10 +89,10 @@ def face_nme_table(data_dir: Path) -> list[tuple[str, str]]:
 
 
 def hand_table(data_dir: Path) -> list[tuple[str, str]]:
-    from labeltool.teachers.hand import HandTeacher
+    from labeltool.teachers.hand import HandModel
 
-    teachers = {"single view": HandTeacher(search=False, refine=False), "search only": HandTeacher(refine=False),
-                "ours (search + refine + consensus)": HandTeacher()}  # fmt: skip
+    teachers = {"single view": HandModel(search=False, refine=False), "search only": HandModel(refine=False),
+                "ours (search + refine + consensus)": HandModel()}  # fmt: skip
     rows = []
     for folder, name in (("hand_panoptic", "test_panoptic.json"), ("hand_onehand10k", "test_onehand10k.json")):
         data, files = _load(data_dir / folder, name)
@@ -139,7 +139,7 @@ def _count_runs(teacher) -> list[int]:
 
 def coco_hand_table(data_dir: Path) -> list[tuple[str, str]]:
     """Small COCO hands, body from GT: found count, PCK@0.2 and model runs per hand for each hand teacher."""
-    from labeltool.teachers.hand import HandTeacher
+    from labeltool.teachers.hand import HandModel
 
     ds = load_pose_dataset(data_dir / "coco_wholebody" / "test_coco_wholebody.json")
     parts, images = WHOLEBODY133.parts, ds.image_index()
@@ -152,9 +152,9 @@ def coco_hand_table(data_dir: Path) -> list[tuple[str, str]]:
             if (gt[:, 2] > 0).any() and ok[0]:
                 image = read_rgb(data_dir / "coco_wholebody" / images[int(ds.image_ids[i])]["file_name"])
                 cases.append((image, boxes, side, body, gt))
-    teachers = {"ours (re-crop ROI + refine + consensus)": HandTeacher(),
-                "rotation search + refine (recrop=False)": HandTeacher(recrop=False),
-                "single view": HandTeacher(recrop=False, search=False, refine=False)}  # fmt: skip
+    teachers = {"ours (re-crop ROI + refine + consensus)": HandModel(),
+                "rotation search + refine (recrop=False)": HandModel(recrop=False),
+                "single view": HandModel(recrop=False, search=False, refine=False)}  # fmt: skip
     rows = []
     sizes = [float(np.ptp(gt[gt[:, 2] > 0, :2], axis=0).max()) for *_, gt in cases]
     for name, teacher in teachers.items():
@@ -178,9 +178,9 @@ def coco_hand_table(data_dir: Path) -> list[tuple[str, str]]:
 def coco_pseudo_labels(data_dir: Path, out_path: Path) -> tuple[list[tuple[str, str]], Path]:
     """Body from GT, parts from the teachers on proposals; per-part AP with the official protocol."""
     from labeltool.eval import evaluate
-    from labeltool.teachers.face import FaceMeshTeacher
-    from labeltool.teachers.foot import FootTeacher
-    from labeltool.teachers.hand import HandTeacher
+    from labeltool.teachers.face import FaceMeshModel
+    from labeltool.teachers.foot import FootModel
+    from labeltool.teachers.hand import HandModel
 
     gt_path = data_dir / "coco_wholebody" / "test_coco_wholebody.json"
     ds = load_pose_dataset(gt_path)
@@ -188,7 +188,7 @@ def coco_pseudo_labels(data_dir: Path, out_path: Path) -> tuple[list[tuple[str, 
     images = ds.image_index()
     results = []
     errors: dict[str, list[float]] = {"face": [], "lefthand": [], "righthand": [], "foot": []}
-    with FaceMeshTeacher() as face, HandTeacher() as hand, FootTeacher() as foot:
+    with FaceMeshModel() as face, HandModel() as hand, FootModel() as foot:
         for image_id, idx in ds.persons_by_image().items():
             image = read_rgb(data_dir / "coco_wholebody" / images[image_id]["file_name"])
             body = ds.keypoints[idx][:, parts["body"]]

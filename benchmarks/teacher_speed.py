@@ -46,10 +46,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "realdata")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from labeltool.teachers.body import BodyTeacher
-    from labeltool.teachers.face import FaceMeshTeacher, make_face_teacher
-    from labeltool.teachers.foot import FootTeacher
-    from labeltool.teachers.hand import HandTeacher
+    from labeltool.teachers.body import BodyModel
+    from labeltool.teachers.face import DlibFaceModel, FaceMeshModel
+    from labeltool.teachers.foot import FootModel
+    from labeltool.teachers.hand import HandModel
 
     gt = load_pose_dataset(args.data / "coco_wholebody" / "test_coco_wholebody.json")
     images = {i: read_rgb(args.data / "coco_wholebody" / im["file_name"]) for i, im in gt.image_index().items()}
@@ -66,19 +66,19 @@ def main() -> None:
     teachers = {}
     ms: dict[str, float] = {}
     for name, make, call in (
-        ("face facemesh (2 fits: as is + mirrored)", FaceMeshTeacher,
+        ("face facemesh (2 fits: as is + mirrored)", FaceMeshModel,
          lambda t: t.predict(image, face_box, body)),
-        ("face facemesh, one fit", lambda: FaceMeshTeacher(mirror=False),
+        ("face facemesh, one fit", lambda: FaceMeshModel(mirror=False),
          lambda t: t.predict(image, face_box, body)),
-        ("face dlib (2 fits)", lambda: make_face_teacher("dlib"), lambda t: t.predict(image, face_box, body)),
-        ("hand ours (re-crop + 5 views + refine 5 views)", HandTeacher,
+        ("face dlib (2 fits)", DlibFaceModel, lambda t: t.predict(image, face_box, body)),
+        ("hand ours (re-crop + 5 views + refine 5 views)", HandModel,
          lambda t: t.predict(image, hand_box, "right", body)),
-        ("hand rotation search (recrop=False)", lambda: HandTeacher(recrop=False),
+        ("hand rotation search (recrop=False)", lambda: HandModel(recrop=False),
          lambda t: t.predict(image, hand_box, "right", body)),
-        ("hand single view", lambda: HandTeacher(recrop=False, search=False, refine=False),
+        ("hand single view", lambda: HandModel(recrop=False, search=False, refine=False),
          lambda t: t.predict(image, hand_box, "right", body)),
-        ("foot (pose on the person crop, both feet)", FootTeacher, lambda t: t.predict(image, person_box, body=body)),
-        ("body (pose on the person crop)", BodyTeacher, lambda t: t.predict(image, person_box)),
+        ("foot (pose on the person crop, both feet)", FootModel, lambda t: t.predict(image, person_box, body=body)),
+        ("body (pose on the person crop)", BodyModel, lambda t: t.predict(image, person_box)),
     ):  # fmt: skip
         try:
             teacher, build_ms = _build(make)

@@ -76,29 +76,6 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return decode_rgb(read_image_bytes(path), path)
 
 
-def content_digest(data: bytes | np.ndarray) -> str:
-    """sha256 (hex) of a file's bytes: what a label was made from, checked when a run resumes."""
-    import hashlib
-
-    return hashlib.sha256(memoryview(data)).hexdigest()
-
-
-def file_digest(path: str | os.PathLike) -> str | None:
-    """:func:`content_digest` of a file read in 1 MiB blocks; None when it is absent or not a regular file."""
-    import hashlib
-
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
 def decode_rgb(data: bytes | np.ndarray, where: str | os.PathLike) -> np.ndarray:
     """Encoded image bytes (from ``where``, named in errors) as RGB uint8 (H, W, 3), by the rules above."""
     import cv2

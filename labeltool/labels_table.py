@@ -16,7 +16,7 @@ One row per person, in the COCO-WholeBody-133 layout. Schema version
 | source | 133 x int8 | per point: an index into the metadata list ``wbt_sources`` |
 | foot_valid ... righthand_valid | bool | the part has a labelled point |
 | face_box, lefthand_box, righthand_box | 4 x float64 | part boxes x, y, w, h (zeros when invalid) |
-| foot_status ... righthand_status | string | the merge outcome of the part (``labeltool.merge.rules.PART_STATUSES``) |
+| foot_status ... righthand_status | string | the merge outcome of the part (``labeltool.label_codes.PART_STATUSES``) |
 | extra_keypoints | list of float64 | E x (x, y, v): the input dataset's points COCO-WholeBody lacks (head top, neck, ...), ground truth as read; names in the metadata list ``wbt_extra_points`` (version 2) |
 
 Version 1 files (no ``extra_keypoints``) are read with no extra points.
@@ -42,8 +42,8 @@ import pyarrow.parquet as pq
 
 from labeltool.coco import AtomicFile, write_errors_name
 from labeltool.errors import UserError
+from labeltool.label_codes import MERGED_PARTS
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_BOX_KEYS
-from labeltool.merge.rules import MERGED_PARTS
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 2 added extra_keypoints / wbt_extra_points

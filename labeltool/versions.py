@@ -30,18 +30,25 @@ PACKAGES: dict[str, tuple[str, ...]] = {
 LOCK_FILE = "requirements/lock-py311.txt"  # where lock_versions.json comes from (tools/lock.sh)
 
 
+def installed_version(*dists: str) -> tuple[str, str] | None:
+    """(distribution, version) of the first installed of ``dists``; None when none is."""
+    for dist in dists:
+        try:
+            return dist, metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def package_version(*dists: str) -> str:
+    """'<dist> <version>' of the first installed of ``dists``, else '<dist> not installed' (a model's description)."""
+    found = installed_version(*dists)
+    return f"{found[0]} {found[1]}" if found else f"{dists[0]} not installed"
+
+
 def installed_versions() -> dict[str, str | None]:
     """Name -> installed version (None when absent) of every package in :data:`PACKAGES`."""
-    found: dict[str, str | None] = {}
-    for name, dists in PACKAGES.items():
-        found[name] = None
-        for dist in dists:
-            try:
-                found[name] = metadata.version(dist)
-                break
-            except metadata.PackageNotFoundError:
-                continue
-    return found
+    return {name: found[1] if (found := installed_version(*dists)) else None for name, dists in PACKAGES.items()}
 
 
 def locked_versions() -> dict[str, str]:

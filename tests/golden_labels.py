@@ -45,8 +45,8 @@ def distill_sample(sample: Path, work: Path) -> tuple[dict, dict]:
     """(wholebody133.json, summary.json) of `wbt distill --ann body17.json` on the sample, 1 worker."""
     from labeltool.distill.inputs import from_annotations
     from labeltool.distill.pipeline import distill
+    from labeltool.distill.teacher_choice import TeacherChoice
     from labeltool.distill.work import DistillConfig
-    from labeltool.teachers.registry import TeacherChoice
 
     out = work / "out"
     summary = distill(from_annotations(body_only(sample, work), sample), out,

@@ -38,9 +38,8 @@ def test_every_writer_gives_umask_permissions_and_leaves_no_temp(tmp_path):
 import os, pathlib
 os.umask(0o027)
 import numpy as np
-from labeltool.coco import write_bytes_atomic
+from labeltool.coco import JsonDocumentWriter, write_bytes_atomic
 from labeltool.labels_table import LabelsWriter
-from labeltool.merge.assemble import JsonDocumentWriter
 from labeltool.student.train import save_atomic
 d = pathlib.Path({str(tmp_path)!r})
 write_bytes_atomic(b"x", d / "a.bin")

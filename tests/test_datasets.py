@@ -19,8 +19,9 @@ from labeltool.datasets import detect_format, formats, read_body_dataset
 from labeltool.distill.body import AnnotatedBody, ImageTask, teacher_agrees
 from labeltool.distill.work import _face_requests
 from labeltool.errors import UserError
+from labeltool.label_codes import SOURCE_GT, SOURCE_MAPPED
 from labeltool.layouts import HALPE136
-from labeltool.merge.rules import SOURCE_GT, SOURCE_MAPPED, MergeRules
+from labeltool.merge.rules import MergeRules
 from labeltool.proposals import face_boxes_from_head
 from labeltool.teachers.base import PartPrediction
 

@@ -17,9 +17,9 @@ from datasets_fixtures import COCO, NAMES, write_dataset
 
 from labeltool.distill.inputs import from_annotations
 from labeltool.distill.pipeline import distill
+from labeltool.distill.teacher_choice import TeacherChoice
 from labeltool.distill.work import DistillConfig
 from labeltool.labels_table import read_labels
-from labeltool.teachers.registry import TeacherChoice
 
 FORMATS = ("crowdpose", "aic", "mpii", "posetrack18")
 

@@ -425,7 +425,7 @@ def test_the_same_model_by_relative_then_absolute_path_resumes(tmp_path, monkeyp
 def test_collapsed_face_and_hand_points_are_degenerate():
     from test_merge_rules import face_prediction, hand_prediction, merge
 
-    from labeltool.merge.rules import ACCEPTED, DEGENERATE
+    from labeltool.label_codes import ACCEPTED, DEGENERATE
 
     face = face_prediction()
     assert merge({"face": face}).status["face"] == [ACCEPTED]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labeltool.layouts import WHOLEBODY133
-from labeltool.merge.rules import (
+from labeltool.label_codes import (
     ACCEPTED,
     FAR_FROM_ANKLE,
     FAR_FROM_WRIST,
@@ -19,11 +18,9 @@ from labeltool.merge.rules import (
     SOURCE_GT,
     SOURCE_NONE,
     TOO_FEW_POINTS,
-    MergeRules,
-    PartCandidate,
-    body_from_teacher,
-    merge_persons,
 )
+from labeltool.layouts import WHOLEBODY133
+from labeltool.merge.rules import MergeRules, PartCandidate, body_from_teacher, merge_persons
 from labeltool.teachers.base import HANDEDNESS_CONTRADICTS
 
 FACE, LHAND, RHAND, FOOT = 4, 5, 6, 7  # source codes used in these tests

@@ -21,12 +21,14 @@ import pytest
 from click.testing import CliRunner
 
 from labeltool.cli import main
+from labeltool.distill.teacher_choice import TeacherChoice
 from labeltool.errors import UserError
+from labeltool.label_codes import SOURCE_NONE
 from labeltool.layouts import WHOLEBODY133
-from labeltool.merge.rules import SOURCE_NONE, MergeRules, PartCandidate, combine_candidates
+from labeltool.merge.rules import MergeRules, PartCandidate, combine_candidates
 from labeltool.teachers.base import HANDEDNESS_CONTRADICTS, TeacherSpec
 from labeltool.teachers.onnx import box_center_scale, decode_simcc, parse_arg, to_image
-from labeltool.teachers.registry import TeacherChoice, build_teacher, parse_spec
+from labeltool.teachers.registry import build_teacher, parse_spec
 from labeltool.topdown import crop_matrices
 
 PART_KEYS = ("foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts", "face_box", "lefthand_box",

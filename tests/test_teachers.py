@@ -94,26 +94,26 @@ def grace_hopper() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def face_teacher():
-    from labeltool.teachers.face import FaceMeshTeacher
+    from labeltool.teachers.face import FaceMeshModel
 
-    with FaceMeshTeacher() as t:
+    with FaceMeshModel() as t:
         yield t
 
 
 @pytest.fixture(scope="module")
 def hand_teacher():
     pytest.importorskip("ai_edge_litert", reason="the hand teacher needs ai-edge-litert")
-    from labeltool.teachers.hand import HandTeacher
+    from labeltool.teachers.hand import HandModel
 
-    with HandTeacher() as t:
+    with HandModel() as t:
         yield t
 
 
 @pytest.fixture(scope="module")
 def body_teacher():
-    from labeltool.teachers.body import BodyTeacher
+    from labeltool.teachers.body import BodyModel
 
-    with BodyTeacher() as t:
+    with BodyModel() as t:
         yield t
 
 
@@ -212,9 +212,9 @@ def _pck(pts, gt, size):
 
 @pytest.mark.slow
 def test_hand_pck_on_real_hands_and_consensus_beats_single_view(hand_teacher, realdata):
-    from labeltool.teachers.hand import HandTeacher
+    from labeltool.teachers.hand import HandModel
 
-    single = HandTeacher(recrop=False, search=False, refine=False)
+    single = HandModel(recrop=False, search=False, refine=False)
     ours, base, handed = [], [], []
     for _folder, file_name, image, box, gt, size in _hand_cases(realdata):
         res = hand_teacher.predict_hands(image, box)
@@ -235,12 +235,12 @@ def test_recrop_finds_more_small_coco_hands(hand_teacher, realdata):
     from labeltool.images import read_rgb
     from labeltool.layouts import WHOLEBODY133
     from labeltool.proposals import hand_boxes_from_body
-    from labeltool.teachers.hand import HandTeacher
+    from labeltool.teachers.hand import HandModel
 
     ds = load_pose_dataset(realdata / "coco_wholebody" / "test_coco_wholebody.json")
     parts, images = WHOLEBODY133.parts, ds.image_index()
     ours, old = [], []
-    with HandTeacher(recrop=False) as search:
+    with HandModel(recrop=False) as search:
         for i in range(len(ds.ann_ids)):
             body = ds.keypoints[i : i + 1, parts["body"]]
             image = read_rgb(realdata / "coco_wholebody" / images[int(ds.image_ids[i])]["file_name"])
@@ -309,12 +309,12 @@ def test_foot_and_body_on_real_coco(body_teacher, realdata):
     from labeltool.images import read_rgb
     from labeltool.layouts import WHOLEBODY133
     from labeltool.proposals import xywh_to_xyxy
-    from labeltool.teachers.foot import FootTeacher
+    from labeltool.teachers.foot import FootModel
 
     ds = load_pose_dataset(realdata / "coco_wholebody" / "test_coco_wholebody.json")
     images = ds.image_index()
     foot_err, body_err = [], []
-    with FootTeacher() as foot_teacher:
+    with FootModel() as foot_teacher:
         for i in range(len(ds)):
             gt_body = ds.keypoints[i, :17]
             gt_foot = ds.keypoints[i, WHOLEBODY133.parts["foot"]]
@@ -353,11 +353,11 @@ def test_dlib_face_backend_on_real_300w(realdata):
     pytest.importorskip("dlib", reason="the dlib backend is an optional extra (wbt[dlib])")
     from labeltool.images import read_rgb
     from labeltool.proposals import xywh_to_xyxy
-    from labeltool.teachers.face import DlibFaceTeacher
+    from labeltool.teachers.face import DlibFaceModel
 
     data = json.loads((realdata / "face300w" / "test_300w.json").read_text())
     files = {im["id"]: im["file_name"] for im in data["images"]}
-    with DlibFaceTeacher() as teacher:
+    with DlibFaceModel() as teacher:
         for ann in data["annotations"]:
             gt = np.asarray(ann["keypoints"], dtype=float).reshape(68, 3)
             pts = teacher.predict(read_rgb(realdata / "face300w" / files[ann["image_id"]]), xywh_to_xyxy([ann["bbox"]]))

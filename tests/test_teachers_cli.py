@@ -75,10 +75,10 @@ def test_bad_options(tmp_path):
 def test_fan_without_weights_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     from labeltool.errors import UserError
-    from labeltool.teachers.face import FanFaceTeacher
+    from labeltool.teachers.face import FanFaceModel
 
     with pytest.raises(UserError, match="FAN weights not found .* never downloads"):
-        FanFaceTeacher()
+        FanFaceModel()
     assert not (tmp_path / "torch").exists()  # nothing created, nothing downloaded
 
 

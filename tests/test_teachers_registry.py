@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from labeltool.distill.body import AnnotatedBody, ImageTask
+from labeltool.distill.teacher_choice import TeacherChoice
 from labeltool.distill.work import DistillConfig, Distiller
 from labeltool.errors import UserError
+from labeltool.label_codes import ACCEPTED, SOURCE_GT
 from labeltool.layouts import WHOLEBODY133
-from labeltool.merge.rules import ACCEPTED, SOURCE_GT
 from labeltool.teachers import registry
-from labeltool.teachers.base import CROP_PERSON, PartPrediction, Teacher, TeacherSpec
-from labeltool.teachers.registry import Backend, TeacherChoice, build_teacher, parse_spec
+from labeltool.teachers.base import CROP_PERSON, Backend, PartPrediction, Teacher, TeacherSpec
+from labeltool.teachers.registry import build_teacher, parse_spec
 
 DEFAULT_SOURCES = [
     "none", "gt", "derived", "mapped", "body:mediapipe", "face:facemesh", "hand:mediapipe", "foot:mediapipe",

@@ -36,7 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from labeltool.detectors.base import Detections, DetectorSpec, finish
+from labeltool.digests import package_file_records
 from labeltool.teachers.crops import angle_to_point_up, crop_matrix, to_image, warp
+from labeltool.versions import PACKAGES, package_version
 
 DETECTOR_FILE = "modules/pose_detection/pose_detection.tflite"
 LANDMARK_FILE = "modules/pose_landmark/pose_landmark_full.tflite"
@@ -331,12 +333,10 @@ class BlazePoseDetector:
 
 
 def describe_blazepose(spec: DetectorSpec) -> dict:
-    from labeltool.teachers.registry import MEDIAPIPE, _mediapipe_files, package_version
-
     model = ("MediaPipe BlazePose detector (multi-scale tiles, weighted NMS) + landmark model for the person box, "
              "via ai-edge-litert")
-    version = f"{package_version(*MEDIAPIPE)}, {package_version('ai-edge-litert')}"
-    return {"model": model, "version": version, "files": _mediapipe_files(DETECTOR_FILE, LANDMARK_FILE),
+    version = f"{package_version(*PACKAGES['mediapipe'])}, {package_version('ai-edge-litert')}"
+    return {"model": model, "version": version, "files": package_file_records("mediapipe", DETECTOR_FILE, LANDMARK_FILE),
             **spec.thresholds(), "min_tile": min_tile(spec)}
 
 

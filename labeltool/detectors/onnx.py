@@ -28,8 +28,10 @@ import cv2
 import numpy as np
 
 from labeltool.detectors.base import Detections, DetectorSpec, finish
+from labeltool.digests import file_record
 from labeltool.errors import UserError
 from labeltool.teachers.onnx import image_input, open_session, parse_arg
+from labeltool.versions import package_version
 
 KINDS = ("yolox", "rtmdet")
 RTMDET_MEAN = (103.53, 116.28, 123.675)  # B, G, R
@@ -178,8 +180,6 @@ class OnnxDetector:
 
 def describe_onnx_detector(spec: DetectorSpec) -> dict:
     """Model file (name, sha256), onnxruntime version and thresholds, without loading the model."""
-    from labeltool.teachers.registry import file_record, package_version
-
     path, size, kind = parse_detector_arg(spec.arg or "")
     out = {"model": f"ONNX person detector, rtmlib convention ({kind or 'kind from the file name'}: {path.name})",
            "version": package_version("onnxruntime", "onnxruntime-gpu"), "files": [file_record(path)],

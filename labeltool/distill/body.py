@@ -25,8 +25,9 @@ import numpy as np
 
 from labeltool.coco import PoseDataset
 from labeltool.datasets import BodyFormat
+from labeltool.label_codes import SOURCE_GT, SOURCE_MAPPED
 from labeltool.layouts import COCO17
-from labeltool.merge.rules import SOURCE_GT, SOURCE_MAPPED, MergedPersons, MergeRules, body_from_teacher
+from labeltool.merge.rules import MergedPersons, MergeRules, body_from_teacher
 from labeltool.proposals import face_boxes_from_head, xywh_to_xyxy
 from labeltool.teachers.base import Teacher
 

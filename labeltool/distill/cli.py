@@ -111,8 +111,8 @@ def distill_command(coco_split, root, ann, dataset_format, images_dir, boxes, de
     from labeltool.distill import inputs
     from labeltool.distill.pipeline import default_workers, distill, run_local
     from labeltool.distill.sample import write_sample_images
+    from labeltool.distill.teacher_choice import TeacherChoice
     from labeltool.distill.work import DistillConfig
-    from labeltool.teachers.registry import TeacherChoice
 
     given = [name for name, on in (("--coco", coco_split), ("--ann", ann), ("--sample", sample)) if on]
     if len(given) > 1:

@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from labeltool.boxfile import read_box_file
-from labeltool.coco import PoseDataset, check_utf8_name, ids_from_file_names, resolve_coco_split
+from labeltool.coco import PoseDataset, check_utf8_name, ids_from_file_names, read_json, resolve_coco_split
 from labeltool.datasets import BodyFormat, read_body_dataset
 from labeltool.distill.body import AnnotatedBody, BodySource, DetectedBody, DetectorBody, WholeImageBody
+from labeltool.distill.native_log import NATIVE_LOG, native_stderr_to
+from labeltool.distill.shards import RUN_FILE, SHARD_DIR
 from labeltool.errors import UserError
 from labeltool.layouts import COCO17, WHOLEBODY_BOX_KEYS
 
@@ -247,8 +249,6 @@ def from_detector(images_dir: str | os.PathLike, spec, out_dir: str | os.PathLik
     _refuse_other_run(out_dir, identity, overwrite, limit)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: --out exists and is not a directory")
-    from labeltool.distill.pipeline import NATIVE_LOG, native_stderr_to
-
     out_dir.mkdir(parents=True, exist_ok=True)
     with native_stderr_to(out_dir / NATIVE_LOG):  # TFLite's own lines go to the log, as the teachers' do
         found = detect_folder(images, images_dir, spec, out_dir / DETECTIONS_FILE, description, limit, progress,
@@ -265,10 +265,6 @@ DETECTIONS_FILE = "detections.json"
 def _refuse_other_run(out_dir: Path, identity: dict, overwrite: bool, limit: int | None) -> None:
     """One line, before any detection, when ``out_dir`` holds shards of a run with another detector, images or
     ``--limit`` (the same refusal the pipeline makes later, made before the detector writes its boxes)."""
-    from labeltool.coco import read_json
-    from labeltool.distill.pipeline import SHARD_DIR
-    from labeltool.distill.shards import RUN_FILE
-
     path = out_dir / SHARD_DIR / RUN_FILE
     if overwrite or not path.is_file():
         return

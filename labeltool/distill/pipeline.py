@@ -16,22 +16,23 @@ from __future__ import annotations
 import functools
 import multiprocessing as mp
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 
 from labeltool import __version__
 from labeltool.coco import RunLock, check_output_not_input, read_json, write_bytes_atomic
+from labeltool.distill.assemble import Outputs, assemble
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.inputs import DistillInput
+from labeltool.distill.native_log import NATIVE_LOG, native_stderr_to
 from labeltool.distill.plan import Plan, make_plan
 from labeltool.distill.shards import (
     DIGESTS_KEY,
     RUN_FILE,
+    SHARD_DIR,
     ImageResult,
     check_input_digests,
     check_run,
@@ -42,13 +43,10 @@ from labeltool.distill.shards import (
 from labeltool.distill.summary import RunStats, build_summary, read_run_stats
 from labeltool.distill.work import DistillConfig, Distiller
 from labeltool.errors import UserError
-from labeltool.merge.assemble import Outputs, assemble
 from labeltool.teachers.base import Teacher
 from labeltool.versions import check_same_stack, installed_versions
 
-SHARD_DIR = "shards"
 OUTPUT_FILES = ("wholebody133.json", "halpe136.json", "labels.parquet", "errors.jsonl", "summary.json")
-NATIVE_LOG = "teacher_messages.log"  # what TFLite / MediaPipe print while the teachers run
 DEFAULT_SHARD_SIZE = 64
 
 # An engine runs the per-image work: (tasks, config, body source, workers) -> results, in any order.
@@ -198,12 +196,14 @@ def distill(
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(out_dir)
     try:
-        return _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite, progress, engine)
+        return _distill(inp, out_dir, config, workers=workers, limit=limit, shard_size=shard_size, layout=layout,
+                        overwrite=overwrite, progress=progress, engine=engine)  # fmt: skip
     finally:
         lock.release()
 
 
-def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite, progress, engine) -> dict:
+def _distill(inp: DistillInput, out_dir: Path, config: DistillConfig, *, workers: int, limit: int | None,
+             shard_size: int, layout: str, overwrite: bool, progress: bool, engine: Engine) -> dict:
     """Plan, label the missing shards, assemble the outputs, write the summary."""
     for name in OUTPUT_FILES:  # temp files a killed run left (never renamed, never read)
         for stale in out_dir.glob(f".{name}.*tmp"):
@@ -218,7 +218,7 @@ def _distill(inp, out_dir, config, workers, limit, shard_size, layout, overwrite
     pending = [k for k in range(len(plan.chunks)) if not shard_path(shard_dir, k).exists()]
     waiting = set(pending)
     resumed = check_shard_images(shard_dir, [k for k in range(len(plan.chunks)) if k not in waiting], plan.path_of)
-    wall = _label(plan, pending, inp, config, workers, engine, out_dir, progress)
+    wall = _label(plan, pending, inp, config, workers=workers, engine=engine, out_dir=out_dir, progress=progress)
     outputs = Outputs(out_dir, wholebody=layout in ("133", "both"), halpe=layout in ("136", "both"))
     stats = _assemble(inp, config, plan, pending, outputs, resumed)
     stats.wall_seconds = wall
@@ -237,7 +237,7 @@ def input_digests(inp: DistillInput) -> dict[str, dict]:
 
     The images are checked per shard instead (:func:`~labeltool.distill.shards.check_shard_images`).
     """
-    from labeltool.images import file_digest
+    from labeltool.digests import file_digest
 
     return {
         f"--{key}": {"path": inp.identity[key]["path"], "sha256": file_digest(inp.identity[key]["path"])}
@@ -269,7 +269,8 @@ def _check_stack(shard_dir: Path) -> None:
         check_same_stack(recorded.get("versions") if isinstance(recorded, dict) else None, path)
 
 
-def _label(plan, pending, inp, config, workers, engine, out_dir: Path, progress: bool) -> float:
+def _label(plan: Plan, pending: list[int], inp: DistillInput, config: DistillConfig, *, workers: int, engine: Engine,
+           out_dir: Path, progress: bool) -> float:
     """Run the ``pending`` shards' tasks on ``engine`` and write their shards; returns the wall time."""
     start = time.perf_counter()
     with native_stderr_to(out_dir / NATIVE_LOG):
@@ -310,39 +311,6 @@ def _assemble(
     _write_errors(outputs.out_dir / "errors.jsonl", stats.errors)
     stats.assemble_seconds = time.perf_counter() - start
     return stats
-
-
-@contextmanager
-def native_stderr_to(path: Path) -> Iterator[None]:
-    """While labelling, file descriptor 2 goes to ``path``; Python's own stderr stays on the terminal.
-
-    The model libraries (TFLite, MediaPipe's C++ logging) write to fd 2 from their own threads,
-    at any moment; redirecting the descriptor for the whole phase (worker processes inherit it)
-    keeps their lines off the progress bar, where a per-call redirect would race them.
-    """
-    python_stderr = sys.stderr
-    python_stderr.flush()
-    saved = os.dup(2)
-    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    if _writes_to_fd2(python_stderr):  # else (a test runner's capture, a notebook) it is not affected
-        sys.stderr = open(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace")
-    os.dup2(log, 2)
-    os.close(log)
-    try:
-        yield
-    finally:
-        if sys.stderr is not python_stderr:
-            sys.stderr.close()
-            sys.stderr = python_stderr
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _writes_to_fd2(stream) -> bool:
-    try:
-        return stream.fileno() == 2
-    except (AttributeError, OSError, ValueError):
-        return False
 
 
 def _write_errors(path: Path, errors: list[dict]) -> None:

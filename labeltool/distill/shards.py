@@ -20,9 +20,11 @@ import pyarrow.parquet as pq
 
 from labeltool.coco import read_json, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
+from labeltool.label_codes import MERGED_PARTS
 from labeltool.labels_table import column_array, fixed_list_array
-from labeltool.merge.rules import MERGED_PARTS, MergedPersons
+from labeltool.merge.rules import MergedPersons
 
+SHARD_DIR = "shards"  # the folder of an output directory that holds the shards and run.json
 RUN_FILE = "run.json"
 SHARD_FORMAT = "shard-{:06d}.parquet"
 
@@ -124,7 +126,7 @@ def check_shard_images(shard_dir: Path, done: list[int], path_of, threads: int =
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from labeltool.images import file_digest
+    from labeltool.digests import file_digest
 
     metas = {k: read_shard_meta(shard_path(shard_dir, k)) for k in done}
     wanted = []  # (shard, image id, path, digest the shard recorded)

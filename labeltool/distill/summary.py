@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labeltool import __version__
+from labeltool.distill.assemble import Counts, part_summary
 from labeltool.distill.plan import Plan
 from labeltool.distill.shards import read_shard_meta, shard_path
-from labeltool.merge.assemble import Counts, part_summary
 from labeltool.versions import installed_versions
 
 TIMED_PARTS = ("body", "face", "hand", "foot")  # listed first in the per-teacher timing; others follow

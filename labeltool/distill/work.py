@@ -17,21 +17,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labeltool.digests import content_digest
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.shards import ImageResult
-from labeltool.images import ImageReadError, content_digest, decode_rgb, read_image_bytes
+from labeltool.distill.teacher_choice import TeacherChoice
+from labeltool.images import ImageReadError, decode_rgb, read_image_bytes
+from labeltool.label_codes import MERGED_PARTS
 from labeltool.layouts import WHOLEBODY133
-from labeltool.merge.rules import (
-    MERGED_PARTS,
-    MergedPersons,
-    MergeRules,
-    PartCandidate,
-    combine_candidates,
-    merge_persons,
-)
+from labeltool.merge.rules import MergedPersons, MergeRules, PartCandidate, combine_candidates, merge_persons
 from labeltool.proposals import face_boxes_from_body, foot_boxes_from_body, hand_boxes_from_body, person_boxes_from_body
 from labeltool.teachers.base import CROP_FACE, CROP_FEET, CROP_HAND, CROP_PERSON, Teacher, split_parts
-from labeltool.teachers.registry import TeacherChoice
 
 __all__ = ["CROP_REQUESTS", "DistillConfig", "Distiller", "ImageTask"]
 

@@ -1,7 +1,7 @@
-"""Merging: teacher outputs + body -> one 133-point record per person, and the output files.
+"""Merging only: teacher outputs + body -> one 133-point record per person.
 
 - :mod:`labeltool.merge.rules`: the merge rules (body kept, parts accepted or zeroed), pure numpy.
-- :mod:`labeltool.merge.assemble`: streamed outputs (wholebody133.json, halpe136.json, labels.parquet).
 
-The pipeline that runs the teachers and calls these is :mod:`labeltool.distill`.
+Its source codes and part statuses are :mod:`labeltool.label_codes`; the pipeline that runs the
+teachers, calls the rules and writes the output files is :mod:`labeltool.distill`.
 """

@@ -24,6 +24,8 @@ in docs/distill.md) are:
   none) and a source code (an index into the run's source names).
 - Several teachers for one part (an ensemble) are first combined point by point by their
   agreement (:func:`combine_candidates`); the rules above then judge the combined candidate.
+
+The source codes and part statuses are named in :mod:`labeltool.label_codes`.
 """
 
 from __future__ import annotations
@@ -32,44 +34,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labeltool.label_codes import (
+    ACCEPTED,
+    DEGENERATE,
+    FAR_FROM_ANKLE,
+    FAR_FROM_WRIST,
+    HANDEDNESS_MISMATCH,
+    LOW_CONFIDENCE,
+    MERGED_PARTS,
+    NO_DETECTION,
+    NO_PROPOSAL,
+    NOT_RUN,
+    OUTSIDE_PROPOSAL,
+    SOURCE_NONE,
+    TOO_FEW_POINTS,
+)
 from labeltool.layouts import ANKLE, KNEE, WHOLEBODY133, WRIST
 from labeltool.teachers.base import HANDEDNESS_CONTRADICTS
 
 TEACHER_VISIBILITY = 2.0  # visibility written for an accepted teacher point (COCO: labelled)
-
-# Fixed source codes; teacher names follow from code FIRST_TEACHER_CODE on.
-SOURCE_NONE = 0
-SOURCE_GT = 1
-SOURCE_DERIVED = 2
-SOURCE_MAPPED = 3  # ground truth of another dataset's layout, copied to the COCO point of the same name
-FIXED_SOURCES = ("none", "gt", "derived", "mapped")
-
-# Per-part outcome, one string per person and part (a column of labels.parquet).
-ACCEPTED = "accepted"
-NO_PROPOSAL = "no_proposal"  # the body points the crop is built from are missing
-NO_DETECTION = "no_detection"  # the teacher ran and predicted nothing
-LOW_CONFIDENCE = "low_confidence"
-OUTSIDE_PROPOSAL = "outside_proposal"  # face points centred outside the proposed box
-HANDEDNESS_MISMATCH = "handedness_mismatch"
-FAR_FROM_WRIST = "far_from_wrist"  # hand root far from the body wrist
-FAR_FROM_ANKLE = "far_from_ankle"  # no foot point near a labelled ankle
-TOO_FEW_POINTS = "too_few_points"
-DEGENERATE = "degenerate"  # face / hand points collapsed onto (nearly) one spot: a broken or constant model
-NOT_RUN = "not_run"  # crowd / no body keypoints / teacher not selected / image failed
-PART_STATUSES = (
-    ACCEPTED,
-    NO_PROPOSAL,
-    NO_DETECTION,
-    LOW_CONFIDENCE,
-    OUTSIDE_PROPOSAL,
-    HANDEDNESS_MISMATCH,
-    FAR_FROM_WRIST,
-    FAR_FROM_ANKLE,
-    TOO_FEW_POINTS,
-    DEGENERATE,
-    NOT_RUN,
-)
-MERGED_PARTS = ("foot", "face", "lefthand", "righthand")
 
 FOOT_SIDES = {"left": np.array([0, 1, 2]), "right": np.array([3, 4, 5])}  # in the 6 foot points
 

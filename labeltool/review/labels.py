@@ -16,6 +16,7 @@ import numpy as np
 
 from labeltool.coco import PoseDataset, image_path, load_pose_dataset
 from labeltool.errors import UserError
+from labeltool.label_codes import FIXED_SOURCES, SOURCE_GT, SOURCE_MAPPED, SOURCE_NONE
 from labeltool.layouts import WHOLEBODY133
 
 
@@ -38,7 +39,7 @@ class ReviewLabels:
         labelled = self.dataset.keypoints[:, :, 2] > 0
         if self.source is None or not self.source_names:
             return labelled
-        fixed = {name for name in ("none", "gt", "mapped") if name in self.source_names}
+        fixed = {FIXED_SOURCES[c] for c in (SOURCE_NONE, SOURCE_GT, SOURCE_MAPPED)} & set(self.source_names)
         codes = [self.source_names.index(name) for name in fixed]
         return labelled & ~np.isin(self.source, codes)
 

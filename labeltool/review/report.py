@@ -20,6 +20,7 @@ import numpy as np
 
 from labeltool.coco import PoseDataset, image_path, write_bytes_atomic
 from labeltool.errors import UserError
+from labeltool.label_codes import ACCEPTED
 from labeltool.review.labels import ReviewLabels
 from labeltool.review.queue import QueueEntry, review_queue
 
@@ -85,7 +86,7 @@ def part_counts(labels: ReviewLabels) -> list[list]:
 
 def status_rows(labels: ReviewLabels) -> tuple[list[str], list[list]]:
     """The merge outcome per part (labels.parquet): header and one row per part."""
-    statuses = sorted({s for values in labels.part_status.values() for s in values}, key=lambda s: (s != "accepted", s))
+    statuses = sorted({s for values in labels.part_status.values() for s in values}, key=lambda s: (s != ACCEPTED, s))
     rows = []
     for part, values in labels.part_status.items():
         counts = Counter(values)

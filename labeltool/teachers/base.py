@@ -1,9 +1,10 @@
 """What a teacher is: the :class:`Teacher` protocol every backend implements, and its output.
 
 A teacher is built once per process from a :class:`TeacherSpec` (``face=dlib``,
-``hand=mediapipe``, later ``wholebody=onnx:FILE``) by :mod:`labeltool.teachers.registry`, the
-one place ``--teachers``, ``wbt teach`` and distill look backends up. Every teacher is called
-the same way::
+``hand=mediapipe``, ``wholebody=onnx:FILE``) by :mod:`labeltool.teachers.registry`, the
+one place ``--teachers``, ``wbt teach`` and distill look backends up. Each backend module
+says how to build and describe its teachers with a module-level ``BACKENDS`` tuple of
+:class:`Backend` entries, which the registry collects. Every teacher is called the same way::
 
     prediction = teacher.predict(image, boxes, body, sides)   # -> PartPrediction(points, flags, values)
 
@@ -18,7 +19,7 @@ Parts are the COCO-WholeBody-133 part names of :data:`labeltool.layouts.WHOLEBOD
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Protocol, runtime_checkable
@@ -137,3 +138,62 @@ class Teacher(Protocol):
     def close(self) -> None:
         """Free the model."""
         ...
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How the caller wants a teacher built (the same model, other run-time settings)."""
+
+    threads: int | None = None  # None: the library's default; distill workers use 1
+    small_toe: bool = True  # foot teachers: estimate the small toe (False: leave it unlabelled)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One registry entry: how to build, check and describe the teachers of (part, name).
+
+    A backend module lists its entries in a module-level ``BACKENDS`` tuple; the registry
+    collects them (:data:`labeltool.teachers.registry.BACKEND_MODULES`). ``build`` and ``check``
+    import the heavy library; ``describe`` must not (it runs in the main process for run.json).
+    """
+
+    part: str
+    name: str
+    teacher_class: type  # its class-level fills / crop / point_sources are read without building it
+    build: Callable[[TeacherSpec, BuildOptions], Teacher]
+    describe: Callable[[TeacherSpec], dict]  # what Teacher.describe() returns, without loading the model
+    needs_arg: bool = False  # the spec must carry ':ARG' (a model file)
+    check: Callable[[TeacherSpec], None] | None = None  # opens the spec's model file before any work
+
+
+class ModelTeacher:
+    """Base of the built-in teachers: a model class with an array ``predict`` behind the :class:`Teacher` protocol.
+
+    The model classes (``FaceMeshModel``, ``HandModel``, ...) are what the benchmarks and unit
+    tests call directly; a subclass per part turns their arrays into a :class:`PartPrediction`.
+    """
+
+    fills: tuple[str, ...] = ()
+    crop: str = CROP_PERSON
+    point_sources: dict[str, tuple[int, ...]] = {}
+
+    def __init__(self, spec: TeacherSpec, model, describe: Callable[[TeacherSpec], dict]):
+        self.spec = spec
+        self.model = model
+        self._describe = describe
+
+    def predict(self, image: np.ndarray, boxes: np.ndarray, body: np.ndarray | None = None,
+                sides: Sides = None) -> PartPrediction:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return self._describe(self.spec)
+
+    def close(self) -> None:
+        self.model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

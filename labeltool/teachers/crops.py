@@ -7,7 +7,6 @@ matrix (what ``cv2.warpAffine`` and :func:`labeltool.topdown.warp_bilinear` take
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from labeltool.errors import UserError
@@ -42,6 +41,8 @@ def warp(image: np.ndarray, matrix: np.ndarray, out_size: int) -> np.ndarray:
 
 def to_image(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Map crop points (..., 2) back to image coordinates through the inverse of ``matrix``."""
+    import cv2  # here, not at module level: the registry imports this module for every command's --help
+
     inv = cv2.invertAffineTransform(matrix)
     pts = np.asarray(points, dtype=np.float64)
     return pts @ inv[:, :2].T + inv[:, 2]

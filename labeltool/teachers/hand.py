@@ -36,6 +36,10 @@ on the Panoptic _l / _r crops); a mirrored view votes 1 - P. ``HandResult.right_
 the presence-weighted vote; a box whose given body side is contradicted (the vote past
 0.5 by ``CONTRADICTION_MARGIN`` on the wrong side) is flagged in ``HandResult.contradicts``
 and keeps its points: the distill step decides. Nothing is ever swapped silently.
+
+:class:`HandModel` is the model (``predict_hands`` returns a :class:`HandResult`);
+:class:`HandTeacher` puts it behind the :class:`~labeltool.teachers.base.Teacher` protocol,
+registered as ``hand=mediapipe`` (:data:`BACKENDS`).
 """
 
 from __future__ import annotations
@@ -46,9 +50,19 @@ from pathlib import Path
 
 import numpy as np
 
+from labeltool.digests import package_file_records
 from labeltool.errors import UserError
 from labeltool.layouts import ELBOW
 from labeltool.layouts import WRIST as WRIST_JOINT
+from labeltool.teachers.base import (
+    CROP_HAND,
+    HANDEDNESS_CONTRADICTS,
+    Backend,
+    BuildOptions,
+    ModelTeacher,
+    PartPrediction,
+    TeacherSpec,
+)
 from labeltool.teachers.crops import (
     angle_to_point_up,
     box_center_side,
@@ -61,6 +75,7 @@ from labeltool.teachers.crops import (
     to_image,
     warp,
 )
+from labeltool.versions import PACKAGES, package_version
 
 NUM_HAND = 21
 SIDES = ("left", "right")
@@ -131,14 +146,18 @@ def _bundled_model(relative: str, what: str) -> Path:
     return path
 
 
+HAND_FILE = "modules/hand_landmark/hand_landmark_full.tflite"
+RECROP_FILE = "modules/holistic_landmark/hand_recrop.tflite"
+
+
 def hand_model_path() -> Path:
     """``hand_landmark_full.tflite`` inside the installed mediapipe wheel."""
-    return _bundled_model("modules/hand_landmark/hand_landmark_full.tflite", "hand landmark")
+    return _bundled_model(HAND_FILE, "hand landmark")
 
 
 def recrop_model_path() -> Path:
     """``hand_recrop.tflite`` (MediaPipe Holistic's hand ROI model) inside the installed mediapipe wheel."""
-    return _bundled_model("modules/holistic_landmark/hand_recrop.tflite", "hand re-crop")
+    return _bundled_model(RECROP_FILE, "hand re-crop")
 
 
 def _interpreter(path: Path, num_threads: int | None):
@@ -269,7 +288,7 @@ def roi_from_points(points: np.ndarray, scale: float = REFINE_SCALE) -> tuple[np
     return center, side, angle
 
 
-class HandTeacher:
+class HandModel:
     """MediaPipe's hand landmark model on hand crops, with multi-view search, refinement and consensus.
 
     ``predict(image, boxes, sides=None, body=None)`` -> (M, 21, 3); ``predict_hands`` returns the
@@ -305,7 +324,7 @@ class HandTeacher:
             self.recrop_model.close()
             self.recrop_model = None
 
-    def __enter__(self) -> HandTeacher:
+    def __enter__(self) -> HandModel:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -494,3 +513,34 @@ def _forearm_angles(body: np.ndarray | None, sides: list[str | None], m: int) ->
                 angles[i] = angle_to_point_up(d)
                 has_arm[i] = True
     return angles, has_arm
+
+
+# ------------------------------------------------------------------ the hand teacher
+
+
+class HandTeacher(ModelTeacher):
+    """21 hand points on hand boxes of one side; flags a handedness that contradicts the side."""
+
+    fills = ("lefthand", "righthand")
+    crop = CROP_HAND
+
+    def predict(self, image, boxes, body=None, sides=None) -> PartPrediction:
+        res = self.model.predict_hands(image, boxes, sides=sides, body=body)
+        return PartPrediction(
+            res.keypoints,
+            flags={HANDEDNESS_CONTRADICTS: res.contradicts},
+            values={"right_prob": res.right_prob},
+        )
+
+
+def describe_hand(spec: TeacherSpec) -> dict:
+    model = "MediaPipe hand re-crop + hand landmark via ai-edge-litert, multi-view consensus"
+    version = f"{package_version(*PACKAGES['mediapipe'])}, {package_version('ai-edge-litert')}"
+    return {"model": model, "version": version, "files": package_file_records("mediapipe", RECROP_FILE, HAND_FILE)}
+
+
+def _build(spec: TeacherSpec, options: BuildOptions) -> HandTeacher:
+    return HandTeacher(spec, HandModel(num_threads=options.threads), describe_hand)
+
+
+BACKENDS = (Backend("hand", "mediapipe", HandTeacher, _build, describe_hand),)

@@ -30,8 +30,19 @@ from pathlib import Path
 import numpy as np
 
 from labeltool import topdown
+from labeltool.digests import file_record
 from labeltool.errors import UserError, first_line
-from labeltool.teachers.base import CROP_FACE, CROP_HAND, CROP_PERSON, PartPrediction, Sides, TeacherSpec
+from labeltool.teachers.base import (
+    CROP_FACE,
+    CROP_HAND,
+    CROP_PERSON,
+    Backend,
+    BuildOptions,
+    PartPrediction,
+    Sides,
+    TeacherSpec,
+)
+from labeltool.versions import package_version
 
 RTMLIB_MEAN = (123.675, 116.28, 103.53)  # subtracted from the B, G, R channels in this order
 RTMLIB_STD = (58.395, 57.12, 57.375)
@@ -406,8 +417,6 @@ def describe_onnx(spec: TeacherSpec) -> dict:
 
     The external-data files are what the weights are: a run resumed after one changed is another run.
     """
-    from labeltool.teachers.registry import file_record, package_version
-
     path, size = parse_arg(spec.arg or "")
     model = f"ONNX top-down SimCC model, rtmlib convention ({spec.part}={spec.backend}:{path.name})"
     files = [file_record(path), *(file_record(f) for f in external_data_files(path))]
@@ -420,3 +429,24 @@ def describe_onnx(spec: TeacherSpec) -> dict:
 def check_onnx(spec: TeacherSpec, teacher_class: type[OnnxTeacher]) -> None:
     """Open and check the model of ``spec`` (in the main process, before any work); one-line UserError when wrong."""
     load_model(spec.arg, teacher_class.keypoints, f"{spec.part}={spec.backend}", threads=1)
+
+
+def _backend(part: str, teacher_class: type[OnnxTeacher]) -> Backend:
+    def build(spec: TeacherSpec, options: BuildOptions) -> OnnxTeacher:
+        return teacher_class(spec, threads=options.threads)
+
+    def check(spec: TeacherSpec) -> None:
+        check_onnx(spec, teacher_class)
+
+    return Backend(part, "onnx", teacher_class, build, describe_onnx, needs_arg=True, check=check)
+
+
+# ONNX SimCC models in rtmlib's convention, FILE[:WxH]: whole-body 133 points per person box (RTMW, DWPose, a
+# wbt export); 21 points per hand box (RTMPose-hand); 68 per face box; COCO-17 (the first 17 points of a
+# 17/26/133/136-point model) per person box
+BACKENDS = (
+    _backend("wholebody", OnnxWholeBodyTeacher),
+    _backend("hand", OnnxHandTeacher),
+    _backend("face", OnnxFaceTeacher),
+    _backend("body", OnnxBodyTeacher),
+)

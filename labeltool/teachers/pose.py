@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labeltool.digests import package_file_records
 from labeltool.teachers.crops import box_center_side, crop_matrix, import_mediapipe, to_image, warp
+from labeltool.versions import PACKAGES, package_version
 
 NUM_BLAZEPOSE = 33
 # BlazePose index of each COCO-17 point (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles).
@@ -66,3 +68,12 @@ class PoseCropModel:
         if result.pose_world_landmarks is not None:
             world = np.array([(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark], dtype=np.float64)
         return PoseFit(points=to_image(crop_pts, mat), visibility=vis, world=world)
+
+
+POSE_FILES = ("modules/pose_detection/pose_detection.tflite", "modules/pose_landmark/pose_landmark_full.tflite")
+
+
+def describe_pose(model: str) -> dict:
+    """The description of a teacher built on MediaPipe Pose (foot, body): its version and bundled model files."""
+    files = package_file_records("mediapipe", *POSE_FILES)
+    return {"model": model, "version": package_version(*PACKAGES["mediapipe"]), "files": files}

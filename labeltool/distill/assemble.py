@@ -26,16 +26,9 @@ from labeltool.coco import (
 )
 from labeltool.distill.shards import read_shard, shard_path
 from labeltool.halpe import to_halpe136
+from labeltool.label_codes import ACCEPTED, MERGED_PARTS, NO_PROPOSAL, NOT_RUN, SOURCE_GT, SOURCE_NONE
 from labeltool.labels_table import LabelsTable, LabelsWriter
 from labeltool.layouts import HALPE136, WHOLEBODY133, WHOLEBODY_BOX_KEYS
-from labeltool.merge.rules import (
-    ACCEPTED,
-    MERGED_PARTS,
-    NO_PROPOSAL,
-    NOT_RUN,
-    SOURCE_GT,
-    SOURCE_NONE,
-)
 
 FLUSH_PERSONS = 2000  # persons per write batch (and per parquet row group)
 
