@@ -92,6 +92,11 @@ def test_rtmlib_runs_the_export_and_agrees_with_wbt_predict(trained, tmp_path):
     print(f"rtmlib vs wbt predict, {exported.size} points of 14 persons (box heights {heights.min():.0f}-"
           f"{heights.max():.0f} px): median {np.median(exported):.3f} px, 90th percentile "
           f"{np.percentile(exported, 90):.3f} px, max {exported.max():.2f} px; the bare network: median "
-          f"{np.median(before):.2f} px")
-    assert np.median(exported) <= 0.5  # measured 0.172 px (90th percentile 0.351 px): rtmlib's plain arg-max
-    assert np.median(before) > 5 * max(np.median(exported), 0.1)  # measured 30 px: channels and normalisation
+          f"{np.median(before):.2f} px, {(before > 1).mean():.0%} of its points over 1 px away (the export: "
+          f"{(exported > 1).mean():.1%})")
+    assert np.median(exported) <= 0.5  # measured 0.17 px (90th percentile 0.40 px): rtmlib's plain arg-max
+    assert (exported > 1).mean() <= 0.02  # measured 0.1 %
+    # Channels and normalisation matter: without them rtmlib moves many points. How far depends on how this
+    # 30-step network trained (the bare network's median was 30 px before issue 22's recipe changes, since then
+    # 1.9 px on two threads, 0.4 px on one): the share of points moved over 1 px is the stable figure (48 % at least).
+    assert (before > 1).mean() >= 0.2
