@@ -146,7 +146,7 @@ def measure(loader: str, path: str) -> dict:
             with contextlib.redirect_stdout(io.StringIO()):
                 return COCO(path)
     elif loader == "load_pose_dataset":
-        from labeltool.coco import load_pose_dataset
+        from labeltool.io.pose import load_pose_dataset
 
         def run():
             return load_pose_dataset(path)

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labeltool.coco import load_pose_dataset
 from labeltool.eval import evaluate
 from labeltool.eval.predictions import part_score_key
 from labeltool.eval.reference import split_document, split_results, xtcocotools_stats
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import (
     COCO17,
     HALPE136,

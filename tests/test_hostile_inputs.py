@@ -22,8 +22,10 @@ from click.testing import CliRunner
 
 from labeltool import coco
 from labeltool.cli import main
-from labeltool.coco import image_path, read_json, resolve_inside, write_bytes_atomic
 from labeltool.errors import UserError
+from labeltool.io.atomic import write_bytes_atomic
+from labeltool.io.jsonfile import read_json
+from labeltool.io.paths import image_path, resolve_inside
 from labeltool.layouts import WHOLEBODY133
 
 
@@ -452,7 +454,7 @@ def test_render_keeps_the_relative_path_of_same_named_images(work):
 
 def _export_tasks(work: Path, file_names: tuple[str, ...] = ("a.jpg", "b.jpg")) -> list[dict]:
     """Label Studio tasks exported by wbt, each with an annotation (the prediction, as a reviewer saved it)."""
-    from labeltool.coco import load_pose_dataset
+    from labeltool.io.pose import load_pose_dataset
     from labeltool.review.labelstudio import labelstudio_tasks
 
     doc = _doc(list(file_names))
@@ -512,7 +514,7 @@ def test_malformed_labelstudio_export_is_one_line_naming_the_task(case, work):
 
 
 def test_cvat_import_refuses_absurd_numbers_without_a_second_line(work):
-    from labeltool.coco import load_pose_dataset
+    from labeltool.io.pose import load_pose_dataset
     from labeltool.review.cvat import cvat_document
 
     doc = cvat_document(load_pose_dataset(work / "good.json"), None)

@@ -22,9 +22,9 @@ from click.testing import CliRunner
 
 import labeltool.student.codec
 from labeltool.cli import main
-from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
 from labeltool.eval.predictions import load_predictions
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import WHOLEBODY133
 from labeltool.student.mmpose_checkpoint import InertObject, convert_mmpose_state, read_weights_only, student_key
 from labeltool.student.model import Student, StudentConfig, count_parameters

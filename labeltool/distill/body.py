@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labeltool.coco import PoseDataset
 from labeltool.datasets import BodyFormat
+from labeltool.io.pose import PoseDataset
 from labeltool.layouts import COCO17
 from labeltool.merge.rules import SOURCE_GT, SOURCE_MAPPED, MergedPersons, MergeRules, body_from_teacher
 from labeltool.proposals import face_boxes_from_head, xywh_to_xyxy

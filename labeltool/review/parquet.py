@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from labeltool.coco import PoseDataset
+from labeltool.io.pose import PoseDataset
 from labeltool.labels_table import read_labels
 from labeltool.layouts import WHOLEBODY133
 from labeltool.review.labels import ReviewLabels

@@ -1,4 +1,4 @@
-"""COCO / COCO-WholeBody / Halpe I/O: real-file round trips, flat layouts, float visibilities, validation."""
+"""labeltool.io: COCO / COCO-WholeBody / Halpe files and results: real-file round trips, flat layouts, float visibilities, validation."""
 
 from __future__ import annotations
 
@@ -8,17 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from labeltool.coco import (
-    check_images_exist,
-    flat_document,
-    load_pose_dataset,
-    load_results,
-    read_json,
-    resolve_coco_split,
-    wholebody_document,
-    write_pose_dataset,
-)
 from labeltool.errors import UserError
+from labeltool.io.jsonfile import read_json
+from labeltool.io.paths import check_images_exist, resolve_coco_split
+from labeltool.io.pose import flat_document, load_pose_dataset, wholebody_document, write_pose_dataset
+from labeltool.io.results import read_results, results_dataset
 from labeltool.layouts import COCO17, HALPE26, HALPE136, WHOLEBODY133
 
 
@@ -138,8 +132,10 @@ def test_persons_by_image_and_subset(wholebody_path):
     np.testing.assert_array_equal(sub.keypoints, ds.keypoints[1:4])
 
 
-def test_load_results_flat_and_wholebody(wholebody_path, wholebody_json, tmp_path):
+def test_results_flat_and_wholebody(wholebody_path, wholebody_json, tmp_path):
+    """The one results reader detects flat / split points without a layout; render's dataset keeps the fields."""
     gt = load_pose_dataset(wholebody_path)
+    gt_images = np.array([im["id"] for im in gt.images])
     flat = [{"image_id": 785, "category_id": 1, "keypoints": gt.keypoints[0].reshape(-1).tolist(), "score": 0.9}]
     split = [{"image_id": 785, "category_id": 1, "score": 0.8,
               **{k: wholebody_json["annotations"][0][k]
@@ -147,13 +143,13 @@ def test_load_results_flat_and_wholebody(wholebody_path, wholebody_json, tmp_pat
     for results in (flat, split):
         path = tmp_path / "results.json"
         path.write_text(json.dumps(results))
-        res = load_results(path, gt.images, gt.categories)
+        res = results_dataset(read_results(path, image_ids=gt_images), gt.images, gt.categories)
         assert res.layout is WHOLEBODY133
         np.testing.assert_array_equal(res.keypoints[0], gt.keypoints[0])
         assert res.annotations[0]["score"] == results[0]["score"]
     path.write_text(json.dumps([{"image_id": 5, "keypoints": [0] * 51, "score": 1}]))
-    with pytest.raises(UserError, match="image id 5"):
-        load_results(path, gt.images)
+    with pytest.raises(UserError, match="detection #0 has image_id 5, which is not an image of GT"):
+        read_results(path, image_ids=gt_images)
 
 
 def test_resolve_coco_split(tmp_path, monkeypatch):
