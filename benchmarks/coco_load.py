@@ -7,7 +7,7 @@ Builds a synthetic ``person_keypoints_train2017.json`` look-alike in a temp dir 
 - ``json.load`` (the standard library parser, the reference),
 - ``orjson.loads`` (the parser ``load_pose_dataset`` uses: its share of the time and memory),
 - ``pycocotools.coco.COCO`` (what most tools use),
-- ``labeltool.coco.load_pose_dataset`` (validated arrays).
+- ``labeltool.io.pose.load_pose_dataset`` (validated arrays).
 
 Each loader runs in its own process; peak memory is that process's RSS high-water mark
 (``resource.getrusage``) minus its RSS after imports; "kept" is the RSS the loaded result holds. Run:
@@ -146,7 +146,7 @@ def measure(loader: str, path: str) -> dict:
             with contextlib.redirect_stdout(io.StringIO()):
                 return COCO(path)
     elif loader == "load_pose_dataset":
-        from labeltool.coco import load_pose_dataset
+        from labeltool.io.pose import load_pose_dataset
 
         def run():
             return load_pose_dataset(path)

@@ -55,7 +55,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # runs from a checkout: no pip install, no PYTHONPATH
 from train_speed import matmul_rate, tile_table  # noqa: E402
 
-from labeltool.coco import read_json, write_bytes_atomic, write_json_atomic  # noqa: E402
+from labeltool.io.atomic import write_bytes_atomic, write_json_atomic  # noqa: E402
+from labeltool.io.jsonfile import read_json  # noqa: E402
 from labeltool.layouts import WHOLEBODY133  # noqa: E402
 from labeltool.student.data import (  # noqa: E402
     BatchIndices,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import load_pose_dataset
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import WHOLEBODY133
 from labeltool.proposals import (
     box_iou,

@@ -27,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import load_pose_dataset, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.eval.nme import per_face_nme
 from labeltool.eval.pck import bbox_size, pooled_pck
 from labeltool.eval.pointwise import PointSet, per_instance_mean
 from labeltool.images import read_rgb
+from labeltool.io.atomic import write_json_atomic
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import WHOLEBODY133
 from labeltool.proposals import face_boxes_from_body, hand_boxes_from_body, xywh_to_xyxy
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
 from labeltool.images import read_rgb
+from labeltool.io.pose import load_pose_dataset
 from labeltool.proposals import face_boxes_from_body, hand_boxes_from_body, xywh_to_xyxy
 
 REPO = Path(__file__).resolve().parents[1]

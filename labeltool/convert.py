@@ -13,16 +13,15 @@ Visibilities are carried as they are (integers 0/1/2 or float confidences).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, new_outputs_removed_on_error, write_json_atomic
 from labeltool.errors import UserError
 from labeltool.halpe import to_halpe136, to_wholebody133
+from labeltool.io.atomic import new_outputs_removed_on_error, write_json_atomic
+from labeltool.io.pose import PoseDataset
 from labeltool.layouts import (
     COCO17,
     HALPE26,
@@ -30,9 +29,6 @@ from labeltool.layouts import (
     WHOLEBODY133,
     Layout,
 )
-
-if TYPE_CHECKING:
-    from labeltool.datasets import BodyDataset
 
 # OpenPose BODY_25 order, as our keypoint names ("hip" is Halpe's mid hip, OpenPose's MidHip).
 BODY25_NAMES = (
@@ -113,21 +109,6 @@ def convert_points(
 def convert_dataset(ds: PoseDataset, dst: Layout) -> PoseDataset:
     """``ds`` with its keypoints converted to layout ``dst``; ids, boxes and other fields kept."""
     return replace(ds, layout=dst, keypoints=convert_keypoints(ds.keypoints, ds.layout, dst))
-
-
-def convert_in_parts(body: BodyDataset, dst: Layout, size: int | None = None) -> Iterator[PoseDataset]:
-    """The persons of ``body`` in layout ``dst`` (:meth:`BodyDataset.to_layout`), ``size`` persons at a time.
-
-    For :func:`labeltool.coco.write_pose_dataset`: the converted arrays (and the padded and
-    index-mapped temporaries, 3.2 GB each for 10^6 persons of 136 points) exist one part at a time.
-    """
-    from labeltool.coco import WRITE_CHUNK
-
-    size = size or WRITE_CHUNK
-    n = len(body.native)
-    for start in range(0, max(n, 1), size):
-        part = body.native.subset(np.arange(start, min(n, start + size)))
-        yield replace(body, native=part).to_layout(dst)
 
 
 # --------------------------------------------------------------------------- OpenPose

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -25,17 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from labeltool.coco import (
-    MAX_ABS_VALUE,
-    PoseDataset,
-    _is_number,
-    ids_from_file_names,
-    pose_dataset_from_json,
-    read_json,
-    tight_box,
-)
+from labeltool.convert import convert_dataset
 from labeltool.errors import UserError
-from labeltool.layouts import COCO17, LAYOUTS, WHOLEBODY_KPT_KEYS, Layout
+from labeltool.io import pose
+from labeltool.io.jsonfile import MAX_ABS_VALUE, is_number, read_json
+from labeltool.io.paths import ids_from_file_names
+from labeltool.io.pose import PoseDataset, has_wholebody_part_keys, pose_dataset_from_json, tight_box
+from labeltool.layouts import COCO17, LAYOUTS, Layout
 
 BUILTIN_LAYOUTS = {layout.name: layout for layout in LAYOUTS.values()}
 MPII_PIXEL_STD = 200.0  # mmpose's MpiiDataset: 'scale' is the box side / 200
@@ -193,8 +189,6 @@ class BodyDataset:
         points that are Halpe's head / neck / hip (``to_halpe136``), which then win over a
         neck or hip derived from the shoulders or hips.
         """
-        from labeltool.convert import convert_dataset
-
         if self.native.layout.name in BUILTIN_LAYOUTS:
             return convert_dataset(self.native, dst)
         out = convert_dataset(self.coco17(), dst)
@@ -205,6 +199,18 @@ class BodyDataset:
                 labelled = native[:, i, 2] > 0
                 out.keypoints[labelled, j] = native[labelled, i]
         return out
+
+    def to_layout_in_parts(self, dst: Layout, size: int | None = None) -> Iterator[PoseDataset]:
+        """:meth:`to_layout`, ``size`` persons at a time (default :data:`labeltool.io.pose.WRITE_CHUNK`).
+
+        For :func:`labeltool.io.pose.write_pose_dataset`: the converted arrays (and the padded and
+        index-mapped temporaries, 3.2 GB each for 10^6 persons of 136 points) exist one part at a time.
+        """
+        size = size or pose.WRITE_CHUNK
+        n = len(self.native)
+        for start in range(0, max(n, 1), size):
+            part = self.native.subset(np.arange(start, min(n, start + size)))
+            yield replace(self, native=part).to_layout(dst)
 
 
 # --------------------------------------------------------------------------- readers, one per json shape
@@ -234,7 +240,7 @@ def _boxes_from_points(data: Any, fmt: BodyFormat) -> None:
         if not isinstance(ann, dict) or "bbox" in ann:
             continue
         values = ann.get(fmt.keypoints_key)
-        if isinstance(values, list) and len(values) == 3 * fmt.layout.num_keypoints and all(map(_is_number, values)):
+        if isinstance(values, list) and len(values) == 3 * fmt.layout.num_keypoints and all(map(is_number, values)):
             ann["bbox"] = box_from_points(np.array(values, dtype=np.float64).reshape(-1, 3), BOX_MARGIN).tolist()
 
 
@@ -268,12 +274,12 @@ def _read_mpii(data: Any, path: str, fmt: BodyFormat) -> PoseDataset:
         # numbers only: numpy would take "12" or true as a coordinate; 1e300 would fail at write after the work
         shape_ok = isinstance(joints, list) and len(joints) == num and isinstance(vis, list) and len(vis) == num
         shape_ok = shape_ok and all(isinstance(j, list) and len(j) == 2 for j in joints)
-        if not (shape_ok and all(_is_number(v) for j in joints for v in j)):
+        if not (shape_ok and all(is_number(v) for j in joints for v in j)):
             raise UserError(
                 f"{where}: 'joints' must be {num} [x, y] pairs of numbers within ±{MAX_ABS_VALUE:g} (not strings, "
                 "booleans, null or infinity)"
             )
-        if not all(_is_number(v) or isinstance(v, bool) for v in vis):
+        if not all(is_number(v) or isinstance(v, bool) for v in vis):
             raise UserError(f"{where}: 'joints_vis' must be {num} numbers (0: not labelled)")
         joints = np.array(joints, dtype=np.float64)
         vis = np.array(vis, dtype=np.float64)
@@ -308,7 +314,7 @@ def _mpii_box(points: np.ndarray, person: dict, where: str) -> np.ndarray:
     if (points[:, 2] > 0).sum() >= 2:
         return box_from_points(points, BOX_MARGIN)
     center, scale = person.get("center"), person.get("scale")
-    if not (isinstance(center, list) and len(center) == 2 and all(map(_is_number, center)) and _is_number(scale)):
+    if not (isinstance(center, list) and len(center) == 2 and all(map(is_number, center)) and is_number(scale)):
         return np.zeros(4)
     if scale <= 0:  # a negative scale would give a negative box
         raise UserError(f"{where}: 'scale' must be > 0 (the box side / 200), got {scale!r}")
@@ -332,10 +338,10 @@ READERS: dict[str, Callable[[Any, str, BodyFormat], PoseDataset]] = {"coco": _re
 # --------------------------------------------------------------------------- detection
 
 
-def _has_part_keys(data: Any) -> bool:
-    parts = set(WHOLEBODY_KPT_KEYS.values()) - {"keypoints"}
+def _annotations(data: Any) -> list:
+    """The file's annotation list ([] when it has none)."""
     anns = data.get("annotations") if isinstance(data, dict) else None
-    return isinstance(anns, list) and any(isinstance(a, dict) and not parts.isdisjoint(a) for a in anns[:100])
+    return anns if isinstance(anns, list) else []
 
 
 def _first(items: Any, key: str | None = None) -> dict:
@@ -395,7 +401,7 @@ def detect_format(data: Any, path: str) -> BodyFormat:
         raise UserError(f"{path}: a json list, but not MPII's (objects with 'image', 'joints', 'joints_vis')")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a json object with 'images' and 'annotations', got {type(data).__name__}")
-    if _has_part_keys(data):
+    if has_wholebody_part_keys(_annotations(data)[:100]):
         return known["coco_wholebody"]
     kpts = _first(data.get("annotations"), "keypoints").get("keypoints")
     if kpts is None:

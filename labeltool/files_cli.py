@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
-from labeltool.coco import check_output_not_input, load_pose_dataset, load_results, read_json, write_pose_dataset
 from labeltool.errors import UserError
+from labeltool.io.atomic import check_output_not_input
+from labeltool.io.jsonfile import read_json
+from labeltool.io.pose import load_pose_dataset, write_pose_dataset
+from labeltool.io.results import read_results, results_dataset
 
 
 @click.command("convert")
@@ -41,7 +45,7 @@ def convert_command(src: Path, dst: Path, target: str, dataset_format: str | Non
       wbt convert val133.json openpose_val/ --to openpose
       wbt convert mmpose_crowdpose_test.json crowdpose17.json --to 17
     """
-    from labeltool.convert import TARGETS, convert_in_parts, write_openpose
+    from labeltool.convert import TARGETS, write_openpose
     from labeltool.datasets import read_body_dataset
     from labeltool.layouts import HALPE136
 
@@ -60,7 +64,7 @@ def convert_command(src: Path, dst: Path, target: str, dataset_format: str | Non
     counts = dict.fromkeys(derived_names, 0)
 
     def converted():  # a part at a time: 10^6 persons never exist whole as 136-point arrays and json objects
-        for part in convert_in_parts(body, layout):
+        for part in body.to_layout_in_parts(layout):
             for name in counts if layout is HALPE136 else ():
                 counts[name] += int((part.keypoints[:, HALPE136.index(name), 2] > 0).sum())
             yield part
@@ -130,7 +134,9 @@ def render_command(
             read_json(labels)  # a broken file: say what is wrong with it first
             raise UserError(f"{labels}: is a results list; give --gt GT.json for its images")
         truth = load_pose_dataset(gt)
-        ds = load_results(labels, truth.images, truth.categories)
+        image_ids = np.array([im["id"] for im in truth.images], dtype=np.int64)
+        results = read_results(labels, image_ids=image_ids, gt_name=str(gt), required=("image_id",))
+        ds = results_dataset(results, truth.images, truth.categories)
     else:
         ds = load_pose_dataset(labels)
     summary = render_dataset(

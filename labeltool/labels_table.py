@@ -40,8 +40,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labeltool.coco import AtomicFile, write_errors_name
 from labeltool.errors import UserError
+from labeltool.io.atomic import AtomicFile, write_errors_name
 from labeltool.label_codes import MERGED_PARTS
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_BOX_KEYS
 

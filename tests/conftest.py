@@ -33,7 +33,7 @@ def labels_table_of():
     """Builds a labels.parquet table (labeltool.labels_table.LabelsTable) from a 133-point PoseDataset."""
     import numpy as np
 
-    from labeltool.coco import wholebody_document
+    from labeltool.io.pose import wholebody_document
     from labeltool.labels_table import PARTS, LabelsTable
 
     def build(ds, confidence=None, source=None, source_names=("none", "gt", "derived"), status="accepted"):

@@ -1,4 +1,4 @@
-"""One atomic writer (coco.AtomicFile) behind every output file, and no import-time side effects."""
+"""One atomic writer (labeltool.io.atomic.AtomicFile) behind every output file, and no import-time side effects."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from labeltool.coco import AtomicFile, write_bytes_atomic
+from labeltool.io.atomic import AtomicFile, write_bytes_atomic
 
 
 def test_importing_the_package_leaves_the_umask_alone():
@@ -38,7 +38,7 @@ def test_every_writer_gives_umask_permissions_and_leaves_no_temp(tmp_path):
 import os, pathlib
 os.umask(0o027)
 import numpy as np
-from labeltool.coco import JsonDocumentWriter, write_bytes_atomic
+from labeltool.io.atomic import write_bytes_atomic
 from labeltool.labels_table import LabelsWriter
 from labeltool.student.train import save_atomic
 d = pathlib.Path({str(tmp_path)!r})

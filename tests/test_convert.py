@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from labeltool.cli import main as cli
-from labeltool.coco import load_pose_dataset, pose_document
 from labeltool.convert import (
     BODY25_NAMES,
     convert_dataset,
@@ -22,6 +21,7 @@ from labeltool.convert import (
 )
 from labeltool.errors import UserError
 from labeltool.halpe import to_halpe136, to_wholebody133
+from labeltool.io.pose import load_pose_dataset, pose_document
 from labeltool.layouts import COCO17, HALPE26, HALPE136, WHOLEBODY133
 
 

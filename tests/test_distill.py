@@ -225,7 +225,7 @@ def test_rerun_with_other_options_is_refused_and_same_options_reuse_shards(small
 
 
 def test_a_second_run_on_the_same_out_is_refused(small_input, tmp_path):
-    from labeltool.coco import RunLock
+    from labeltool.io.atomic import RunLock
 
     ann, images, _ = small_input
     out = tmp_path / "out"

@@ -20,9 +20,9 @@ from eval_reference import split_document, split_results, xtcocotools_stats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labeltool.coco import load_pose_dataset
 from labeltool.eval import evaluate
 from labeltool.eval.predictions import part_score_key
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import (
     COCO17,
     HALPE136,

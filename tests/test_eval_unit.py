@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
 from labeltool.eval import STAT_NAMES, compute_oks, evaluate, predictions_from_arrays
 from labeltool.eval.oks import keypoint_vars
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import COCO17, HALPE136, WHOLEBODY133, WHOLEBODY_KPT_KEYS
 
 # --------------------------------------------------------------------------- compute_oks

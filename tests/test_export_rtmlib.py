@@ -20,8 +20,8 @@ import torch
 from click.testing import CliRunner
 
 from labeltool.cli import main
-from labeltool.coco import load_pose_dataset
 from labeltool.eval.predictions import load_predictions
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import WHOLEBODY133
 from labeltool.student.train import TrainConfig, train
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from test_hostile_distill import NO_TEACHERS, assert_one_line, wbt, wbt_in_process
 
-from labeltool.coco import load_pose_dataset
 from labeltool.datasets import read_body_dataset
 from labeltool.errors import UserError
+from labeltool.io.pose import load_pose_dataset
 
 # --------------------------------------------------------------------------- §3 real field formats
 

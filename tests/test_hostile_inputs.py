@@ -20,10 +20,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from labeltool import coco
 from labeltool.cli import main
-from labeltool.coco import image_path, read_json, resolve_inside, write_bytes_atomic
 from labeltool.errors import UserError
+from labeltool.io import atomic
+from labeltool.io.atomic import write_bytes_atomic
+from labeltool.io.jsonfile import read_json
+from labeltool.io.paths import image_path, resolve_inside
 from labeltool.layouts import WHOLEBODY133
 
 
@@ -245,12 +247,12 @@ def test_a_large_junk_file_is_refused_from_its_first_bytes(tmp_path, monkeypatch
         read_json(junk)
 
 
-def test_deep_json_without_orjson_is_one_line(tmp_path, monkeypatch):
+def test_deep_json_is_one_line(tmp_path):
     deep = tmp_path / "deep.json"
     deep.write_bytes(b"[" * 100_000 + b"]" * 100_000)
-    monkeypatch.setattr(coco, "orjson", None)  # Python's json parser recurses
-    with pytest.raises(UserError, match="nested too deeply"):
-        read_json(deep)
+    for allow_nan in (False, True):  # True tries Python's json parser too, which recurses
+        with pytest.raises(UserError, match="nested too deeply"):
+            read_json(deep, allow_nan=allow_nan)
 
 
 def test_ground_truth_without_annotations_is_blamed_on_the_ground_truth(work):
@@ -428,7 +430,7 @@ class _FailingFile:
 
 
 def test_a_failed_write_removes_its_temp_file_even_when_close_fails_again(tmp_path, monkeypatch):
-    monkeypatch.setattr(coco, "open", _FailingFile, raising=False)  # the writer's open() of its temp file
+    monkeypatch.setattr(atomic, "open", _FailingFile, raising=False)  # the writer's open() of its temp file
     target = tmp_path / "labels.json"
     with pytest.raises(OSError) as err:
         write_bytes_atomic(b"{}", target)
@@ -452,7 +454,7 @@ def test_render_keeps_the_relative_path_of_same_named_images(work):
 
 def _export_tasks(work: Path, file_names: tuple[str, ...] = ("a.jpg", "b.jpg")) -> list[dict]:
     """Label Studio tasks exported by wbt, each with an annotation (the prediction, as a reviewer saved it)."""
-    from labeltool.coco import load_pose_dataset
+    from labeltool.io.pose import load_pose_dataset
     from labeltool.review.labelstudio import labelstudio_tasks
 
     doc = _doc(list(file_names))
@@ -512,7 +514,7 @@ def test_malformed_labelstudio_export_is_one_line_naming_the_task(case, work):
 
 
 def test_cvat_import_refuses_absurd_numbers_without_a_second_line(work):
-    from labeltool.coco import load_pose_dataset
+    from labeltool.io.pose import load_pose_dataset
     from labeltool.review.cvat import cvat_document
 
     doc = cvat_document(load_pose_dataset(work / "good.json"), None)

@@ -468,10 +468,10 @@ def test_convert_converts_and_writes_a_part_at_a_time(tmp_path, monkeypatch):
     """``wbt convert`` never holds every person's converted points (10^6 persons: 10 GB before); same bytes."""
     import orjson
 
-    import labeltool.coco
     import labeltool.convert
-    from labeltool.coco import load_pose_dataset, pose_document
+    import labeltool.io.pose
     from labeltool.convert import convert_dataset
+    from labeltool.io.pose import load_pose_dataset, pose_document
     from labeltool.layouts import HALPE136
 
     src = tmp_path / "wholebody133.json"
@@ -486,7 +486,7 @@ def test_convert_converts_and_writes_a_part_at_a_time(tmp_path, monkeypatch):
         return convert_points(kpts, *args, **kwargs)
 
     monkeypatch.setattr(labeltool.convert, "convert_points", recording)
-    monkeypatch.setattr(labeltool.coco, "WRITE_CHUNK", 7)
+    monkeypatch.setattr(labeltool.io.pose, "WRITE_CHUNK", 7)
     code, out, err = _run("convert", src, tmp_path / "halpe136.json", "--to", "136")
     assert code == 0, err
     assert "25 persons" in out and "derived neck 25, hip 25" in out

@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from labeltool.cli import main
-from labeltool.coco import RunLock
+from labeltool.io.atomic import RunLock
 from labeltool.student.model import Student, StudentConfig
 
 TRAIN = ["--preset", "tiny", "--input-size", "64x64", "--epochs", "1", "--batch-size", "6", "--workers", "0",
@@ -88,7 +88,7 @@ def test_resume_with_overwrite_is_refused(realdata, tmp_path):
 
 
 def test_two_runs_into_one_folder_at_once_are_refused(realdata, tmp_path):
-    """The folder is locked as wbt distill locks its --out (one lock implementation, coco.RunLock)."""
+    """The folder is locked as wbt distill locks its --out (one lock implementation, labeltool.io.atomic.RunLock)."""
     out = tmp_path / "run"
     out.mkdir()
     lock = RunLock(out, "train-student")  # as if another wbt train-student were running there

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from labeltool.cli import main
-from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
+from labeltool.io.pose import load_pose_dataset
 from labeltool.labels_table import COLUMNS, SCHEMA_VERSION, read_labels, write_labels
 from labeltool.layouts import HALPE136, WHOLEBODY133
 

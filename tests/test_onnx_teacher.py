@@ -247,8 +247,9 @@ def test_teacher_gives_rtmlibs_keypoints(student_onnx, realdata, tmp_path):
     python = RTMLIB_VENV / "bin" / "python"
     if not python.is_file():
         pytest.skip(f"rtmlib test venv not found at {RTMLIB_VENV} (made by install.sh --test)")
-    from labeltool.coco import image_path, load_pose_dataset
     from labeltool.images import read_rgb
+    from labeltool.io.paths import image_path
+    from labeltool.io.pose import load_pose_dataset
     from labeltool.proposals import xywh_to_xyxy
 
     src = realdata / "coco_wholebody"
@@ -312,7 +313,7 @@ def check_labels(table, gt_body: np.ndarray, allowed: set[str]) -> None:
 
 @pytest.mark.slow
 def test_distill_real_sample_with_the_student_as_whole_body_teacher_and_an_ensemble(student_onnx, realdata, tmp_path):
-    from labeltool.coco import load_pose_dataset
+    from labeltool.io.pose import load_pose_dataset
 
     src = realdata / "coco_wholebody"
     ann = body_only(src / "test_coco_wholebody.json", tmp_path / "body.json")
@@ -337,7 +338,7 @@ def test_distill_real_sample_with_the_student_as_whole_body_teacher_and_an_ensem
 @pytest.mark.slow
 def test_self_training_round_ensembles_the_student_with_mediapipe(student_onnx, realdata, tmp_path):
     """``--teachers wholebody=onnx:student.onnx,hand=mediapipe,face=facemesh`` through the real CLI."""
-    from labeltool.coco import load_pose_dataset
+    from labeltool.io.pose import load_pose_dataset
     from labeltool.labels_table import read_labels
 
     pytest.importorskip("mediapipe")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labeltool import proposals as P
-from labeltool.coco import load_pose_dataset
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import WHOLEBODY133
 
 

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import COCO17, WHOLEBODY133
 from labeltool.review.render import (
     PART_COLORS,

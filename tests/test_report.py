@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from labeltool.cli import main
-from labeltool.coco import load_pose_dataset, write_pose_dataset
+from labeltool.io.pose import load_pose_dataset, write_pose_dataset
 from labeltool.layouts import WHOLEBODY133
 
 CHROMIUM_FLAGS = [

@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from labeltool.cli import main
-from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import HALPE136, WHOLEBODY133, halpe136_to_coco133_index
 from labeltool.review.cvat import cvat_document, cvat_import, cvat_labels_spec, read_cvat_export
 

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from labeltool.cli import main
-from labeltool.coco import load_pose_dataset
+from labeltool.io.pose import load_pose_dataset
 
 DEFAULT_PYTHON = Path.home() / ".cache" / "wbt" / "datumaro-venv" / "bin" / "python"
 ROUND_TRIP = """

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from labeltool.cli import main
-from labeltool.coco import load_pose_dataset, write_pose_dataset
 from labeltool.errors import UserError
+from labeltool.io.pose import load_pose_dataset, write_pose_dataset
 from labeltool.layouts import HALPE136, WHOLEBODY133
 from labeltool.review.labelstudio import labelstudio_config, labelstudio_import, labelstudio_tasks
 

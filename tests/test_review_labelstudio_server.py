@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from labeltool.cli import main
-from labeltool.coco import load_pose_dataset
+from labeltool.io.pose import load_pose_dataset
 
 TOKEN = "wbt-test-token-0123456789"
 DEFAULT_EXE = Path.home() / ".cache" / "wbt" / "label-studio-venv" / "bin" / "label-studio"

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from labeltool.cli import main
-from labeltool.coco import load_pose_dataset, write_pose_dataset
+from labeltool.io.pose import load_pose_dataset, write_pose_dataset
 from labeltool.labels_table import write_labels
 from labeltool.layouts import WHOLEBODY133
 from labeltool.review.labels import ReviewLabels, load_labels

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
 from labeltool.images import read_rgb
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import HALPE136, WHOLEBODY133
 from labeltool.student.augment import AugmentConfig, augment_batch
 from labeltool.student.data import (
@@ -75,7 +75,7 @@ def test_part_only_sources(realdata):
 
 
 def test_part_source_with_wrong_point_count_is_one_clear_error(realdata):
-    with pytest.raises(UserError, match="expected 204 .68 face points"):
+    with pytest.raises(UserError, match="21 keypoints per annotation; a face source takes 68"):
         load_json_source(realdata / "hand_onehand10k" / "test_onehand10k.json", realdata / "hand_onehand10k",
                          WHOLEBODY133, "face")
 

@@ -21,17 +21,17 @@ import torch
 from click.testing import CliRunner
 
 import labeltool.student.codec
+from conftest import REALDATA  # WBT_SHARED or ../shared, as every test
 from labeltool.cli import main
-from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
 from labeltool.eval.predictions import load_predictions
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import WHOLEBODY133
 from labeltool.student.mmpose_checkpoint import InertObject, convert_mmpose_state, read_weights_only, student_key
 from labeltool.student.model import Student, StudentConfig, count_parameters
 from labeltool.student.predict import load_checkpoint, model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-REALDATA = REPO.parent / "shared" / "realdata"  # as tests/conftest.py
 MMPOSE_PYTHON = Path(os.environ.get("WBT_MMPOSE_PYTHON", Path.home() / ".cache" / "wbt" / "mmpose-venv" / "bin"
                                     / "python"))
 RTMPOSE_M_WHOLEBODY_PARAMETERS = 17_953_039  # mmpose's count (measured by the author and by this test)

@@ -105,7 +105,7 @@ def _find_ap(obj, part: str) -> float:
 
 @pytest.mark.slow
 def test_predict_on_detections_removes_duplicates(overfit, tmp_path):
-    from labeltool.coco import load_pose_dataset
+    from labeltool.io.pose import load_pose_dataset
 
     result, gt, images = overfit
     ds = load_pose_dataset(gt)

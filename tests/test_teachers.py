@@ -231,8 +231,8 @@ def test_hand_pck_on_real_hands_and_consensus_beats_single_view(hand_teacher, re
 @pytest.mark.slow
 def test_recrop_finds_more_small_coco_hands(hand_teacher, realdata):
     """Body from GT, hands 11-24 px: the re-crop path finds more of them, correctly fitted, than the rotation search."""
-    from labeltool.coco import load_pose_dataset
     from labeltool.images import read_rgb
+    from labeltool.io.pose import load_pose_dataset
     from labeltool.layouts import WHOLEBODY133
     from labeltool.proposals import hand_boxes_from_body
     from labeltool.teachers.hand import HandModel
@@ -305,8 +305,8 @@ def test_body_teacher_on_a_photo(body_teacher, astronaut):
 
 @pytest.mark.slow
 def test_foot_and_body_on_real_coco(body_teacher, realdata):
-    from labeltool.coco import load_pose_dataset
     from labeltool.images import read_rgb
+    from labeltool.io.pose import load_pose_dataset
     from labeltool.layouts import WHOLEBODY133
     from labeltool.proposals import xywh_to_xyxy
     from labeltool.teachers.foot import FootModel

@@ -53,7 +53,7 @@ def test_bad_boxes_file_is_one_line_and_no_output(tmp_path, content, message):
     ],
 )
 def test_distill_and_teach_read_box_files_alike(tmp_path, content, message):
-    """One reader (labeltool.boxfile) behind `wbt teach --boxes` and `wbt distill --boxes`: the same line."""
+    """One reader (labeltool.io.boxes) behind `wbt teach --boxes` and `wbt distill --boxes`: the same line."""
     import cv2
 
     cv2.imwrite(str(tmp_path / "000000000001.jpg"), np.zeros((8, 8, 3), np.uint8))

@@ -2,7 +2,7 @@
 
 ``wbt distill --images DIR`` writes ``OUT/detections.json``; ``wbt predict --images DIR`` writes
 ``RESULTS.detections.json`` beside its results. The file is a COCO-style object that
-``--boxes`` reads back (:func:`labeltool.boxfile.read_box_file`)::
+``--boxes`` reads back (:func:`labeltool.io.boxes.read_box_file`)::
 
     {"detector": {detector, model, version, files (sha256), min_score, nms, max_persons},
      "images": [{id, file_name}], "detected": [image ids run so far],
@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import read_json, write_json_atomic
 from labeltool.detectors.base import DetectorSpec
 from labeltool.errors import UserError
+from labeltool.io.atomic import write_json_atomic
+from labeltool.io.jsonfile import read_json
 
 
 @dataclass

@@ -16,16 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import (
-    KEYPOINT_KEYS,
-    JsonDocumentWriter,
-    PoseDataset,
-    flat_document,
-    wholebody_document,
-    write_errors_name,
-)
 from labeltool.distill.shards import read_shard, shard_path
 from labeltool.halpe import to_halpe136
+from labeltool.io.atomic import JsonDocumentWriter, write_errors_name
+from labeltool.io.pose import KEYPOINT_KEYS, PoseDataset, flat_document, wholebody_document
 from labeltool.label_codes import ACCEPTED, MERGED_PARTS, NO_PROPOSAL, NOT_RUN, SOURCE_GT, SOURCE_NONE
 from labeltool.labels_table import LabelsTable, LabelsWriter
 from labeltool.layouts import HALPE136, WHOLEBODY133, WHOLEBODY_BOX_KEYS

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labeltool.coco import PoseDataset
 from labeltool.datasets import BodyFormat
+from labeltool.io.pose import PoseDataset
 from labeltool.label_codes import SOURCE_GT, SOURCE_MAPPED
 from labeltool.layouts import COCO17
 from labeltool.merge.rules import MergedPersons, MergeRules, body_from_teacher

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.boxfile import read_box_file
-from labeltool.coco import PoseDataset, check_utf8_name, ids_from_file_names, read_json, resolve_coco_split
 from labeltool.datasets import BodyFormat, read_body_dataset
 from labeltool.distill.body import AnnotatedBody, BodySource, DetectedBody, DetectorBody, WholeImageBody
 from labeltool.distill.native_log import NATIVE_LOG, native_stderr_to
 from labeltool.distill.shards import RUN_FILE, SHARD_DIR
 from labeltool.errors import UserError
+from labeltool.io.boxes import read_box_file
+from labeltool.io.paths import check_utf8_name, ids_from_file_names, resolve_coco_split
+from labeltool.io.pose import PoseDataset
 from labeltool.layouts import COCO17, WHOLEBODY_BOX_KEYS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -265,6 +266,8 @@ DETECTIONS_FILE = "detections.json"
 def _refuse_other_run(out_dir: Path, identity: dict, overwrite: bool, limit: int | None) -> None:
     """One line, before any detection, when ``out_dir`` holds shards of a run with another detector, images or
     ``--limit`` (the same refusal the pipeline makes later, made before the detector writes its boxes)."""
+    from labeltool.io.jsonfile import read_json
+
     path = out_dir / SHARD_DIR / RUN_FILE
     if overwrite or not path.is_file():
         return

@@ -23,7 +23,6 @@ from pathlib import Path
 import orjson
 
 from labeltool import __version__
-from labeltool.coco import RunLock, check_output_not_input, read_json, write_bytes_atomic
 from labeltool.distill.assemble import Outputs, assemble
 from labeltool.distill.body import BodySource, ImageTask
 from labeltool.distill.inputs import DistillInput
@@ -43,6 +42,8 @@ from labeltool.distill.shards import (
 from labeltool.distill.summary import RunStats, build_summary, read_run_stats
 from labeltool.distill.work import DistillConfig, Distiller
 from labeltool.errors import UserError
+from labeltool.io.atomic import RunLock, check_output_not_input, write_bytes_atomic
+from labeltool.io.jsonfile import read_json
 from labeltool.teachers.base import Teacher
 from labeltool.versions import check_same_stack, installed_versions
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import resolve_inside
 from labeltool.distill.body import ImageTask
 from labeltool.distill.inputs import DistillInput
 from labeltool.distill.shards import chunk
+from labeltool.io.paths import resolve_inside
 
 
 @dataclass

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from labeltool.coco import write_bytes_atomic
 from labeltool.images import decode_rgb
+from labeltool.io.atomic import write_bytes_atomic
 
 
 def _grace_hopper() -> np.ndarray:

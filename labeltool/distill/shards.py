@@ -18,8 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labeltool.coco import read_json, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
+from labeltool.io.atomic import write_bytes_atomic, write_json_atomic
+from labeltool.io.jsonfile import read_json
 from labeltool.label_codes import MERGED_PARTS
 from labeltool.labels_table import column_array, fixed_list_array
 from labeltool.merge.rules import MergedPersons

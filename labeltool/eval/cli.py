@@ -76,7 +76,7 @@ def eval_command(
         raise UserError("give the results to evaluate with --pred PRED (and --compare A.json B.json ... for more)")
     names = _method_names(files)
     if out_path:
-        from labeltool.coco import check_output_not_input
+        from labeltool.io.atomic import check_output_not_input
 
         check_output_not_input(out_path, {"--gt": gt_path, **{f"results {f}": f for f in files}, "--pr-curves": pr_dir})
     chosen = PROTOCOLS[protocol]

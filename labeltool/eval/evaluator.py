@@ -30,11 +30,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, load_pose_dataset
 from labeltool.errors import UserError
 from labeltool.eval.oks import box_squared_distances, keypoint_vars, point_similarity, squared_distances
 from labeltool.eval.predictions import Predictions, load_predictions
 from labeltool.eval.protocols import COCO_WHOLEBODY, EvalProtocol, eval_protocol
+from labeltool.io.pose import PoseDataset, load_pose_dataset
 from labeltool.layouts import Layout, layout_for
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")

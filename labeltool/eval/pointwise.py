@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labeltool.coco import MAX_ABS_VALUE, _first_out_of_range, read_json
 from labeltool.errors import UserError
-from labeltool.eval.predictions import read_results_json
+from labeltool.io.pose import load_part_dataset
+from labeltool.io.results import read_results
 
 MIN_NORM = 1e-6  # pixels: a normaliser below this counts as 0 (the instance does not count)
 
@@ -98,81 +98,40 @@ def mean_valid(distances: np.ndarray) -> float | None:
 
 
 def load_point_set(gt_path: str | os.PathLike, results: str | os.PathLike | list, num_keypoints: tuple[int, ...] = ()):
-    """Read a COCO-style GT of one part (any point count, one flat ``keypoints`` list per
-    annotation) and a results list, paired one to one (see the module docstring)."""
+    """Read a COCO-style GT of one part (:func:`labeltool.io.pose.load_part_dataset`: any point count,
+    one flat ``keypoints`` list per annotation) and a results list (:func:`labeltool.io.results.read_results`),
+    paired one to one (see the module docstring)."""
     gt_name = str(gt_path)
-    doc = read_json(gt_path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
-        raise UserError(f"{gt_name}: expected a json object with an 'annotations' list")
-    anns = doc["annotations"]
-    if not anns:
+    truth = load_part_dataset(gt_path, num_keypoints)
+    if not len(truth):
         raise UserError(f"{gt_name}: no annotations to evaluate")
-    for i, ann in enumerate(anns):
-        if not isinstance(ann, dict):
-            raise UserError(f"{gt_name}: annotations[{i}] is not an object")
-        for key in ("id", "image_id", "keypoints", "bbox"):
-            if key not in ann:
-                raise UserError(f"{gt_name}: annotation {ann.get('id', f'#{i}')} is missing '{key}'")
-    k = _count(anns[0]["keypoints"], gt_name, f"annotation {anns[0]['id']}")
-    if num_keypoints and k not in num_keypoints:
-        raise UserError(f"{gt_name}: {k} keypoints per annotation; this protocol takes {' or '.join(map(str, num_keypoints))}")
-    gt = _rows([a["keypoints"] for a in anns], 3 * k, gt_name, [f"annotation {a['id']}" for a in anns]).reshape(-1, k, 3)
-    boxes = _rows([a["bbox"] for a in anns], 4, gt_name, [f"annotation {a['id']}: 'bbox'" for a in anns])
-    negative = np.nonzero((boxes[:, 2:] < 0).any(axis=1))[0]
+    k = truth.layout.num_keypoints
+    negative = np.nonzero((truth.bboxes[:, 2:] < 0).any(axis=1))[0]
     if len(negative):
-        raise UserError(f"{gt_name}: annotation {anns[negative[0]]['id']}: 'bbox' has a negative width or height")
-    ann_ids = np.asarray([a["id"] for a in anns])
-    image_ids = np.asarray([a["image_id"] for a in anns])
+        raise UserError(f"{gt_name}: annotation {truth.ann_ids[negative[0]]}: 'bbox' has a negative width or height")
 
-    name = str(results) if isinstance(results, (str, os.PathLike)) else "results"
-    dets = read_results_json(results) if isinstance(results, (str, os.PathLike)) else results
-    if not isinstance(dets, list) or not all(isinstance(d, dict) for d in dets):
-        raise UserError(f"{name}: expected a json list of result objects")
-    by_ann = bool(dets) and all("ann_id" in d for d in dets)
+    res = read_results(results, k, required=())
+    name = res.path
+    by_ann = res.ann_ids is not None
     key = "ann_id" if by_ann else "image_id"
-    gt_keys = ann_ids if by_ann else image_ids
+    gt_keys = truth.ann_ids if by_ann else truth.image_ids
     if not by_ann:
-        ids, counts = np.unique(image_ids, return_counts=True)
+        ids, counts = np.unique(truth.image_ids, return_counts=True)
         if (counts > 1).any():
             raise UserError(
                 f"{gt_name}: image {ids[counts > 1][0]} has {counts[counts > 1][0]} annotations; "
                 f"give every result in {name} the 'ann_id' it predicts"
             )
     index = {v: i for i, v in enumerate(gt_keys.tolist())}
-    pred = np.full((len(anns), k, 3), np.nan)
-    for j, det in enumerate(dets):
-        if key not in det:
-            raise UserError(f"{name}: result #{j} is missing '{key}'")
-        i = index.get(det[key]) if isinstance(det[key], (int, float)) and not isinstance(det[key], bool) else None
+    pred = np.full((len(truth), k, 3), np.nan)
+    for j, value in enumerate((res.ann_ids if by_ann else res.image_ids).tolist()):
+        i = index.get(value)
         if i is None:
-            raise UserError(f"{name}: result #{j}: {key} {det[key]!r} is not an annotated {key[:-3]} of {gt_name}")
+            raise UserError(f"{name}: detection #{j}: {key} {value!r} is not an annotated {key[:-3]} of {gt_name}")
         if not np.isnan(pred[i, 0, 0]):
-            raise UserError(f"{name}: result #{j}: a second result for {key} {det[key]!r}")
-        if "keypoints" not in det:
-            raise UserError(f"{name}: result #{j} is missing 'keypoints'")
-        pred[i] = _rows([det["keypoints"]], 3 * k, name, [f"result #{j}"]).reshape(k, 3)
+            raise UserError(f"{name}: detection #{j}: a second result for {key} {value!r}")
+        pred[i] = res.keypoints[j]
     missing = np.nonzero(np.isnan(pred[:, 0, 0]))[0]
     if len(missing):
         raise UserError(f"{name}: no result for {key} {gt_keys[missing[0]]} of {gt_name} ({len(missing)} missing)")
-    return PointSet(gt=gt, boxes=boxes, ann_ids=ann_ids, pred=pred, path=name)
-
-
-def _count(values, name: str, where: str) -> int:
-    if not isinstance(values, list) or not values or len(values) % 3:
-        raise UserError(f"{name}: {where}: 'keypoints' must be a non-empty list of x, y, v triples")
-    return len(values) // 3
-
-
-def _rows(rows: list, width: int, name: str, where: list[str]) -> np.ndarray:
-    """(len(rows), width) float64; a row of another length or with a non-number names itself."""
-    for row, w in zip(rows, where):
-        if not isinstance(row, list) or len(row) != width:
-            got = f"{len(row)} values" if isinstance(row, list) else type(row).__name__
-            raise UserError(f"{name}: {w} has {got}, expected {width}")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
-            raise UserError(f"{name}: {w} must hold numbers only")
-    arr = np.asarray(rows, dtype=np.float64)
-    bad = _first_out_of_range(arr)
-    if bad is not None:
-        raise UserError(f"{name}: {where[bad]} contains NaN, infinity or a value beyond ±{MAX_ABS_VALUE:g}")
-    return arr
+    return PointSet(gt=truth.keypoints, boxes=truth.bboxes, ann_ids=truth.ann_ids, pred=pred, path=name)

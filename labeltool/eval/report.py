@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import write_bytes_atomic
 from labeltool.eval.evaluator import AREA_RANGES, OKS_THRESHOLDS, RECALL_THRESHOLDS, STAT_NAMES, EvalReport
+from labeltool.io.atomic import write_bytes_atomic
 
 FORMATS = ("table", "markdown", "csv", "json")
 

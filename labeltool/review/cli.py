@@ -55,7 +55,8 @@ def review() -> None:
 )
 def export_command(labels: Path, tool: str, images_dir: Path, out_dir: Path, top: int | None, image_url: str) -> None:
     """Export LABELS (json or labels.parquet) for review, most suspicious persons first."""
-    from labeltool.coco import check_images_exist, check_output_not_input, new_outputs_removed_on_error
+    from labeltool.io.atomic import check_output_not_input, new_outputs_removed_on_error
+    from labeltool.io.paths import check_images_exist
     from labeltool.review.labels import load_labels, with_image_sizes
     from labeltool.review.queue import person_suspicion
 
@@ -98,7 +99,9 @@ def export_command(labels: Path, tool: str, images_dir: Path, out_dir: Path, top
 @click.option("--annotated-only", is_flag=True, help="Label Studio: skip tasks nobody annotated.")
 def import_command(exported: Path, points: str, out_path: Path, ref_path: Path | None, annotated_only: bool) -> None:
     """Import EXPORTED (a CVAT COCO Keypoints .zip/.json, or Label Studio's JSON export) as COCO-WholeBody / Halpe json."""
-    from labeltool.coco import check_output_not_input, read_json, write_pose_dataset
+    from labeltool.io.atomic import check_output_not_input
+    from labeltool.io.jsonfile import read_json
+    from labeltool.io.pose import write_pose_dataset
     from labeltool.layouts import layout_for
     from labeltool.review.labels import load_labels
 
@@ -168,7 +171,7 @@ def queue_command(labels: Path, top: int, min_confidence: float) -> None:
 )
 def report_command(labels: Path, images_dir: Path, out_path: Path, gt_path: Path | None, top: int) -> None:
     """A self-contained HTML label-quality report of LABELS."""
-    from labeltool.coco import check_output_not_input
+    from labeltool.io.atomic import check_output_not_input
     from labeltool.review.labels import load_labels
     from labeltool.review.report import write_report
 

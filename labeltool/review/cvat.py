@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import MAX_ABS_VALUE, PoseDataset, read_json, tight_box, write_json_atomic
 from labeltool.errors import UserError
+from labeltool.io.atomic import write_json_atomic
+from labeltool.io.jsonfile import MAX_ABS_VALUE, read_json
+from labeltool.io.pose import PoseDataset, tight_box
 from labeltool.layouts import HALPE136, WHOLEBODY133, Layout
 
 ID_ATTRIBUTE = "wbt_id"

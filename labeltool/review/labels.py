@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, image_path, load_pose_dataset
 from labeltool.errors import UserError
+from labeltool.io.paths import image_path
+from labeltool.io.pose import PoseDataset, load_pose_dataset
 from labeltool.label_codes import FIXED_SOURCES, SOURCE_GT, SOURCE_MAPPED, SOURCE_NONE
 from labeltool.layouts import WHOLEBODY133
 

@@ -25,8 +25,9 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
+from labeltool.io.atomic import write_bytes_atomic, write_json_atomic
+from labeltool.io.pose import PoseDataset
 from labeltool.layouts import HALPE136, WHOLEBODY133, Layout
 from labeltool.review.cvat import UNKNOWN_VISIBILITY, ImportReport, assemble_import
 

@@ -15,9 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from labeltool.coco import PoseDataset, image_path, new_outputs_removed_on_error, tight_box, write_bytes_atomic
 from labeltool.errors import UserError
 from labeltool.images import read_rgb
+from labeltool.io.atomic import new_outputs_removed_on_error, write_bytes_atomic
+from labeltool.io.paths import image_path
+from labeltool.io.pose import PoseDataset, tight_box
 from labeltool.layouts import WHOLEBODY_BOX_KEYS, Layout
 
 # One colour per part (RGB).

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labeltool.coco import PoseDataset, image_path, write_bytes_atomic
 from labeltool.errors import UserError
+from labeltool.io.atomic import write_bytes_atomic
+from labeltool.io.paths import image_path
+from labeltool.io.pose import PoseDataset
 from labeltool.label_codes import ACCEPTED
 from labeltool.review.labels import ReviewLabels
 from labeltool.review.queue import QueueEntry, review_queue

@@ -10,8 +10,8 @@ import os
 
 import click
 
-from labeltool.coco import check_output_not_input
 from labeltool.errors import UserError
+from labeltool.io.atomic import check_output_not_input
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -30,10 +30,13 @@ import cv2
 import numpy as np
 import torch
 
-from labeltool.coco import AtomicFile, image_path, load_pose_dataset, read_json, write_bytes_atomic
 from labeltool.convert import convert_keypoints, convert_points
 from labeltool.errors import UserError
 from labeltool.images import read_rgb
+from labeltool.io.atomic import AtomicFile, write_bytes_atomic
+from labeltool.io.jsonfile import read_json
+from labeltool.io.paths import image_path
+from labeltool.io.pose import load_part_dataset, load_pose_dataset
 from labeltool.layouts import Layout
 from labeltool.topdown import apply_affine, box_center_scale, crop_matrices
 
@@ -149,36 +152,15 @@ def load_json_source(path: str | os.PathLike, images_dir: str | os.PathLike, lay
 
 
 def _load_part_json(path: Path, layout: Layout, part: str):
+    """A part-only file's points placed at ``part``'s indices of ``layout`` (the others unlabelled)."""
     part_name = "lefthand" if part == "hand" else part
     if part_name not in layout.parts:
         raise UserError(f"{path}: the {layout.name} layout has no part {part_name!r}")
     idx = layout.parts[part_name]
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) or not isinstance(
-            data.get("images"), list):
-        raise UserError(f"{path}: expected a json object with 'images' and 'annotations' lists")
-    anns = data["annotations"]
-    n = len(anns)
-    points = np.zeros((n, layout.num_keypoints, 3), dtype=np.float32)
-    bboxes = np.zeros((n, 4), dtype=np.float64)
-    for i, ann in enumerate(anns):
-        kp = ann.get("keypoints") if isinstance(ann, dict) else None
-        if not isinstance(kp, list) or len(kp) != 3 * len(idx):
-            got = len(kp) if isinstance(kp, list) else "no"
-            raise UserError(f"{path}: annotation #{i}: 'keypoints' has {got} values, expected {3 * len(idx)} "
-                            f"({len(idx)} {part_name} points)")
-        box = ann.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4):
-            raise UserError(f"{path}: annotation #{i}: 'bbox' must be 4 numbers [x, y, w, h]")
-        try:
-            points[i, idx] = np.asarray(kp, dtype=np.float32).reshape(-1, 3)
-            bboxes[i] = box
-        except (TypeError, ValueError):
-            raise UserError(f"{path}: annotation #{i}: 'keypoints' and 'bbox' must be numbers") from None
-    iscrowd = np.array([int(a.get("iscrowd", 0)) for a in anns], dtype=np.int64)
-    ann_ids = np.array([a.get("id", i) for i, a in enumerate(anns)], dtype=np.int64)
-    img_ids = np.array([a.get("image_id", -1) for a in anns], dtype=np.int64)
-    return points, bboxes, iscrowd, ann_ids, img_ids, data["images"]
+    ds = load_part_dataset(path, (len(idx),), taker=f"a {part} source")
+    points = np.zeros((len(ds), layout.num_keypoints, 3), dtype=np.float32)
+    points[:, idx] = ds.keypoints
+    return points, ds.bboxes, ds.iscrowd, ds.ann_ids, ds.image_ids, ds.images
 
 
 def load_parquet_source(path: str | os.PathLike, images_dir: str | os.PathLike, layout: Layout,

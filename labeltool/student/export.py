@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from labeltool.coco import AtomicFile, new_outputs_removed_on_error, write_errors_name
 from labeltool.errors import UserError
+from labeltool.io.atomic import AtomicFile, new_outputs_removed_on_error, write_errors_name
 from labeltool.student.model import Student
 from labeltool.teachers.onnx import (  # rtmlib's defaults, on the B, G, R channels in order
     RTMLIB_MEAN,

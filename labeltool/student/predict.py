@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from labeltool.coco import image_path, load_pose_dataset, read_json, write_json_atomic
 from labeltool.errors import UserError, first_line
 from labeltool.images import read_rgb
+from labeltool.io.atomic import write_json_atomic
+from labeltool.io.boxes import person_boxes
+from labeltool.io.paths import image_path
+from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_for
 from labeltool.student.codec import SimCCCodec, flip_simcc
 from labeltool.student.mmpose_checkpoint import check_archive, check_tensors, expected_state, load_mmpose_checkpoint
@@ -235,35 +238,6 @@ def results_json(keypoints: np.ndarray, image_ids: np.ndarray, scores: np.ndarra
     return out
 
 
-def load_detections(path: str | os.PathLike, score_thr: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Person boxes of a COCO detection results json: (image_ids, x y w h boxes, scores).
-
-    Entries with a ``category_id`` other than 1 (person) and boxes scoring under ``score_thr`` are left out.
-    """
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise UserError(f"{path}: expected a list of detections [{{image_id, bbox, score}}, ...]")
-    ids, boxes, scores = [], [], []
-    for i, d in enumerate(data):
-        if not isinstance(d, dict) or "image_id" not in d or "bbox" not in d:
-            raise UserError(f"{path}: detection #{i} needs 'image_id' and 'bbox'")
-        if d.get("category_id", 1) != 1:
-            continue
-        box = d["bbox"]
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-            raise UserError(f"{path}: detection #{i}: 'bbox' must be 4 numbers [x, y, w, h]")
-        score = d.get("score", 1.0)
-        if not isinstance(score, (int, float)):
-            raise UserError(f"{path}: detection #{i}: 'score' must be a number")
-        if score < score_thr or box[2] <= 0 or box[3] <= 0:
-            continue
-        ids.append(d["image_id"])
-        boxes.append(box)
-        scores.append(score)
-    return (np.asarray(ids, dtype=np.int64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-            np.asarray(scores, dtype=np.float64))
-
-
 def run_predict(model_path: str, images_dir: str, out: str, gt: str | None = None, boxes: str | None = None,
                 flip: bool = True, batch_size: int = 64, workers: int = 0, device: str = "cpu", nms: str = "oks",
                 nms_thr: float = 0.9, box_thr: float = 0.0, use_ema: bool = True, progress: bool = True,
@@ -304,7 +278,7 @@ def run_predict(model_path: str, images_dir: str, out: str, gt: str | None = Non
         names = {int(im["id"]): str(images_dir_p / im["file_name"]) for im in detector_images}
         image_ids, bboxes, box_scores = found.image_ids, found.bboxes, found.scores
     elif boxes is not None:
-        image_ids, bboxes, box_scores = load_detections(boxes, box_thr)
+        image_ids, bboxes, box_scores = person_boxes(boxes, box_thr)
     else:
         clipped = clip_boxes_to_images(ds.bboxes, ds.image_ids, ds.images)  # as validation (mmpose's reader)
         keep = (ds.iscrowd == 0) & (clipped[:, 2] > 0) & (clipped[:, 3] > 0)

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from labeltool import __version__
-from labeltool.coco import AtomicFile, RunLock, write_bytes_atomic, write_json_atomic
 from labeltool.errors import UserError
+from labeltool.io.atomic import AtomicFile, RunLock, write_bytes_atomic, write_json_atomic
 from labeltool.layouts import layout_for
 from labeltool.student.augment import AugmentConfig, augment_batch
 from labeltool.student.codec import SimCCCodec
@@ -659,7 +659,8 @@ class _Validation:
     """Runs the model on the validation persons' GT boxes and evaluates with labeltool.eval."""
 
     def __init__(self, cfg: TrainConfig, layout):
-        from labeltool.coco import image_path, load_pose_dataset
+        from labeltool.io.paths import image_path
+        from labeltool.io.pose import load_pose_dataset
 
         self.gt = load_pose_dataset(cfg.val)
         if not cfg.val_images or not Path(cfg.val_images).is_dir():
@@ -715,7 +716,7 @@ class _Validation:
 def _val_detections(path: str, gt_path: str, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image ids, x y w h boxes, scores) of the person detections in ``path`` (a box file, as mmpose's
     ``bbox_file``: category 1 or none, every score kept); each must name an image of the validation GT."""
-    from labeltool.boxfile import read_box_file
+    from labeltool.io.boxes import read_box_file
 
     dets = read_box_file(path)
     known = {int(im["id"]) for im in gt.images}

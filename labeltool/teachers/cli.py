@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from labeltool.boxfile import read_box_file
-from labeltool.coco import image_path
 from labeltool.errors import UserError
+from labeltool.io.boxes import read_box_file
+from labeltool.io.paths import image_path
 from labeltool.teachers.base import CROP_HAND, Teacher
 from labeltool.teachers.registry import (
     DEFAULT_BACKENDS,
@@ -38,7 +38,7 @@ class BoxEntry:
 
 
 def read_boxes(path: Path, images_dir: Path) -> tuple[dict[int, Path], list[BoxEntry]]:
-    """Boxes from a box file (:mod:`labeltool.boxfile`): a dataset ({images, annotations}) or a results list.
+    """Boxes from a box file (:mod:`labeltool.io.boxes`): a dataset ({images, annotations}) or a results list.
 
     Each entry needs ``image_id`` and ``bbox`` [x, y, w, h] with a positive width and height;
     ``side`` ('left' / 'right'), 17-point ``keypoints`` (the body) and ``id`` are used when
@@ -166,8 +166,8 @@ def teach_command(part, images_dir, boxes_path, out_path, backend, side, box_sca
       wbt teach --part body --images photos/ --boxes detections.json --out body_pred.json
       wbt teach --part wholebody --backend onnx:rtmw-x.onnx --images photos/ --boxes persons.json --out wb_pred.json
     """
-    from labeltool.coco import check_output_not_input, write_json_atomic
     from labeltool.images import read_rgb
+    from labeltool.io.atomic import check_output_not_input, write_json_atomic
 
     images_dir = Path(images_dir)
     if not images_dir.is_dir():

@@ -1,24 +1,27 @@
-"""COCO / COCO-WholeBody / Halpe I/O: real-file round trips, flat layouts, float visibilities, validation."""
+"""labeltool.io: COCO / COCO-WholeBody / Halpe files and results: real-file round trips, flat layouts, float visibilities, validation."""
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import re
 
 import numpy as np
 import pytest
 
-from labeltool.coco import (
-    check_images_exist,
+from labeltool.errors import UserError
+from labeltool.io.boxes import person_boxes
+from labeltool.io.jsonfile import read_json
+from labeltool.io.paths import check_images_exist, resolve_coco_split
+from labeltool.io.pose import (
     flat_document,
+    load_part_dataset,
     load_pose_dataset,
-    load_results,
-    read_json,
-    resolve_coco_split,
     wholebody_document,
     write_pose_dataset,
 )
-from labeltool.errors import UserError
+from labeltool.io.results import read_results, results_dataset
 from labeltool.layouts import COCO17, HALPE26, HALPE136, WHOLEBODY133
 
 
@@ -138,8 +141,10 @@ def test_persons_by_image_and_subset(wholebody_path):
     np.testing.assert_array_equal(sub.keypoints, ds.keypoints[1:4])
 
 
-def test_load_results_flat_and_wholebody(wholebody_path, wholebody_json, tmp_path):
+def test_results_flat_and_wholebody(wholebody_path, wholebody_json, tmp_path):
+    """The one results reader detects flat / split points without a layout; render's dataset keeps the fields."""
     gt = load_pose_dataset(wholebody_path)
+    gt_images = np.array([im["id"] for im in gt.images])
     flat = [{"image_id": 785, "category_id": 1, "keypoints": gt.keypoints[0].reshape(-1).tolist(), "score": 0.9}]
     split = [{"image_id": 785, "category_id": 1, "score": 0.8,
               **{k: wholebody_json["annotations"][0][k]
@@ -147,13 +152,13 @@ def test_load_results_flat_and_wholebody(wholebody_path, wholebody_json, tmp_pat
     for results in (flat, split):
         path = tmp_path / "results.json"
         path.write_text(json.dumps(results))
-        res = load_results(path, gt.images, gt.categories)
+        res = results_dataset(read_results(path, image_ids=gt_images), gt.images, gt.categories)
         assert res.layout is WHOLEBODY133
         np.testing.assert_array_equal(res.keypoints[0], gt.keypoints[0])
         assert res.annotations[0]["score"] == results[0]["score"]
     path.write_text(json.dumps([{"image_id": 5, "keypoints": [0] * 51, "score": 1}]))
-    with pytest.raises(UserError, match="image id 5"):
-        load_results(path, gt.images)
+    with pytest.raises(UserError, match="detection #0 has image_id 5, which is not an image of GT"):
+        read_results(path, image_ids=gt_images)
 
 
 def test_resolve_coco_split(tmp_path, monkeypatch):
@@ -248,3 +253,68 @@ def test_invalid_json_says_where(tmp_path):
         read_json(tmp_path / "absent.json")
     with pytest.raises(UserError, match="is a directory"):
         read_json(tmp_path)
+
+
+def test_one_results_reader_for_eval_pointwise_and_render(realdata, tmp_path):
+    """wbt eval, its per-instance protocols and wbt render read results alike: one message per mistake."""
+    from labeltool.eval.pointwise import load_point_set
+    from labeltool.eval.predictions import load_predictions
+
+    hand_gt = realdata / "hand_onehand10k" / "test_onehand10k.json"
+    doc = json.loads(hand_gt.read_text())
+    results = [{"image_id": a["image_id"], "keypoints": list(a["keypoints"]), "score": 1.0} for a in doc["annotations"]]
+    points = load_point_set(hand_gt, results)
+    np.testing.assert_array_equal(points.pred, points.gt)
+    results[1]["keypoints"][4] = math.nan
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))  # json.dumps writes the NaN literal
+    want = f"{path}: detection #1: keypoints contain NaN, infinity or null"
+    with pytest.raises(UserError, match=re.escape(want)):
+        load_point_set(hand_gt, path)
+    with pytest.raises(UserError, match=re.escape(want)):
+        read_results(path, 21)
+    flat133 = [{"image_id": 1, "keypoints": [1.0] * 399, "score": "high"}]
+    path.write_text(json.dumps(flat133))
+    with pytest.raises(UserError, match="detection #0: 'score' must be a finite number, got 'high'"):
+        read_results(path, required=("image_id",))  # render: score optional, but a number when given
+    with pytest.raises(UserError, match="detection #0: 'score' must be a finite number"):
+        load_predictions(path, WHOLEBODY133, np.array([1]), np.array([1]))
+
+
+def test_part_dataset_reads_any_point_count(realdata):
+    hand = realdata / "hand_onehand10k" / "test_onehand10k.json"
+    ds = load_part_dataset(hand, (21,))
+    doc = json.loads(hand.read_text())
+    assert ds.keypoints.shape == (4, 21, 3) and ds.ann_ids.tolist() == [a["id"] for a in doc["annotations"]]
+    np.testing.assert_array_equal(ds.keypoints[0].reshape(-1), doc["annotations"][0]["keypoints"])
+    with pytest.raises(UserError, match="21 keypoints per annotation; this protocol takes 68 or 98"):
+        load_part_dataset(hand, (68, 98))
+
+
+def test_person_boxes_keep_scored_persons(tmp_path):
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps([
+        {"image_id": 1, "category_id": 1, "bbox": [1, 2, 30, 40], "score": 0.9},
+        {"image_id": 1, "category_id": 2, "bbox": [1, 2, 30, 40], "score": 0.9},  # not a person
+        {"image_id": 2, "bbox": [5, 5, 10, 0], "score": 0.9},  # empty box
+        {"image_id": 3, "bbox": [5, 5, 10, 10], "score": 0.1},  # under the threshold
+        {"image_id": 4, "bbox": [5, 5, 10, 10]},  # no score: 1
+    ]))
+    ids, boxes, scores = person_boxes(path, score_thr=0.5)
+    assert ids.tolist() == [1, 4] and scores.tolist() == [0.9, 1.0]
+    np.testing.assert_array_equal(boxes, [[1, 2, 30, 40], [5, 5, 10, 10]])
+    path.write_text(json.dumps([{"file_name": "a.jpg", "bbox": [1, 2, 3, 4]}]))
+    with pytest.raises(UserError, match="entry 0 is missing required key 'image_id'"):
+        person_boxes(path)
+
+
+def test_convert_does_not_import_datasets():
+    """labeltool.datasets uses labeltool.convert, never the other way round (no module cycle)."""
+    import ast
+    import inspect
+
+    import labeltool.convert
+
+    tree = ast.parse(inspect.getsource(labeltool.convert))
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "labeltool.datasets" not in modules

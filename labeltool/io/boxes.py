@@ -1,4 +1,5 @@
-"""Box files: COCO detection results or a COCO-style object, read by ``wbt distill --boxes`` and ``wbt teach``.
+"""Box files: COCO detection results or a COCO-style object, read by ``wbt distill --boxes``, ``wbt teach``,
+``wbt predict --boxes`` and ``wbt train-student``.
 
 One reader for the file's structure: a list of entries ``{image_id | file_name, bbox [x, y,
 w, h], ...}`` (a detector's results), or an object with ``images`` (``id`` and
@@ -14,8 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from labeltool.coco import MAX_ABS_VALUE, _is_number, read_json  # the one check of a JSON number
+import numpy as np
+
 from labeltool.errors import UserError
+from labeltool.io.jsonfile import MAX_ABS_VALUE, is_number, read_json  # the one check of a JSON number
 
 
 @dataclass
@@ -60,7 +63,7 @@ def read_box_file(path: str | os.PathLike) -> BoxFile:
         bbox = e["bbox"]
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(type(v) in (int, float) for v in bbox)):
             raise UserError(f"{boxes.where(i)}: 'bbox' must be 4 numbers [x, y, w, h]")
-        if not all(_is_number(v) for v in bbox):
+        if not all(is_number(v) for v in bbox):
             raise UserError(f"{boxes.where(i)}: 'bbox' {bbox} must be finite and within ±{MAX_ABS_VALUE:g}")
         if "image_id" not in e and "file_name" not in e:
             raise UserError(f"{boxes.where(i)} is missing required key 'image_id'")
@@ -69,9 +72,30 @@ def read_box_file(path: str | os.PathLike) -> BoxFile:
         if "file_name" in e and not (isinstance(e["file_name"], str) and e["file_name"]):
             raise UserError(f"{boxes.where(i)}: 'file_name' must be a non-empty string, got {e['file_name']!r}")
         for key in ("score", "category_id"):
-            if key in e and not _is_number(e[key]):
+            if key in e and not is_number(e[key]):
                 raise UserError(f"{boxes.where(i)}: '{key}' must be a number, got {e[key]!r}")
     return boxes
+
+
+def person_boxes(path: str | os.PathLike, score_thr: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Person boxes of a box file by image id: (image_ids, x y w h boxes, scores), for ``wbt predict --boxes``.
+
+    Entries with a ``category_id`` other than 1 (person), boxes scoring under ``score_thr`` (an
+    absent score is 1) and empty boxes are left out; every entry needs an ``image_id``.
+    """
+    boxes = read_box_file(path)
+    ids, xywh, scores = [], [], []
+    for i, e in enumerate(boxes.entries):
+        if "image_id" not in e:
+            raise UserError(f"{boxes.where(i)} is missing required key 'image_id'")
+        box, score = e["bbox"], e.get("score", 1.0)
+        if e.get("category_id", 1) != 1 or score < score_thr or box[2] <= 0 or box[3] <= 0:
+            continue
+        ids.append(e["image_id"])
+        xywh.append(box)
+        scores.append(score)
+    return (np.asarray(ids, dtype=np.int64), np.asarray(xywh, dtype=np.float64).reshape(-1, 4),
+            np.asarray(scores, dtype=np.float64))
 
 
 def _is_id(value) -> bool:
