@@ -38,7 +38,7 @@ def test_every_writer_gives_umask_permissions_and_leaves_no_temp(tmp_path):
 import os, pathlib
 os.umask(0o027)
 import numpy as np
-from labeltool.io.atomic import write_bytes_atomic
+from labeltool.io.atomic import JsonDocumentWriter, write_bytes_atomic
 from labeltool.labels_table import LabelsWriter
 from labeltool.student.train import save_atomic
 d = pathlib.Path({str(tmp_path)!r})
