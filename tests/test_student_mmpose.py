@@ -26,9 +26,9 @@ from labeltool.coco import load_pose_dataset
 from labeltool.errors import UserError
 from labeltool.eval.predictions import load_predictions
 from labeltool.layouts import WHOLEBODY133
+from labeltool.student.checkpoint import load_checkpoint, model_from_checkpoint
 from labeltool.student.mmpose_checkpoint import InertObject, convert_mmpose_state, read_weights_only, student_key
 from labeltool.student.model import Student, StudentConfig, count_parameters
-from labeltool.student.predict import load_checkpoint, model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"  # as tests/conftest.py

@@ -53,7 +53,7 @@ def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = T
     """Write the student at ``model_path`` (a student or mmpose checkpoint) as ONNX in rtmlib's convention
     (input ``input``, outputs ``simcc_x`` and ``simcc_y``, dynamic batch). With ``check``, runs the file with
     onnxruntime (if installed) against PyTorch on BGR crops and returns a line saying how close they agree."""
-    from labeltool.student.predict import load_checkpoint, model_from_checkpoint
+    from labeltool.student.checkpoint import load_checkpoint, model_from_checkpoint
 
     student = model_from_checkpoint(load_checkpoint(model_path), use_ema)
     model = RtmlibInput(student).eval()
