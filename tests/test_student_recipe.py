@@ -77,20 +77,29 @@ def test_blurs_touch_round_p_times_batch_samples_and_median_removes_salt():
     assert float(box[changed][0, 0, 8, 6]) == pytest.approx(100 + 155 / 9, rel=1e-5)  # 3x3 box mean
 
 
-def test_part_only_sources_zoom_out():
-    """A face-only / hand-only sample is cropped 1.5-2x wider (RTMW's part pipelines): its points draw together."""
-    b = 8
+def _points_on_a_line(part_only: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A batch of blank crops whose 133 points lie on one horizontal line, x from 20 to 100, in one box."""
+    b = len(part_only)
     kp = torch.zeros(b, 133, 2)
     kp[:, :, 0] = torch.linspace(20, 100, 133)
     kp[:, :, 1] = 80
-    batch = {"crops": torch.zeros(b, 160, 120, 3, dtype=torch.uint8), "keypoints": kp,
-             "weights": torch.ones(b, 133), "boxes": torch.tensor([[30.0, 40.0, 60.0, 80.0]]).repeat(b, 1),
-             "part_only": torch.tensor([True, False] * 4)}
+    return {"crops": torch.zeros(b, 160, 120, 3, dtype=torch.uint8), "keypoints": kp,
+            "weights": torch.ones(b, 133), "boxes": torch.tensor([[30.0, 40.0, 60.0, 80.0]]).repeat(b, 1),
+            "part_only": part_only}
+
+
+def _x_spread(keypoints: torch.Tensor) -> torch.Tensor:
+    """Per sample, the x extent of its points."""
+    return keypoints[:, :, 0].amax(1) - keypoints[:, :, 0].amin(1)
+
+
+def test_part_only_sources_zoom_out():
+    """A face-only / hand-only sample is cropped 1.5-2x wider (RTMW's part pipelines): its points draw together."""
+    batch = _points_on_a_line(torch.tensor([True, False] * 4))
     cfg = AugmentConfig.none()
     plain = augment_batch(batch, WHOLEBODY133, (96, 128), cfg)[1]
     zoomed = augment_batch(batch, WHOLEBODY133, (96, 128), AugmentConfig(**{**cfg.__dict__, "part_zoom": (2.0, 2.0)}))[1]
-    spread = lambda p: (p[:, :, 0].amax(1) - p[:, :, 0].amin(1))  # noqa: E731
-    ratio = spread(zoomed) / spread(plain)
+    ratio = _x_spread(zoomed) / _x_spread(plain)
     assert torch.allclose(ratio[0::2], torch.tensor(0.5)) and torch.allclose(ratio[1::2], torch.tensor(1.0))
 
 
@@ -153,20 +162,13 @@ def test_augmentation_and_targets_build_no_tensor_on_the_host(monkeypatch):
 
 def test_part_only_zoom_is_rtmws_1875_to_25():
     """RTMW's part datasets: RandomBBoxTransform scale 1.5-2.0, then CombinedDataset pads by 1.25 again."""
-    b = 400
-    kp = torch.zeros(b, 133, 2)
-    kp[:, :, 0] = torch.linspace(20, 100, 133)
-    kp[:, :, 1] = 80
-    batch = {"crops": torch.zeros(b, 160, 120, 3, dtype=torch.uint8), "keypoints": kp,
-             "weights": torch.ones(b, 133), "boxes": torch.tensor([[30.0, 40.0, 60.0, 80.0]]).repeat(b, 1),
-             "part_only": torch.ones(b, dtype=torch.bool)}
+    batch = _points_on_a_line(torch.ones(400, dtype=torch.bool))
     none = AugmentConfig.none()
     plain = augment_batch(batch, WHOLEBODY133, (96, 128), none)[1]
     zoomed = augment_batch(batch, WHOLEBODY133, (96, 128), AugmentConfig(**{**none.__dict__, "part_zoom":
                                                                              AugmentConfig().part_zoom}),
                            torch.Generator().manual_seed(0))[1]
-    spread = lambda p: (p[:, :, 0].amax(1) - p[:, :, 0].amin(1))  # noqa: E731
-    zoom = spread(plain) / spread(zoomed)
+    zoom = _x_spread(plain) / _x_spread(zoomed)
     assert float(zoom.min()) >= 1.875 - 1e-4 and float(zoom.max()) <= 2.5 + 1e-4
     assert float(zoom.mean()) == pytest.approx(2.1875, abs=0.02)  # the truncated normal's mean: the middle
 
