@@ -420,8 +420,10 @@ class Trainer:
         self.resumed: dict | None = None  # the checkpoint --resume continues
         self.start_epoch = 0
         self.history: list[dict] = []
+        self.val: _Validation | None = None  # build() makes it with --val
 
     def run(self) -> TrainResult:
+        """Every step in order; returns the folder, the epochs done and the log."""
         cfg = self.cfg
         self.resume()
         self.build()
