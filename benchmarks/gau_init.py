@@ -27,7 +27,7 @@ import torch
 from labeltool.layouts import WHOLEBODY133
 from labeltool.student.data import CropGeometry, ImageCrops, load_json_source
 from labeltool.student.model import GAU
-from labeltool.student.train import TrainConfig, Trainer, _Validation
+from labeltool.student.train import Learner, TrainConfig, _Validation
 
 
 def set_gau_init(model: torch.nn.Module, kind: str, seed: int) -> None:
@@ -48,17 +48,17 @@ def run(kind: str, seed: int, args, batch: dict, json_path: Path) -> dict:
     cfg = TrainConfig(preset=args.preset, input_size=tuple(args.input_size), batch_size=len(batch["index"]),
                       lr=args.lr, lr_base_batch=0, warmup_steps=args.warmup, epochs=2, seed=seed, device="cpu",
                       val=str(json_path), val_images=str(json_path.parent), workers=0)
-    trainer = Trainer(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=args.steps // 2)
-    set_gau_init(trainer.model, kind, seed)
-    trainer.ema.module.load_state_dict(trainer.model.state_dict())
+    learner = Learner(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=args.steps // 2)
+    set_gau_init(learner.model, kind, seed)
+    learner.ema.module.load_state_dict(learner.model.state_dict())
     losses = []
     t = time.perf_counter()
     for step in range(args.steps):
-        losses.append(float(trainer.step(batch)))
+        losses.append(float(learner.step(batch)))
         if args.progress and (step + 1) % args.progress == 0:
             print(f"  {kind} seed {seed} step {step + 1}: loss {np.mean(losses[-args.progress:]):.4f} "
                   f"({time.perf_counter() - t:.0f} s)", flush=True)
-    ap = _Validation(cfg, WHOLEBODY133).run(trainer.ema.module, torch.device("cpu"))
+    ap = _Validation(cfg, WHOLEBODY133).run(learner.ema.module, torch.device("cpu"))
     return {"losses": np.array(losses), "ap": ap}
 
 

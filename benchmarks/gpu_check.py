@@ -2,7 +2,7 @@
 
 What it runs (each part's figures go to the JSON; a part that fails is recorded, the rest still run):
 
-  paths       every CUDA training path of labeltool.student.train.Trainer for --steps steps each, preset
+  paths       every CUDA training path of labeltool.student.train.Learner for --steps steps each, preset
               m at 192x256, batch --batch-size, data from the crop cache (pinned batches, side-stream
               copies via ``to_device``, augmentation and SimCC targets on the GPU, fused AdamW, EMA):
               fp32 eager; bf16 autocast; bf16 + channels_last; bf16 + channels_last + torch.compile.
@@ -66,7 +66,7 @@ from labeltool.student.data import (  # noqa: E402
     build_crop_cache,
     load_json_source,
 )
-from labeltool.student.train import TrainConfig, Trainer, to_device  # noqa: E402
+from labeltool.student.train import Learner, TrainConfig, to_device  # noqa: E402
 
 TARGET_SAMPLES_PER_S = 5000
 STRETCH_SAMPLES_PER_S = 10000
@@ -146,11 +146,11 @@ def dataset(args, tmp: Path) -> tuple[Path, Path, str]:
 # --------------------------------------------------------------------------- single-GPU parts
 
 
-def make_trainer(preset: str, batch: int, amp: bool, channels_last: bool, compile_: bool, steps: int,
-                 warmup: int = 100) -> Trainer:
+def make_learner(preset: str, batch: int, amp: bool, channels_last: bool, compile_: bool, steps: int,
+                 warmup: int = 100) -> Learner:
     cfg = TrainConfig(preset=preset, input_size=(192, 256), batch_size=batch, amp=amp, channels_last=channels_last,
                       compile=compile_, epochs=2, warmup_steps=warmup, seed=0, device="cuda")
-    return Trainer(cfg, WHOLEBODY133, torch.device("cuda"), steps_per_epoch=max(1, steps // 2))
+    return Learner(cfg, WHOLEBODY133, torch.device("cuda"), steps_per_epoch=max(1, steps // 2))
 
 
 def batches(source, batch: int, count: int, workers: int, seed: int = 0):
@@ -172,14 +172,14 @@ def batches(source, batch: int, count: int, workers: int, seed: int = 0):
 
 
 def run_path(name: str, source, args, amp: bool, channels_last: bool, compile_: bool) -> dict:
-    trainer = make_trainer("m", args.batch_size, amp, channels_last, compile_, args.steps + args.warmup)
+    learner = make_learner("m", args.batch_size, amp, channels_last, compile_, args.steps + args.warmup)
     losses, t0, t_compile = [], None, time.perf_counter()
     for i, batch in enumerate(batches(source, args.batch_size, args.warmup + args.steps, args.workers)):
         if i == args.warmup:
             sync()
             t0 = time.perf_counter()
             t_compile = t0 - t_compile
-        losses.append(trainer.step(batch))
+        losses.append(learner.step(batch))
     sync()
     elapsed = time.perf_counter() - t0
     values = torch.stack(losses).float().cpu().numpy()
@@ -195,15 +195,15 @@ def run_path(name: str, source, args, amp: bool, channels_last: bool, compile_: 
 
 def augment_sync_count(source, args) -> int:
     """Host syncs made by one augmentation + target step (torch's sync debug mode, 'warn')."""
-    trainer = make_trainer("m", args.batch_size, True, True, False, 10)
+    learner = make_learner("m", args.batch_size, True, True, False, 10)
     batch = next(iter(batches(source, args.batch_size, 1, args.workers)))
-    trainer.inputs(batch)  # first call: lazy CUDA initialisation is not the step's
+    learner.inputs(batch)  # first call: lazy CUDA initialisation is not the step's
     sync()
     torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            trainer.inputs(batch)
+            learner.inputs(batch)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     return sum("synchroniz" in str(w.message) for w in caught)
@@ -224,8 +224,8 @@ def data_rate(source, args, count: int = 60) -> float:
 def loss_curves(source, args) -> dict:
     curves = {}
     for name, amp in (("fp32", False), ("bf16", True)):
-        trainer = make_trainer("m", args.curve_batch, amp, True, False, args.curve_steps)
-        losses = [trainer.step(b) for b in batches(source, args.curve_batch, args.curve_steps, args.workers, seed=2)]
+        learner = make_learner("m", args.curve_batch, amp, True, False, args.curve_steps)
+        losses = [learner.step(b) for b in batches(source, args.curve_batch, args.curve_steps, args.workers, seed=2)]
         curves[name] = torch.stack(losses).float().cpu().numpy()
         print(f"  {name}: loss {curves[name][0]:.4f} -> {curves[name][-1]:.4f} over {args.curve_steps} steps",
               flush=True)

@@ -1,6 +1,6 @@
 """Student training throughput: samples/s, step time split (data vs augment vs model) and FLOP utilisation.
 
-Runs the real training step (labeltool.student.train.Trainer: augmentation + SimCC targets on
+Runs the real training step (labeltool.student.train.Learner: augmentation + SimCC targets on
 the device, forward, backward, AdamW, EMA) on persons from the real COCO-WholeBody sample,
 tiled to --persons persons, each given its own image file entry so the no-cache path decodes
 one JPEG per person (as COCO does, ~1.3 persons per image). The data path is either the crop
@@ -36,7 +36,7 @@ from labeltool.student.data import (
     load_json_source,
 )
 from labeltool.student.model import Student, count_flops
-from labeltool.student.train import TrainConfig, Trainer
+from labeltool.student.train import Learner, TrainConfig
 
 DATASHEET_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM
 
@@ -129,7 +129,7 @@ def main() -> None:
         source = CachedCrops(table, geometry, tmp.name)
     else:
         source = ImageCrops(table, geometry)
-    trainer = Trainer(cfg, WHOLEBODY133, device, steps_per_epoch=total)
+    learner = Learner(cfg, WHOLEBODY133, device, steps_per_epoch=total)
     loader = batch_loader(source, BatchIndices(persons, args.batch_size, seed=0), args.workers,
                           pin_memory=device.type == "cuda")
 
@@ -146,10 +146,10 @@ def main() -> None:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         sync(device)
         t1 = time.perf_counter()
-        inputs = trainer.inputs(batch)
+        inputs = learner.inputs(batch)
         sync(device)
         t2 = time.perf_counter()
-        loss = trainer.optimise(*inputs)
+        loss = learner.optimise(*inputs)
         sync(device)
         t3 = time.perf_counter()
         data_s += t1 - t0

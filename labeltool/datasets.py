@@ -156,6 +156,16 @@ def formats() -> dict[str, BodyFormat]:
     return {name: _format(name, entry) for name, entry in raw.items() if not name.startswith("_")}
 
 
+def format_names() -> str:
+    """The ``--format`` choices for help texts, from the table (no hand-kept list of names)."""
+    return ", ".join(formats())
+
+
+def format_titles() -> str:
+    """The datasets' titles for help texts, from the table."""
+    return ", ".join(dict.fromkeys(f.title for f in formats().values()))
+
+
 def get_format(name: str) -> BodyFormat:
     if name not in formats():
         raise UserError(f"--format {name}: unknown dataset format (known: {', '.join(formats())})")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from labeltool.datasets import format_names
 from labeltool.errors import UserError
 from labeltool.io.atomic import check_output_not_input
 from labeltool.io.jsonfile import read_json
@@ -29,14 +30,13 @@ from labeltool.io.results import read_results, results_dataset
     "--format",
     "dataset_format",
     metavar="DATASET",
-    help="The dataset IN is from (crowdpose, aic, mpii, ochuman, posetrack18, humanart, halpe26, coco17, ...); "
-    "default: detected from its content. See docs/formats.md.",
+    help=f"The dataset IN is from ({format_names()}); default: detected from its content. See docs/formats.md.",
 )
 def convert_command(src: Path, dst: Path, target: str, dataset_format: str | None) -> None:
     """Convert a label file IN to another layout, written to OUT.
 
-    IN: COCO / COCO-WholeBody / Halpe, or a body dataset (CrowdPose, AI Challenger, MPII,
-    OCHuman, PoseTrack18, Human-Art): their points go to COCO-17 by name (docs/formats.md).
+    IN: COCO / COCO-WholeBody / Halpe, or a body dataset (the names --format lists): their
+    points go to COCO-17 by name (docs/formats.md).
 
     \b
     Examples:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 BOX_PADDING = 1.25  # the nominal crop is the person box grown by this factor (mmpose, RTMPose; rtmlib's padding)
+RTMLIB_MEAN = (123.675, 116.28, 103.53)  # subtracted from the B, G, R channels in this order
+RTMLIB_STD = (58.395, 57.12, 57.375)
 
 
 def box_center_scale(bboxes: np.ndarray, aspect: float, padding: float = BOX_PADDING) -> tuple[np.ndarray, np.ndarray]:
@@ -123,3 +125,11 @@ def clip_boxes_to_images(bboxes: np.ndarray, image_ids: np.ndarray, images: list
         x1, y1 = np.clip(box[0] + box[2], 0, w - 1), np.clip(box[1] + box[3], 0, h - 1)
         out[i] = (x0, y0, x1 - x0, y1 - y0)
     return out
+
+
+def normalise_bgr(crops_bgr: np.ndarray) -> np.ndarray:
+    """What rtmlib feeds the network for BGR crops (M, H, W, 3): (M, 3, H, W) float32 ``(x - mean) / std``."""
+    x = (np.asarray(crops_bgr, dtype=np.float32) - np.asarray(RTMLIB_MEAN, dtype=np.float32)) / np.asarray(
+        RTMLIB_STD, dtype=np.float32
+    )
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

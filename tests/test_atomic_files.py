@@ -40,14 +40,14 @@ os.umask(0o027)
 import numpy as np
 from labeltool.io.atomic import JsonDocumentWriter, write_bytes_atomic
 from labeltool.labels_table import LabelsWriter
-from labeltool.student.train import save_atomic
+from labeltool.student.checkpoint import save_checkpoint
 d = pathlib.Path({str(tmp_path)!r})
 write_bytes_atomic(b"x", d / "a.bin")
 w = JsonDocumentWriter(d / "b.json", {{"info": 1}}, "annotations", {{}})
 w.write([{{"id": 1}}])
 w.close()
 LabelsWriter(d / "c.parquet", ["none"]).close()
-save_atomic({{"w": 1}}, d / "d.pt")
+save_checkpoint({{"w": 1}}, d / "d.pt")
 for name in ("a.bin", "b.json", "c.parquet", "d.pt"):
     print(name, oct((d / name).stat().st_mode & 0o777))
 """

@@ -368,7 +368,7 @@ def test_an_unreadable_photo_is_logged_in_errors_jsonl_and_the_others_labelled(t
 def test_detecting_in_a_pool_gives_the_boxes_of_one_process(realdata, tmp_path):
     from labeltool.detectors.folder import detect_folder
     from labeltool.detectors.registry import describe_detector, parse_detector
-    from labeltool.distill.inputs import list_images
+    from labeltool.io.paths import list_images
 
     images_dir = realdata / "coco_wholebody"
     images = list_images(images_dir)

@@ -54,7 +54,7 @@ def test_rtmlib_runs_the_export_and_agrees_with_wbt_predict(trained, tmp_path):
     assert run.exit_code == 0, run.output
     assert "agrees with PyTorch" in run.output
     # the network alone (RGB 0..255 in, as the student is trained): what rtmlib got before this convention
-    from labeltool.student.predict import load_checkpoint, model_from_checkpoint
+    from labeltool.student.checkpoint import load_checkpoint, model_from_checkpoint
 
     bare = tmp_path / "bare.onnx"
     buffer = io.BytesIO()

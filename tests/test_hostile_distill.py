@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from golden_labels import body_only
 
 NO_TEACHERS = "face=none,hand=none,foot=none"
 CLI = [sys.executable, "-c", "from labeltool.cli import main; main()"]
@@ -177,12 +178,7 @@ def test_read_only_output_is_one_line(dataset, reference, mount, tmp_path):
 @pytest.mark.slow
 def test_full_disk_with_real_teachers_in_one_process_ends(realdata, mount, tmp_path):
     """The real teachers (MediaPipe graphs) in this process: a full disk ends the run, it does not wait forever."""
-    doc = json.loads((realdata / "coco_wholebody" / "test_coco_wholebody.json").read_text())
-    for ann in doc["annotations"]:
-        for key in [k for k in ann if k.endswith(("_kpts", "_box", "_valid"))]:
-            del ann[key]
-    ann = tmp_path / "body.json"
-    ann.write_text(json.dumps(doc))
+    ann = body_only(realdata / "coco_wholebody", tmp_path)
     out = mount(40960) / "out"
     args = ["distill", "--ann", ann, "--images", realdata / "coco_wholebody", "--out", out, "--workers", 1,
             "--shard-size", 1, "--no-progress"]  # fmt: skip
@@ -226,7 +222,7 @@ def test_a_fifo_named_jpg_is_logged_not_waited_for(tmp_path):
         cmd = ["distill", *args, "--images", images, "--out", out, "--teachers", NO_TEACHERS, "--no-progress",
                "--workers", 1]  # fmt: skip
         if not args:  # --images alone needs the body teacher: only the listing is checked here
-            from labeltool.distill.inputs import list_images
+            from labeltool.io.paths import list_images
 
             assert [im["file_name"] for im in list_images(images)] == ["a.jpg", "b.jpg", "pipe.jpg"]
             continue

@@ -162,7 +162,7 @@ def test_coco_files_keep_their_own_area(tmp_path):
 
 def test_superscript_digit_file_names_get_counted_ids(tmp_path):
     """'²'.isdigit() is true and int('²') fails: such names are not numbered, ids count 1, 2, ..."""
-    from labeltool.distill.inputs import list_images
+    from labeltool.io.paths import list_images
 
     for name in ("1.jpg", "².jpg"):
         cv2.imwrite(str(tmp_path / name), np.full((6, 8, 3), 90, np.uint8))

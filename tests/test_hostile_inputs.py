@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, run_wbt
 from click.testing import CliRunner
 
 from labeltool.cli import main
@@ -29,24 +30,8 @@ from labeltool.io.paths import image_path, resolve_inside
 from labeltool.layouts import WHOLEBODY133
 
 
-def _run(*args) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback: fail with it
-    return result.exit_code, result.stdout, result.stderr
-
-
 def _snapshot(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")} if folder.exists() else set()
-
-
-def _assert_one_line_error(code: int, stderr: str, expected_code: int, *fragments: str) -> None:
-    assert code == expected_code, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("wbt: error: ") and "Traceback" not in stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # --------------------------------------------------------------------------- a small valid dataset
@@ -198,8 +183,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(command, bad_input, inp
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("from before")
-    code, _, stderr = _run(*_args(COMMANDS[command][1], inputs, bad, out))
-    _assert_one_line_error(code, stderr, 2, str(bad), *fragments)
+    code, _, stderr = run_wbt(*_args(COMMANDS[command][1], inputs, bad, out))
+    assert_one_line_error(code, stderr, str(bad), *fragments)
     assert _snapshot(out) == {"old.txt"}
     assert _snapshot(inputs / "out") == {"old.txt"}
 
@@ -225,8 +210,8 @@ def test_bad_numbers_in_results_are_refused(command, case, work):
     content, fragment = RESULTS_BAD[case]
     bad = work / "bad.json"
     bad.write_bytes(content)
-    code, _, stderr = _run(*_args(COMMANDS[command][1], work, bad))
-    _assert_one_line_error(code, stderr, 2, str(bad), fragment)
+    code, _, stderr = run_wbt(*_args(COMMANDS[command][1], work, bad))
+    assert_one_line_error(code, stderr, str(bad), fragment)
     assert _snapshot(work / "out") == {"old.txt"}
 
 
@@ -234,7 +219,7 @@ def test_the_good_inputs_pass(work):
     """The table's commands succeed on the valid files, so the failures above come from the bad ones."""
     good = work / "good.json"
     for command in ("convert", "render", "report", "review export", "review queue", "eval --gt"):
-        code, _, stderr = _run(*_args(COMMANDS[command][1], work, good))
+        code, _, stderr = run_wbt(*_args(COMMANDS[command][1], work, good))
         assert code == 0, (command, stderr)
 
 
@@ -258,8 +243,8 @@ def test_deep_json_is_one_line(tmp_path):
 def test_ground_truth_without_annotations_is_blamed_on_the_ground_truth(work):
     gt = work / "gt0.json"
     gt.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": []}))
-    code, _, stderr = _run("eval", "--gt", gt, "--pred", work / "results.json")
-    _assert_one_line_error(code, stderr, 2, f"{gt}: the ground truth has no annotations")
+    code, _, stderr = run_wbt("eval", "--gt", gt, "--pred", work / "results.json")
+    assert_one_line_error(code, stderr, f"{gt}: the ground truth has no annotations")
 
 
 # --------------------------------------------------------------------------- file names outside --images
@@ -286,8 +271,8 @@ def test_a_file_name_outside_the_image_folder_is_refused(command, escape, work, 
     bad = work / "bad.json"
     bad.write_text(json.dumps(_doc(["a.jpg", escape.format(abs=outside)])))
     before = _snapshot(work / "out")
-    code, _, stderr = _run(*_args(COMMANDS[command][1], work, bad))
-    _assert_one_line_error(code, stderr, 2, "is outside the image folder")
+    code, _, stderr = run_wbt(*_args(COMMANDS[command][1], work, bad))
+    assert_one_line_error(code, stderr, "is outside the image folder")
     assert _snapshot(work / "out") == before
 
 
@@ -373,15 +358,15 @@ def _writer_args(command: str, work: Path, out: Path) -> list[str]:
 @pytest.mark.parametrize("command", list(WRITERS))
 def test_full_disk_is_one_line_exit_1_and_leaves_no_temp_file(command, work, full_disk):
     before = _snapshot(full_disk)
-    code, _, stderr = _run(*_writer_args(command, work, full_disk))
-    _assert_one_line_error(code, stderr, 1, str(full_disk), "No space left on device")
+    code, _, stderr = run_wbt(*_writer_args(command, work, full_disk))
+    assert_one_line_error(code, stderr, str(full_disk), "No space left on device", exit_code=1)
     assert _snapshot(full_disk) == before
 
 
 @pytest.mark.parametrize("command", list(WRITERS))
 def test_read_only_output_is_one_line_exit_1(command, work, read_only):
-    code, _, stderr = _run(*_writer_args(command, work, read_only))
-    _assert_one_line_error(code, stderr, 1, str(read_only), "Read-only file system")
+    code, _, stderr = run_wbt(*_writer_args(command, work, read_only))
+    assert_one_line_error(code, stderr, str(read_only), "Read-only file system", exit_code=1)
     assert _snapshot(read_only) == set()
 
 
@@ -389,8 +374,8 @@ def test_read_only_output_is_one_line_exit_1(command, work, read_only):
 def test_unwritable_output_folder_is_one_line_exit_1(work):
     locked = work / "locked"
     locked.mkdir(mode=0o555)
-    code, _, stderr = _run(*_writer_args("convert", work, locked))
-    _assert_one_line_error(code, stderr, 1, str(locked), "Permission denied")
+    code, _, stderr = run_wbt(*_writer_args("convert", work, locked))
+    assert_one_line_error(code, stderr, str(locked), "Permission denied", exit_code=1)
 
 
 @pytest.mark.parametrize("command", ["eval", "report", "convert", "review import"])
@@ -404,8 +389,8 @@ def test_out_pointing_at_a_directory_is_exit_2(command, work):
     _export_tasks(work)
     names = {"out": work / "out", "images": work / "images", "good": work / "good.json",
              "results": work / "results.json", "ls": work / "ls.json"}  # fmt: skip
-    code, _, stderr = _run(*[a.format(**names) for a in args])
-    _assert_one_line_error(code, stderr, 2, f"{work / 'out'}: is a directory")
+    code, _, stderr = run_wbt(*[a.format(**names) for a in args])
+    assert_one_line_error(code, stderr, f"{work / 'out'}: is a directory")
     assert _snapshot(work / "out") == {"old.txt"}
 
 
@@ -446,7 +431,7 @@ def test_render_keeps_the_relative_path_of_same_named_images(work):
         _write_image(work / "images" / name)
     labels = work / "two.json"
     labels.write_text(json.dumps(_doc(["x/a.jpg", "y/a.jpg"])))
-    code, stdout, stderr = _run("render", labels, "--images", work / "images", "--out", work / "out")
+    code, stdout, stderr = run_wbt("render", labels, "--images", work / "images", "--out", work / "out")
     assert code == 0, stderr
     assert _snapshot(work / "out") == {"old.txt", "x", "y", "x/a.png", "y/a.png"}
     assert "wrote 2 overlays" in stdout
@@ -472,7 +457,7 @@ def test_labelstudio_image_urls_encode_the_file_name(work):
         _write_image(work / "images" / name)
     labels = work / "odd.json"
     labels.write_text(json.dumps(_doc(["a#b.jpg", "c d?.jpg"])))
-    code, _, stderr = _run("review", "export", labels, "--to", "labelstudio", "--images", work / "images",
+    code, _, stderr = run_wbt("review", "export", labels, "--to", "labelstudio", "--images", work / "images",
                            "--out", work / "ls")  # fmt: skip
     assert code == 0, stderr
     urls = [t["data"]["image"] for t in json.loads((work / "ls" / "tasks.json").read_text())]
@@ -504,12 +489,12 @@ def test_malformed_labelstudio_export_is_one_line_naming_the_task(case, work):
     fn(tasks)
     exported = work / "ls.json"
     exported.write_text(json.dumps(tasks))
-    code, _, stderr = _run("review", "import", exported, "--out", work / "out" / "r.json")
+    code, _, stderr = run_wbt("review", "import", exported, "--out", work / "out" / "r.json")
     if fragment is None:  # ids of any type are tolerated: the latest annotation still wins
         assert code == 0, stderr
         return
     task = () if "1e300" in case else ("task 100",)  # checked after grouping: named by its person rectangle
-    _assert_one_line_error(code, stderr, 2, str(exported), *task, fragment)
+    assert_one_line_error(code, stderr, str(exported), *task, fragment)
     assert _snapshot(work / "out") == {"old.txt"}
 
 
@@ -522,8 +507,8 @@ def test_cvat_import_refuses_absurd_numbers_without_a_second_line(work):
     exported = work / "cvat.json"
     exported.write_text(json.dumps(doc))
     for ref in ([], ["--ref", work / "good.json"]):
-        code, _, stderr = _run("review", "import", exported, *ref, "--out", work / "out" / "r.json")
-        _assert_one_line_error(code, stderr, 2, str(exported), "beyond")
+        code, _, stderr = run_wbt("review", "import", exported, *ref, "--out", work / "out" / "r.json")
+        assert_one_line_error(code, stderr, str(exported), "beyond")
     assert _snapshot(work / "out") == {"old.txt"}
 
 
@@ -532,12 +517,12 @@ def test_review_export_refuses_width_0_and_unknown_url_placeholders(work):
     doc["images"][1]["width"] = 0
     labels = work / "w0.json"
     labels.write_text(json.dumps(doc))
-    code, _, stderr = _run("review", "export", labels, "--to", "labelstudio", "--images", work / "images",
+    code, _, stderr = run_wbt("review", "export", labels, "--to", "labelstudio", "--images", work / "images",
                            "--out", work / "out")  # fmt: skip
-    _assert_one_line_error(code, stderr, 2, "image id 2: 'width' must be a positive number, got 0")
-    code, _, stderr = _run("review", "export", work / "good.json", "--to", "labelstudio", "--images",
+    assert_one_line_error(code, stderr, "image id 2: 'width' must be a positive number, got 0")
+    code, _, stderr = run_wbt("review", "export", work / "good.json", "--to", "labelstudio", "--images",
                            work / "images", "--out", work / "out", "--image-url", "/x/{foo}")  # fmt: skip
-    _assert_one_line_error(code, stderr, 2, "--image-url '/x/{foo}'", "{file_name}")
+    assert_one_line_error(code, stderr, "--image-url '/x/{foo}'", "{file_name}")
     assert _snapshot(work / "out") == {"old.txt"}
 
 
@@ -549,10 +534,10 @@ def test_report_and_queue_on_17_point_labels(work):
         ann["keypoints"][0] = 500.0  # far outside its box: flagged
     labels = work / "body17.json"
     labels.write_text(json.dumps(doc))
-    code, stdout, stderr = _run("report", labels, "--images", work / "images", "--out", work / "out" / "r.html")
+    code, stdout, stderr = run_wbt("report", labels, "--images", work / "images", "--out", work / "out" / "r.html")
     assert code == 0, stderr
     assert "1 persons, 1 flagged" in stdout and (work / "out" / "r.html").stat().st_size > 1000
-    code, stdout, stderr = _run("review", "queue", labels)
+    code, stdout, stderr = run_wbt("review", "queue", labels)
     assert code == 0, stderr
     assert "outside_box body: 1 of 17 points outside the box" in stdout
 
@@ -564,8 +549,8 @@ def test_the_cli_turns_known_errors_into_one_line_and_keeps_bugs_as_tracebacks(w
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(files_cli, "read_body_dataset", deep)
-    code, _, stderr = _run("convert", work / "good.json", work / "out" / "x.json", "--to", "136")
-    _assert_one_line_error(code, stderr, 2, "nested too deeply")
+    code, _, stderr = run_wbt("convert", work / "good.json", work / "out" / "x.json", "--to", "136")
+    assert_one_line_error(code, stderr, "nested too deeply")
 
     def bug(*args, **kwargs):
         raise ValueError("a bug in wbt")  # not a user mistake: keeps its traceback

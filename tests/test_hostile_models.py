@@ -20,33 +20,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from labeltool.cli import main
 from labeltool.images import MAX_IMAGE_PIXELS, ImageReadError, image_size, read_rgb
 from labeltool.student.model import Student, StudentConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cli_helpers import assert_one_line_error, run_wbt  # noqa: E402
 from test_hostile_distill import distill_args, wbt, write_dataset  # noqa: E402
 from test_hostile_inputs import _doc  # noqa: E402  (a COCO-WholeBody doc, 133 points per person)
 from test_student_mmpose import _as_mmpose  # noqa: E402  (the student's weights under mmpose's names)
-
-
-def _run(*args) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback: fail with it
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _assert_one_line_error(code: int, stderr: str, *fragments: str) -> str:
-    assert code == 2, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("wbt: error: ") and "Traceback" not in stderr, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
 
 # --------------------------------------------------------------------------- checkpoints
 
@@ -119,15 +101,15 @@ MMPOSE_CASES = {  # case -> what the one line must say
 def test_hostile_mmpose_checkpoints_are_one_line_before_allocating(case, mmpose_state, tmp_path):
     path = _hostile_mmpose(case, mmpose_state, tmp_path)
     out = tmp_path / "out" / "model.onnx"
-    code, _, err = _run("export", "--model", path, "--onnx", out, "--no-check")
-    line = _assert_one_line_error(code, err, str(path), *MMPOSE_CASES[case])
+    code, _, err = run_wbt("export", "--model", path, "--onnx", out, "--no-check")
+    line = assert_one_line_error(code, err, str(path), *MMPOSE_CASES[case])
     assert len(line) < 400
     assert not out.parent.exists()
 
 
 def test_the_same_checkpoint_without_the_hostile_part_exports(mmpose_state, tmp_path):
     path = _hostile_mmpose("good", mmpose_state, tmp_path)
-    code, out, err = _run("export", "--model", path, "--onnx", tmp_path / "model.onnx", "--no-check")
+    code, out, err = run_wbt("export", "--model", path, "--onnx", tmp_path / "model.onnx", "--no-check")
     assert code == 0, err
     assert (tmp_path / "model.onnx").stat().st_size > 1_000_000
 
@@ -159,15 +141,15 @@ def test_hostile_student_checkpoints_are_one_line(case, tmp_path):
     config = {**TINY.to_dict(), **edit_config}
     path = tmp_path / "last.pt"
     torch.save({"config": config, "model": state, "ema": None}, path)
-    code, _, err = _run("export", "--model", path, "--onnx", tmp_path / "m.onnx", "--no-check")
-    _assert_one_line_error(code, err, str(path), *fragments)
+    code, _, err = run_wbt("export", "--model", path, "--onnx", tmp_path / "m.onnx", "--no-check")
+    assert_one_line_error(code, err, str(path), *fragments)
     assert not (tmp_path / "m.onnx").exists()
 
 
 def test_a_failed_export_check_keeps_the_previous_onnx(mmpose_state, tmp_path):
     good = _hostile_mmpose("good", mmpose_state, tmp_path)
     out = tmp_path / "exports" / "model.onnx"
-    code, _, err = _run("export", "--model", good, "--onnx", out)
+    code, _, err = run_wbt("export", "--model", good, "--onnx", out)
     assert code == 0, err
     before = out.read_bytes()
     broken = dict(mmpose_state)  # finite weights whose logits overflow float32: the check sees Inf / NaN
@@ -175,8 +157,8 @@ def test_a_failed_export_check_keeps_the_previous_onnx(mmpose_state, tmp_path):
         broken[name] = torch.full_like(broken[name], 3e38)
     bad = tmp_path / "overflow.pth"
     torch.save({"state_dict": broken}, bad)
-    code, _, err = _run("export", "--model", bad, "--onnx", out)
-    _assert_one_line_error(code, err, str(out), "not written", "non-finite")
+    code, _, err = run_wbt("export", "--model", bad, "--onnx", out)
+    assert_one_line_error(code, err, str(out), "not written", "non-finite")
     assert out.read_bytes() == before  # the earlier good export is still there, whole
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx"]  # no temp file left
 
@@ -235,14 +217,14 @@ def test_render_and_review_export_refuse_an_image_over_the_limit_in_one_line(bom
     ann = tmp_path / "wholebody133.json"
     doc = _doc(["a.jpg", "bomb.png"])
     ann.write_text(json.dumps(doc))
-    code, _, err = _run("render", ann, "--images", images, "--out", tmp_path / "render")
-    _assert_one_line_error(code, err, str(images / "bomb.png"), "over wbt's limit")
+    code, _, err = run_wbt("render", ann, "--images", images, "--out", tmp_path / "render")
+    assert_one_line_error(code, err, str(images / "bomb.png"), "over wbt's limit")
     for im in doc["images"]:  # no sizes in the file: the export reads them from the image headers
         del im["width"], im["height"]
     ann.write_text(json.dumps(doc))
     for tool in ("labelstudio", "cvat"):
-        code, _, err = _run("review", "export", ann, "--to", tool, "--images", images, "--out", tmp_path / tool)
-        _assert_one_line_error(code, err, str(images / "bomb.png"), "over wbt's limit")
+        code, _, err = run_wbt("review", "export", ann, "--to", tool, "--images", images, "--out", tmp_path / tool)
+        assert_one_line_error(code, err, str(images / "bomb.png"), "over wbt's limit")
         assert not (tmp_path / tool).exists()
 
 
@@ -324,7 +306,7 @@ def _face_dataset(folder: Path, persons: int = 1) -> tuple[Path, Path]:
 
 
 def _distill_face(ann: Path, images: Path, out: Path, model: str) -> tuple[int, str, str]:
-    return _run("distill", "--ann", ann, "--images", images, "--out", out, "--teachers",
+    return run_wbt("distill", "--ann", ann, "--images", images, "--out", out, "--teachers",
                 f"face=onnx:{model},hand=none,foot=none", "--no-progress", "--workers", 1)
 
 
@@ -344,7 +326,7 @@ def test_hostile_onnx_teachers_are_refused_at_the_check(case, tmp_path, monkeypa
     model = _onnx_model(tmp_path / "face.onnx", **kwargs)
     ann, images = _face_dataset(tmp_path / "data")
     code, _, err = _distill_face(ann, images, tmp_path / "out", f"{model}{suffix}")
-    _assert_one_line_error(code, err, str(model), *fragments)
+    assert_one_line_error(code, err, str(model), *fragments)
     assert not (tmp_path / "out").exists()
 
 
@@ -355,7 +337,7 @@ def test_a_model_giving_nan_on_real_crops_predicts_nothing_and_eval_reads_its_re
     boxes.write_text(json.dumps([{"image_id": 1, "file_name": "p.jpg", "bbox": [40, 30, 40, 40]},
                                  {"image_id": 1, "file_name": "p.jpg", "bbox": [160, 30, 40, 40]}]))
     results = tmp_path / "face_pred.json"
-    code, _, err = _run("teach", "--part", "face", "--backend", f"onnx:{model}", "--images", images, "--boxes",
+    code, _, err = run_wbt("teach", "--part", "face", "--backend", f"onnx:{model}", "--images", images, "--boxes",
                         boxes, "--out", results)
     assert code == 0, err
     assert b"null" not in results.read_bytes() and b"NaN" not in results.read_bytes()
@@ -419,7 +401,7 @@ def test_the_same_model_by_relative_then_absolute_path_resumes(tmp_path, monkeyp
     assert json.loads((tmp_path / "out" / "shards" / "run.json").read_text()) == run
     model.write_bytes(_onnx_model(tmp_path / "other.onnx", fill=0.5).read_bytes())  # same name, other content
     code, _, err = _distill_face(ann, images, tmp_path / "out", "models/face.onnx")
-    _assert_one_line_error(code, err, "run.json", "different models")
+    assert_one_line_error(code, err, "run.json", "different models")
 
 
 def test_collapsed_face_and_hand_points_are_degenerate():
@@ -451,13 +433,13 @@ def test_predict_writes_no_null_for_logits_that_overflow_and_eval_reads_it(tmp_p
     model = tmp_path / "overflow.pt"
     torch.save({"config": config.to_dict(), "model": state, "ema": None}, model)
     results = tmp_path / "results_overflow.json"
-    code, _, err = _run("predict", "--model", model, "--images", work / "images", "--gt", work / "good.json",
+    code, _, err = run_wbt("predict", "--model", model, "--images", work / "images", "--gt", work / "good.json",
                         "--out", results, "--workers", 0, "--no-flip")
     assert code == 0, err
     assert b"null" not in results.read_bytes() and b"NaN" not in results.read_bytes()
     scores = [s for r in json.loads(results.read_text()) for s in r["face_kpts"][2::3]]
     assert scores and all(s == 0 for s in scores)
-    code, _, err = _run("eval", "--gt", work / "good.json", "--pred", results)
+    code, _, err = run_wbt("eval", "--gt", work / "good.json", "--pred", results)
     assert code == 0, err
 
 
@@ -487,7 +469,7 @@ def test_convert_converts_and_writes_a_part_at_a_time(tmp_path, monkeypatch):
 
     monkeypatch.setattr(labeltool.convert, "convert_points", recording)
     monkeypatch.setattr(labeltool.io.pose, "WRITE_CHUNK", 7)
-    code, out, err = _run("convert", src, tmp_path / "halpe136.json", "--to", "136")
+    code, out, err = run_wbt("convert", src, tmp_path / "halpe136.json", "--to", "136")
     assert code == 0, err
     assert "25 persons" in out and "derived neck 25, hip 25" in out
     assert max(largest) == 7 and sum(largest) == 25

@@ -11,29 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import assert_one_line_error, run_wbt
 
-from labeltool.cli import main
 from labeltool.io.atomic import RunLock
 from labeltool.student.model import Student, StudentConfig
 
 TRAIN = ["--preset", "tiny", "--input-size", "64x64", "--epochs", "1", "--batch-size", "6", "--workers", "0",
          "--device", "cpu", "--lr-base-batch", "0", "--warmup-steps", "1", "--no-augment"]
-
-
-def _run(*args) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback: fail with it
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _one_line_error(code: int, stderr: str, *fragments: str) -> None:
-    assert code == 2, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("wbt: error: ") and "Traceback" not in stderr, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def _train_args(realdata: Path, out: Path) -> list[str]:
@@ -52,10 +36,10 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_fresh_run_into_a_folder_holding_a_run_is_refused(realdata, tmp_path):
     """Without --resume a second run replaced the first run's last.pt (and appended to nothing: logs of two runs)."""
     out = tmp_path / "run"
-    assert _run(*_train_args(realdata, out))[0] == 0
+    assert run_wbt(*_train_args(realdata, out))[0] == 0
     before = _files(out)
-    code, _, err = _run(*_train_args(realdata, out), "--seed", "1")
-    _one_line_error(code, err, f"{out}: --out is not empty", "last.pt", "--resume", "--overwrite")
+    code, _, err = run_wbt(*_train_args(realdata, out), "--seed", "1")
+    assert_one_line_error(code, err, f"{out}: --out is not empty", "last.pt", "--resume", "--overwrite")
     assert _files(out) == before
 
 
@@ -63,18 +47,18 @@ def test_fresh_run_into_a_folder_of_other_files_is_refused(realdata, tmp_path):
     out = tmp_path / "photos"
     out.mkdir()
     (out / "holiday.jpg").write_bytes(b"not yours to mix with")
-    code, _, err = _run(*_train_args(realdata, out))
-    _one_line_error(code, err, f"{out}: --out is not empty", "holiday.jpg")
+    code, _, err = run_wbt(*_train_args(realdata, out))
+    assert_one_line_error(code, err, f"{out}: --out is not empty", "holiday.jpg")
     assert _files(out) == {"holiday.jpg": b"not yours to mix with"}
 
 
 def test_overwrite_starts_afresh(realdata, tmp_path):
     out = tmp_path / "run"
-    code, stdout, _ = _run(*_train_args(realdata, out), "--seed", "1")
+    code, stdout, _ = run_wbt(*_train_args(realdata, out), "--seed", "1")
     assert code == 0
     assert "training from scratch: mmpose's recipe starts from a pretrained CSPNeXt" in stdout  # issue 22.3: the hint
     first = torch.load(out / "last.pt", weights_only=True)
-    assert _run(*_train_args(realdata, out), "--seed", "2", "--overwrite")[0] == 0
+    assert run_wbt(*_train_args(realdata, out), "--seed", "2", "--overwrite")[0] == 0
     second = torch.load(out / "last.pt", weights_only=True)
     assert first["args"]["seed"] == 1 and second["args"]["seed"] == 2 and second["epoch"] == 1
     assert len(second["history"]) == 1  # a new log, not the first run's continued
@@ -82,8 +66,8 @@ def test_overwrite_starts_afresh(realdata, tmp_path):
 
 def test_resume_with_overwrite_is_refused(realdata, tmp_path):
     out = tmp_path / "run"
-    code, _, err = _run(*_train_args(realdata, out), "--resume", "--overwrite")
-    _one_line_error(code, err, "--resume", "--overwrite")
+    code, _, err = run_wbt(*_train_args(realdata, out), "--resume", "--overwrite")
+    assert_one_line_error(code, err, "--resume", "--overwrite")
     assert not out.exists()
 
 
@@ -93,16 +77,16 @@ def test_two_runs_into_one_folder_at_once_are_refused(realdata, tmp_path):
     out.mkdir()
     lock = RunLock(out, "train-student")  # as if another wbt train-student were running there
     try:
-        code, _, err = _run(*_train_args(realdata, out))
+        code, _, err = run_wbt(*_train_args(realdata, out))
     finally:
         lock.release()
-    _one_line_error(code, err, f"{out}: another wbt train-student is running with this --out")
+    assert_one_line_error(code, err, f"{out}: another wbt train-student is running with this --out")
     assert not (out / "last.pt").exists()
 
 
 def test_a_refused_run_leaves_no_folder(tmp_path):
     out = tmp_path / "new_run"
-    code, _, err = _run("train-student", "--train", tmp_path / "missing.json", "--images", tmp_path, "--out", out,
+    code, _, err = run_wbt("train-student", "--train", tmp_path / "missing.json", "--images", tmp_path, "--out", out,
                         *TRAIN)
     assert code == 2 and "missing.json" in err
     assert not out.exists()
@@ -133,8 +117,8 @@ def _checkpoint(tmp_path: Path, **changes) -> Path:
 def test_bad_student_config_is_one_line(tmp_path, changes, fragment):
     ckpt = _checkpoint(tmp_path, **changes)
     target = tmp_path / "out.onnx"
-    code, _, err = _run("export", "--model", ckpt, "--onnx", target, "--no-check")
-    _one_line_error(code, err, f"{ckpt}: bad student 'config'", fragment)
+    code, _, err = run_wbt("export", "--model", ckpt, "--onnx", target, "--no-check")
+    assert_one_line_error(code, err, f"{ckpt}: bad student 'config'", fragment)
     assert not target.exists()
 
 
@@ -142,18 +126,18 @@ def test_bad_student_config_is_refused_by_predict_and_init(realdata, tmp_path):
     ckpt = _checkpoint(tmp_path, preset="xxl")
     d = realdata / "coco_wholebody"
     out = tmp_path / "pred.json"
-    code, _, err = _run("predict", "--model", ckpt, "--images", d, "--gt", d / "test_coco_wholebody.json",
+    code, _, err = run_wbt("predict", "--model", ckpt, "--images", d, "--gt", d / "test_coco_wholebody.json",
                         "--out", out, "--device", "cpu", "--workers", "0")
-    _one_line_error(code, err, f"{ckpt}: bad student 'config'", "unknown preset 'xxl'")
+    assert_one_line_error(code, err, f"{ckpt}: bad student 'config'", "unknown preset 'xxl'")
     assert not out.exists()
     run = tmp_path / "run"
-    code, _, err = _run(*_train_args(realdata, run), "--init", ckpt)
-    _one_line_error(code, err, f"{ckpt}: bad student 'config'", "unknown preset 'xxl'")
+    code, _, err = run_wbt(*_train_args(realdata, run), "--init", ckpt)
+    assert_one_line_error(code, err, f"{ckpt}: bad student 'config'", "unknown preset 'xxl'")
     assert not run.exists()
 
 
 def test_a_good_config_still_exports(tmp_path):
     ckpt = _checkpoint(tmp_path)
-    code, out, err = _run("export", "--model", ckpt, "--onnx", tmp_path / "ok.onnx", "--no-check")
+    code, out, err = run_wbt("export", "--model", ckpt, "--onnx", tmp_path / "ok.onnx", "--no-check")
     assert code == 0, err
     assert (tmp_path / "ok.onnx").stat().st_size > 0

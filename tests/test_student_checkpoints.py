@@ -63,7 +63,7 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
 
     import numpy as np
 
-    from labeltool.student.train import rng_state, set_rng_state
+    from labeltool.student.checkpoint import rng_state, set_rng_state
 
     random.seed(5)
     np.random.seed(6)

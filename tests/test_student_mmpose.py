@@ -27,9 +27,9 @@ from labeltool.errors import UserError
 from labeltool.eval.predictions import load_predictions
 from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import WHOLEBODY133
+from labeltool.student.checkpoint import load_checkpoint, model_from_checkpoint
 from labeltool.student.mmpose_checkpoint import InertObject, convert_mmpose_state, read_weights_only, student_key
 from labeltool.student.model import Student, StudentConfig, count_parameters
-from labeltool.student.predict import load_checkpoint, model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MMPOSE_PYTHON = Path(os.environ.get("WBT_MMPOSE_PYTHON", Path.home() / ".cache" / "wbt" / "mmpose-venv" / "bin"

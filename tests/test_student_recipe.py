@@ -19,7 +19,7 @@ from torch.overrides import TorchFunctionMode
 from labeltool.layouts import WHOLEBODY133
 from labeltool.student.augment import AugmentConfig, _blur_some, augment_batch
 from labeltool.student.model import Student, StudentConfig
-from labeltool.student.train import EMA, TrainConfig, Trainer, lr_lambda, param_groups, scaled_lr
+from labeltool.student.train import EMA, Learner, TrainConfig, lr_lambda, param_groups, scaled_lr
 
 TINY = StudentConfig(preset="tiny", num_keypoints=133, input_size=(64, 64))
 
@@ -52,15 +52,15 @@ def test_lr_scales_linearly_with_the_total_batch():
 
 def test_stage_two_switches_for_the_last_epochs():
     cfg = TrainConfig(preset="tiny", input_size=(64, 64), epochs=10, stage2_epochs=3, device="cpu")
-    trainer = Trainer(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=2)
-    switches = [trainer.set_epoch(e) for e in range(10)]
+    learner = Learner(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=2)
+    switches = [learner.set_epoch(e) for e in range(10)]
     assert switches == [False] * 7 + [True, False, False]
-    assert trainer.stage == 2 and trainer.augment == AugmentConfig.stage2()
+    assert learner.stage == 2 and learner.augment == AugmentConfig.stage2()
     s2 = AugmentConfig.stage2()
     assert (s2.box_noise_prob, s2.scale_range, s2.rotate_max, s2.dropout_prob) == (0, (0.75, 1.25), 60.0, 0.5)
     assert AugmentConfig().dropout_prob == 1.0 and AugmentConfig().blur_prob == 0.1
-    trainer.set_epoch(0)  # a resumed run early in training goes back to stage 1
-    assert trainer.stage == 1 and trainer.augment == AugmentConfig()
+    learner.set_epoch(0)  # a resumed run early in training goes back to stage 1
+    assert learner.stage == 1 and learner.augment == AugmentConfig()
 
 
 def test_blurs_touch_round_p_times_batch_samples_and_median_removes_salt():
@@ -77,20 +77,29 @@ def test_blurs_touch_round_p_times_batch_samples_and_median_removes_salt():
     assert float(box[changed][0, 0, 8, 6]) == pytest.approx(100 + 155 / 9, rel=1e-5)  # 3x3 box mean
 
 
-def test_part_only_sources_zoom_out():
-    """A face-only / hand-only sample is cropped 1.5-2x wider (RTMW's part pipelines): its points draw together."""
-    b = 8
+def _points_on_a_line(part_only: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A batch of blank crops whose 133 points lie on one horizontal line, x from 20 to 100, in one box."""
+    b = len(part_only)
     kp = torch.zeros(b, 133, 2)
     kp[:, :, 0] = torch.linspace(20, 100, 133)
     kp[:, :, 1] = 80
-    batch = {"crops": torch.zeros(b, 160, 120, 3, dtype=torch.uint8), "keypoints": kp,
-             "weights": torch.ones(b, 133), "boxes": torch.tensor([[30.0, 40.0, 60.0, 80.0]]).repeat(b, 1),
-             "part_only": torch.tensor([True, False] * 4)}
+    return {"crops": torch.zeros(b, 160, 120, 3, dtype=torch.uint8), "keypoints": kp,
+            "weights": torch.ones(b, 133), "boxes": torch.tensor([[30.0, 40.0, 60.0, 80.0]]).repeat(b, 1),
+            "part_only": part_only}
+
+
+def _x_spread(keypoints: torch.Tensor) -> torch.Tensor:
+    """Per sample, the x extent of its points."""
+    return keypoints[:, :, 0].amax(1) - keypoints[:, :, 0].amin(1)
+
+
+def test_part_only_sources_zoom_out():
+    """A face-only / hand-only sample is cropped 1.5-2x wider (RTMW's part pipelines): its points draw together."""
+    batch = _points_on_a_line(torch.tensor([True, False] * 4))
     cfg = AugmentConfig.none()
     plain = augment_batch(batch, WHOLEBODY133, (96, 128), cfg)[1]
     zoomed = augment_batch(batch, WHOLEBODY133, (96, 128), AugmentConfig(**{**cfg.__dict__, "part_zoom": (2.0, 2.0)}))[1]
-    spread = lambda p: (p[:, :, 0].amax(1) - p[:, :, 0].amin(1))  # noqa: E731
-    ratio = spread(zoomed) / spread(plain)
+    ratio = _x_spread(zoomed) / _x_spread(plain)
     assert torch.allclose(ratio[0::2], torch.tensor(0.5)) and torch.allclose(ratio[1::2], torch.tensor(1.0))
 
 
@@ -134,9 +143,9 @@ def test_augmentation_and_targets_build_no_tensor_on_the_host(monkeypatch):
              "weights": torch.ones(b, 133), "boxes": torch.tensor([[20.0, 20.0, 80.0, 120.0]]).repeat(b, 1),
              "part_only": torch.arange(b) % 4 == 0, "index": torch.arange(b)}
     cfg = TrainConfig(preset="tiny", input_size=(96, 128), device="cpu", lr_base_batch=0)
-    trainer = Trainer(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=10)
-    trainer.augment = AugmentConfig(half_body_prob=1.0, rotate_prob=1.0, blur_prob=0.1, median_blur_prob=0.1)
-    trainer.inputs(batch)  # first call: per-process device constants (flip index, lower-body mask) are made here
+    learner = Learner(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=10)
+    learner.augment = AugmentConfig(half_body_prob=1.0, rotate_prob=1.0, blur_prob=0.1, median_blur_prob=0.1)
+    learner.inputs(batch)  # first call: per-process device constants (flip index, lower-body mask) are made here
     spy = HostTensorSpy(torch.device("cpu"))
     real_from_numpy = torch.from_numpy
 
@@ -146,27 +155,20 @@ def test_augmentation_and_targets_build_no_tensor_on_the_host(monkeypatch):
 
     monkeypatch.setattr(torch, "from_numpy", from_numpy)
     with spy:
-        images, tx, ty, weights = trainer.inputs(batch)
+        images, tx, ty, weights = learner.inputs(batch)
     assert spy.calls == []
     assert images.shape == (b, 3, 128, 96) and tx.shape == (b, 133, 192) and ty.shape == (b, 133, 256)
 
 
 def test_part_only_zoom_is_rtmws_1875_to_25():
     """RTMW's part datasets: RandomBBoxTransform scale 1.5-2.0, then CombinedDataset pads by 1.25 again."""
-    b = 400
-    kp = torch.zeros(b, 133, 2)
-    kp[:, :, 0] = torch.linspace(20, 100, 133)
-    kp[:, :, 1] = 80
-    batch = {"crops": torch.zeros(b, 160, 120, 3, dtype=torch.uint8), "keypoints": kp,
-             "weights": torch.ones(b, 133), "boxes": torch.tensor([[30.0, 40.0, 60.0, 80.0]]).repeat(b, 1),
-             "part_only": torch.ones(b, dtype=torch.bool)}
+    batch = _points_on_a_line(torch.ones(400, dtype=torch.bool))
     none = AugmentConfig.none()
     plain = augment_batch(batch, WHOLEBODY133, (96, 128), none)[1]
     zoomed = augment_batch(batch, WHOLEBODY133, (96, 128), AugmentConfig(**{**none.__dict__, "part_zoom":
                                                                              AugmentConfig().part_zoom}),
                            torch.Generator().manual_seed(0))[1]
-    spread = lambda p: (p[:, :, 0].amax(1) - p[:, :, 0].amin(1))  # noqa: E731
-    zoom = spread(plain) / spread(zoomed)
+    zoom = _x_spread(plain) / _x_spread(zoomed)
     assert float(zoom.min()) >= 1.875 - 1e-4 and float(zoom.max()) <= 2.5 + 1e-4
     assert float(zoom.mean()) == pytest.approx(2.1875, abs=0.02)  # the truncated normal's mean: the middle
 
@@ -192,12 +194,12 @@ def test_half_body_prefers_the_upper_body_with_p_07():
 def test_cosine_ends_at_mmposes_absolute_eta_min():
     """eta_min = base_lr x 0.05 = 2e-4 whatever the batch: auto_scale_lr scales the optimizer's LR only."""
     cfg = TrainConfig(preset="tiny", input_size=(64, 64), device="cpu", batch_size=128, epochs=4, warmup_steps=1)
-    trainer = Trainer(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=5)
-    assert trainer.lr == pytest.approx(4e-3 * 128 / 512)
-    factor = trainer.scheduler.lr_lambdas[0]
-    assert trainer.lr * factor(20) == pytest.approx(2e-4)
-    assert trainer.lr * factor(10) == pytest.approx(trainer.lr)  # flat to half of training
-    small = Trainer(TrainConfig(preset="tiny", input_size=(64, 64), device="cpu", batch_size=8, epochs=4,
+    learner = Learner(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=5)
+    assert learner.lr == pytest.approx(4e-3 * 128 / 512)
+    factor = learner.scheduler.lr_lambdas[0]
+    assert learner.lr * factor(20) == pytest.approx(2e-4)
+    assert learner.lr * factor(10) == pytest.approx(learner.lr)  # flat to half of training
+    small = Learner(TrainConfig(preset="tiny", input_size=(64, 64), device="cpu", batch_size=8, epochs=4,
                                 warmup_steps=1), WHOLEBODY133, torch.device("cpu"), steps_per_epoch=5)
     assert small.scheduler.lr_lambdas[0](20) == pytest.approx(1.0)  # 6.25e-5 < 2e-4: never raised toward it
 
@@ -280,17 +282,17 @@ def test_bf16_autocast_step_on_the_cpu():
     cfg = TrainConfig(preset="tiny", input_size=(64, 64), device="cpu", augment=False, lr_base_batch=0, ema=True)
     losses = {}
     for amp in (False, True):
-        trainer = Trainer(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=10)
-        trainer.amp = amp
+        learner = Learner(cfg, WHOLEBODY133, torch.device("cpu"), steps_per_epoch=10)
+        learner.amp = amp
         g = torch.Generator().manual_seed(0)
         images = torch.rand(4, 3, 64, 64, generator=g) * 255
         kp = torch.rand(4, 133, 2, generator=g) * 63
-        tx, ty, w = trainer.codec.encode(kp, torch.ones(4, 133))
+        tx, ty, w = learner.codec.encode(kp, torch.ones(4, 133))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            out_x, _ = trainer.net(images)
+            out_x, _ = learner.net(images)
         assert out_x.dtype == (torch.bfloat16 if amp else torch.float32)
         with torch.backends.mkldnn.flags(enabled=False):
-            losses[amp] = [float(trainer.optimise(images, tx, ty, w)) for _ in range(3)]
+            losses[amp] = [float(learner.optimise(images, tx, ty, w)) for _ in range(3)]
     assert all(math.isfinite(v) for v in losses[True])
     assert np.allclose(losses[True], losses[False], rtol=0.05), losses
 

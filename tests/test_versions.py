@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from golden_labels import body_only
 
 from labeltool import versions
 from labeltool.cli import main
@@ -51,19 +52,10 @@ def test_off_lock_warning_is_one_line_naming_the_package(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
-def _body_only(realdata: Path, tmp: Path) -> Path:
-    doc = json.loads((realdata / "coco_wholebody" / "test_coco_wholebody.json").read_text())
-    for ann in doc["annotations"]:
-        for key in [k for k in ann if k.endswith(("_kpts", "_box", "_valid"))]:
-            del ann[key]
-    path = tmp / "body.json"
-    path.write_text(json.dumps(doc))
-    return path
-
-
 def test_distill_records_the_stack_and_refuses_to_resume_on_another(realdata, tmp_path):
     out = tmp_path / "out"
-    args = ["distill", "--ann", str(_body_only(realdata, tmp_path)), "--images", str(realdata / "coco_wholebody"),
+    sample = realdata / "coco_wholebody"
+    args = ["distill", "--ann", str(body_only(sample, tmp_path)), "--images", str(sample),
             "--out", str(out), "--teachers", NO_TEACHERS, "--workers", "1", "--no-progress", "--shard-size", "2"]  # fmt: skip
     assert CliRunner().invoke(main, args).exit_code == 0
     installed = versions.installed_versions()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from labeltool.datasets import format_names, format_titles
 from labeltool.detectors.base import DEFAULT_MAX_PERSONS, DEFAULT_NMS
 from labeltool.detectors.registry import choices_text as detector_choices
 from labeltool.errors import UserError
@@ -27,15 +28,14 @@ from labeltool.versions import warn_if_off_lock
 @click.option(
     "--ann",
     type=click.Path(),
-    help="A keypoint file: COCO-17 / WholeBody / Halpe, CrowdPose, AI Challenger, MPII, OCHuman, PoseTrack18 or "
-    "Human-Art (docs/formats.md); its body points are mapped to COCO-17 by name.",
+    help=f"A keypoint file of a known dataset ({format_titles()}; docs/formats.md); its body points are mapped to "
+    "COCO-17 by name.",
 )
 @click.option(
     "--format",
     "dataset_format",
     metavar="DATASET",
-    help="The dataset of --ann (crowdpose, aic, mpii, ochuman, posetrack18, humanart, halpe26, coco17, ...); "
-    "default: detected from the file's content.",
+    help=f"The dataset of --ann ({format_names()}); default: detected from the file's content.",
 )
 @click.option(
     "--images", "images_dir", type=click.Path(), help="Directory of the images (file_name is relative to it)."

@@ -34,11 +34,10 @@ from labeltool.distill.native_log import NATIVE_LOG, native_stderr_to
 from labeltool.distill.shards import RUN_FILE, SHARD_DIR
 from labeltool.errors import UserError
 from labeltool.io.boxes import read_box_file
-from labeltool.io.paths import check_utf8_name, ids_from_file_names, resolve_coco_split
+from labeltool.io.paths import list_images, resolve_coco_split
 from labeltool.io.pose import PoseDataset
 from labeltool.layouts import COCO17, WHOLEBODY_BOX_KEYS
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 @dataclass
 class DistillInput:
@@ -128,22 +127,6 @@ def _check_references(ds: PoseDataset, path: Path) -> None:
     missing = set(np.unique(ds.image_ids).tolist()) - known
     if missing:
         raise UserError(f"{path}: annotations refer to image id {min(missing)} which is not in 'images'")
-
-
-def list_images(images_dir: Path) -> list[dict]:
-    """Image entries for the image files directly in ``images_dir``, sorted by name.
-
-    Ids are the file names' numbers when every name is a number (COCO's 000000000785.jpg
-    -> 785), else 1, 2, ... in name order.
-    """
-    # not only regular files: a FIFO or a dangling link named x.jpg is logged in errors.jsonl (never opened)
-    files = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
-    if not files:
-        raise UserError(f"{images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    for name in files:
-        check_utf8_name(images_dir, name)
-    ids = ids_from_file_names(files) or list(range(1, len(files) + 1))
-    return [{"id": i, "file_name": f} for i, f in zip(ids, files)]
 
 
 def _empty_dataset(images: list[dict], path: str) -> PoseDataset:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from labeltool.errors import UserError
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what a folder of photos holds
+
 if TYPE_CHECKING:
     from labeltool.io.pose import PoseDataset
 
@@ -108,3 +110,19 @@ def resolve_coco_split(split: str, root: str | os.PathLike | None = None) -> tup
     if not images.is_dir():
         raise UserError(f"{images}: image directory not found (COCO layout: ROOT/{split}/)")
     return ann, images
+
+
+def list_images(images_dir: Path) -> list[dict]:
+    """Image entries for the image files directly in ``images_dir``, sorted by name.
+
+    Ids are the file names' numbers when every name is a number (COCO's 000000000785.jpg
+    -> 785), else 1, 2, ... in name order.
+    """
+    # not only regular files: a FIFO or a dangling link named x.jpg is logged in errors.jsonl (never opened)
+    files = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+    if not files:
+        raise UserError(f"{images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    for name in files:
+        check_utf8_name(images_dir, name)
+    ids = ids_from_file_names(files) or list(range(1, len(files) + 1))
+    return [{"id": i, "file_name": f} for i, f in zip(ids, files)]

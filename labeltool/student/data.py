@@ -223,18 +223,6 @@ def load_source(path: str | os.PathLike, images_dir: str | os.PathLike, layout: 
     return load_json_source(path, images_dir, layout, part, face_weight)
 
 
-# --------------------------------------------------------------------------- geometry
-
-
-
-
-
-
-
-
-
-
-
 # --------------------------------------------------------------------------- crop sources
 
 

@@ -27,11 +27,7 @@ from torch import nn
 from labeltool.errors import UserError
 from labeltool.io.atomic import AtomicFile, new_outputs_removed_on_error, write_errors_name
 from labeltool.student.model import Student
-from labeltool.teachers.onnx import (  # rtmlib's defaults, on the B, G, R channels in order
-    RTMLIB_MEAN,
-    RTMLIB_STD,
-    normalise_bgr,
-)
+from labeltool.topdown import RTMLIB_MEAN, RTMLIB_STD, normalise_bgr  # rtmlib's defaults, on B, G, R in order
 
 
 class RtmlibInput(nn.Module):
@@ -53,7 +49,7 @@ def export_onnx(model_path: str, out: str, use_ema: bool = True, check: bool = T
     """Write the student at ``model_path`` (a student or mmpose checkpoint) as ONNX in rtmlib's convention
     (input ``input``, outputs ``simcc_x`` and ``simcc_y``, dynamic batch). With ``check``, runs the file with
     onnxruntime (if installed) against PyTorch on BGR crops and returns a line saying how close they agree."""
-    from labeltool.student.predict import load_checkpoint, model_from_checkpoint
+    from labeltool.student.checkpoint import load_checkpoint, model_from_checkpoint
 
     student = model_from_checkpoint(load_checkpoint(model_path), use_ema)
     model = RtmlibInput(student).eval()

@@ -1,4 +1,4 @@
-"""Top-down inference with a trained student: checkpoints, batched crops, flip TTA, results json, pose NMS.
+"""Top-down inference with a trained student: batched crops, flip TTA, results json, pose NMS.
 
 Results are written in the COCO-WholeBody results format that ``wbt eval`` (and the official
 xtcocotools scripts) read: per person ``image_id``, ``category_id``, ``score`` and the split
@@ -9,23 +9,22 @@ keys ``keypoints`` (17 x 3), ``foot_kpts``, ``face_kpts``, ``lefthand_kpts``,
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from labeltool.errors import UserError, first_line
+from labeltool.errors import UserError
 from labeltool.images import read_rgb
 from labeltool.io.atomic import write_json_atomic
 from labeltool.io.boxes import person_boxes
 from labeltool.io.paths import image_path
 from labeltool.io.pose import load_pose_dataset
 from labeltool.layouts import WHOLEBODY133, WHOLEBODY_KPT_KEYS, Layout, layout_for
+from labeltool.student.checkpoint import load_checkpoint, model_from_checkpoint
 from labeltool.student.codec import SimCCCodec, flip_simcc
-from labeltool.student.mmpose_checkpoint import check_archive, check_tensors, expected_state, load_mmpose_checkpoint
-from labeltool.student.model import Student, StudentConfig
+from labeltool.student.model import Student
 from labeltool.topdown import (
     BOX_PADDING,
     box_center_scale,
@@ -36,84 +35,6 @@ from labeltool.topdown import (
 )
 
 KEYPOINT_SCORE_THR = 0.2  # mmpose's rescoring: instance score = box score x mean of the scores above this
-
-
-def load_checkpoint(path: str | os.PathLike, need: tuple[str, ...] = ("config", "model")) -> dict:
-    """A student checkpoint (``last.pt`` from ``wbt train-student``), on the CPU, with the entries ``need``.
-
-    Loaded with ``weights_only=True``: a checkpoint holds only tensors, numbers, strings, lists,
-    tuples and dicts, so a file carrying any other pickled object is refused, never run (a
-    pickle can execute code on load). A missing, truncated or foreign file is a one-line
-    :class:`UserError`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    check_archive(path)
-    from_mmpose = load_mmpose_checkpoint(path)  # an mmpose RTMPose checkpoint, as a student checkpoint
-    if from_mmpose is not None:
-        return from_mmpose
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "global" not in str(err).lower():  # junk bytes, not a refused object
-            raise UserError(f"{path}: not a readable checkpoint (damaged, truncated or not a torch file): "
-                            f"{first_line(str(err))}") from None
-        # weights_only met a Python object other than tensors and plain data: name it, never build it
-        what = first_line(str(err).split("WeightsUnpickler error:")[-1])
-        raise UserError(f"{path}: refused: the file holds more than tensors, numbers, strings, lists and dicts "
-                        f"(loading it could run code): {what}") from None
-    except Exception as err:  # torch raises many types for a damaged or truncated file
-        first = first_line(str(err))
-        raise UserError(f"{path}: not a readable checkpoint (damaged or truncated?): {type(err).__name__}: {first}"
-                        ) from None
-    missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
-    if missing:
-        raise UserError(f"{path}: not a wbt student checkpoint (no {', '.join(repr(k) for k in missing)} entries)")
-    for entry in ("model", "ema"):
-        if isinstance(ckpt.get(entry), dict):
-            check_tensors(ckpt[entry], path, f"{entry} tensor")
-    ckpt.setdefault("source", str(path))
-    if "config" in ckpt:
-        try:
-            StudentConfig.from_dict(ckpt["config"])
-        except ValueError as err:
-            raise UserError(f"{path}: bad student 'config': {err}") from None
-    return ckpt
-
-
-def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> Student:
-    """The student in ``ckpt`` (its EMA weights when present and ``use_ema``), in eval mode.
-
-    Its tensors' names and shapes are compared with what its config builds (on the meta device)
-    before the model is allocated: a mismatch is one line naming the tensor.
-    """
-    if ckpt.get("incomplete"):  # e.g. an RTMW checkpoint: its backbone alone is no model
-        raise UserError(ckpt["incomplete"])
-    source = ckpt.get("source", "checkpoint")
-    try:
-        config = StudentConfig.from_dict(ckpt["config"])
-        expected = expected_state(config)  # shapes only (meta device): a hostile config allocates nothing
-    except (TypeError, ValueError, KeyError, RuntimeError, ZeroDivisionError, OverflowError) as err:
-        raise UserError(f"{source}: its 'config' does not build a student: {type(err).__name__}: "
-                        f"{first_line(str(err))}") from None
-    entry = "ema" if use_ema and ckpt.get("ema") is not None else "model"
-    state = ckpt[entry]
-    if not isinstance(state, dict):
-        raise UserError(f"{source}: '{entry}' is a {type(state).__name__}, not a dict of tensors")
-    for key, want in expected.items():
-        got = state.get(key)
-        if not isinstance(got, torch.Tensor):
-            raise UserError(f"{source}: '{entry}' lacks tensor {key} {tuple(want.shape)} of its config's student")
-        if got.shape != want.shape:
-            raise UserError(f"{source}: '{entry}' tensor {key} is {tuple(got.shape)}; its config's student has "
-                            f"{tuple(want.shape)}")
-    unknown = [k for k in state if k not in expected]
-    if unknown:
-        raise UserError(f"{source}: '{entry}' has tensors its config's student does not: {', '.join(unknown[:3])}")
-    model = Student(config)
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def crop_persons(image: np.ndarray, bboxes: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -155,12 +76,6 @@ class Predictor:
         bad = ~np.isfinite(scores) | ~np.isfinite(kp).all(axis=-1)
         kp[bad], scores[bad] = 0.0, 0.0
         return kp, scores
-
-    def predict_image(self, image: np.ndarray, bboxes: np.ndarray) -> np.ndarray:
-        """(M, K, 3) x y score in image pixels for the x y w h boxes of one RGB image."""
-        bboxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-        crops, matrices = crop_persons(image, bboxes, self.config.input_size)
-        return self._to_image(crops, matrices)
 
     def _to_image(self, crops: np.ndarray, matrices: np.ndarray) -> np.ndarray:
         if not len(crops):
@@ -258,7 +173,7 @@ def run_predict(model_path: str, images_dir: str, out: str, gt: str | None = Non
         raise UserError(f"{images_dir}: image directory not found")
     found = None
     if detector is not None:  # before loading the model: a wrong image folder fails at once
-        from labeltool.distill.inputs import list_images
+        from labeltool.io.paths import list_images
 
         detector_images = list_images(images_dir_p)
     ckpt = load_checkpoint(model_path)

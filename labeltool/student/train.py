@@ -1,5 +1,9 @@
 """The student's training loop: plain PyTorch, one process per GPU (torchrun / DDP), exact resume.
 
+:class:`Trainer` runs a ``wbt train-student`` in named steps (resume, build, run_epoch, validate,
+save); :class:`Learner` holds the model, optimizer, schedule and EMA and makes one step; the
+checkpoint format and its checks live in :mod:`labeltool.student.checkpoint`.
+
 AdamW (no weight decay on norms and biases), linear warm-up then cosine decay per step,
 an EMA of the weights, gradient clipping, bf16 autocast and channels_last on CUDA, optional
 ``torch.compile``. Every epoch writes ``last.pt`` atomically with the model, optimizer,
@@ -27,9 +31,17 @@ from torch import nn
 
 from labeltool import __version__
 from labeltool.errors import UserError
-from labeltool.io.atomic import AtomicFile, RunLock, write_bytes_atomic, write_json_atomic
+from labeltool.io.atomic import RunLock, write_bytes_atomic, write_json_atomic
 from labeltool.layouts import layout_for
 from labeltool.student.augment import AugmentConfig, augment_batch
+from labeltool.student.checkpoint import (
+    init_from_checkpoint,
+    load_resume_checkpoint,
+    restore_training,
+    rng_state,
+    save_checkpoint,
+    training_checkpoint,
+)
 from labeltool.student.codec import SimCCCodec
 from labeltool.student.data import (
     FACE_WEIGHT,
@@ -45,7 +57,7 @@ from labeltool.student.data import (
 )
 from labeltool.student.model import Student, StudentConfig
 from labeltool.topdown import clip_boxes_to_images
-from labeltool.versions import check_same_stack, installed_versions
+from labeltool.versions import installed_versions
 
 
 @dataclass
@@ -122,8 +134,11 @@ class TrainConfig:
         return StudentConfig(preset=self.preset, num_keypoints=self.num_keypoints, input_size=tuple(self.input_size),
                              use_gau=self.use_gau)
 
-
-RESUME_ENTRIES = ("model", "optimizer", "scheduler", "epoch", "rng", "args", "config", "history")
+    def args(self) -> dict:
+        """The options as a checkpoint stores them (``args``; the input size as a list)."""
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d
 
 
 class TrainingDiverged(UserError):
@@ -252,74 +267,7 @@ def load_training_table(cfg: TrainConfig) -> PersonTable:
     return table
 
 
-def rng_state() -> dict:
-    """Python, numpy, torch (and CUDA) RNG states as tensors, numbers and strings only, so a checkpoint
-    loads with ``torch.load(weights_only=True)`` (numpy's state is an ndarray, python's a tuple of ints)."""
-    version, words, gauss_next = random.getstate()
-    key, np_words, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss_next": gauss_next},
-        "numpy": {"key": str(key), "state": torch.from_numpy(np_words.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    py, nps = state["python"], state["numpy"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
-    np.random.set_state((nps["key"], nps["state"].numpy().astype(np.uint32), nps["pos"], nps["has_gauss"],
-                         nps["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# Arguments a resumed run may change (where it runs, how it reports, when it stops); any other
-# difference from the checkpoint's arguments would silently train another run and is refused.
-RESUMABLE_CHANGES = frozenset({
-    "out", "resume", "overwrite", "init", "device", "workers", "cache", "build_cache", "compile", "amp", "channels_last",
-    "val", "val_images", "val_dets", "val_every", "val_flip", "stop_after", "log_every", "progress",
-})
-
-
-def check_resume_args(saved: dict, cfg: TrainConfig, path: Path) -> None:
-    """A one-line :class:`UserError` naming every option that differs from the run in ``path``."""
-    now = _args_dict(cfg)
-    diff = []
-    for key, value in now.items():
-        if key in RESUMABLE_CHANGES or key not in saved:
-            continue
-        before = saved[key]
-        if _plain(before) != _plain(value):
-            diff.append(f"--{key.replace('_', '-')} ({_shown(before)} there, {_shown(value)} now)")
-    if diff:
-        raise UserError(f"{path}: --resume of a run started with other options: {'; '.join(diff)}; "
-                        "resume with the same options, or use another --out")
-
-
-def _plain(value):
-    """Lists and tuples compare alike (a checkpoint keeps tuples; the CLI may give lists)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _shown(value) -> str:
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return f"{value[0]}x{value[1]}"
-    return str(_plain(value)) if value != "" else "(none)"
-
-
-def save_atomic(obj: dict, path: Path) -> None:
-    with AtomicFile(path) as tmp:
-        torch.save(obj, tmp)
-
-
-class Trainer:
+class Learner:
     """Model, optimizer, schedule and EMA of a run, and one training step on a batch of source crops."""
 
     def __init__(self, cfg: TrainConfig, layout, device: torch.device, world: int = 1, steps_per_epoch: int = 1):
@@ -450,7 +398,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         if cfg.overwrite and rank == 0:
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
-        return _train(cfg, out, device, rank, world)
+        return Trainer(cfg, out, device, rank, world).run()
     finally:
         if lock is not None:
             lock.release()
@@ -458,138 +406,153 @@ def train(cfg: TrainConfig) -> TrainResult:
                 out.rmdir()  # a run refused before writing anything leaves no folder behind
 
 
-def _train(cfg: TrainConfig, out: Path, device: torch.device, rank: int, world: int) -> TrainResult:
-    main_process = rank == 0
-    cuda = device.type == "cuda"
-    ckpt_path = out / "last.pt"
+class Trainer:
+    """This process's part of a ``wbt train-student`` run, step by step: :meth:`resume` checks the checkpoint
+    a ``--resume`` continues (before any data is read), :meth:`build` makes the data, the :class:`Learner` and
+    its starting weights, then every epoch :meth:`run_epoch` trains, :meth:`validate` evaluates when due and
+    :meth:`save` writes the checkpoint and logs. :meth:`run` takes the steps in that order."""
 
-    resume_state = None
-    if cfg.resume:
-        if not ckpt_path.is_file():
-            raise UserError(f"{ckpt_path}: nothing to resume (no checkpoint in --out)")
-        from labeltool.student.predict import load_checkpoint
+    def __init__(self, cfg: TrainConfig, out: Path, device: torch.device, rank: int = 0, world: int = 1):
+        self.cfg, self.out, self.device, self.rank, self.world = cfg, out, device, rank, world
+        self.main = rank == 0  # the process that prints and writes
+        self.cuda = device.type == "cuda"
+        self.ckpt_path = out / "last.pt"
+        self.resumed: dict | None = None  # the checkpoint --resume continues
+        self.start_epoch = 0
+        self.history: list[dict] = []
+        self.val: _Validation | None = None  # build() makes it with --val
 
-        resume_state = load_checkpoint(ckpt_path, need=RESUME_ENTRIES)
-        check_resume_args(resume_state["args"], cfg, ckpt_path)
-        check_same_stack(resume_state.get("versions"), ckpt_path)
-    torch.manual_seed(cfg.seed + rank)
-    np.random.seed(cfg.seed + rank)
-    random.seed(cfg.seed + rank)
-
-    table = load_training_table(cfg)
-    layout = table.layout
-    student_cfg = cfg.student_config()
-    geometry = CropGeometry(student_cfg.input_size, cfg.cache_margin)
-    if cfg.cache:
-        if cfg.build_cache and main_process:
-            build_crop_cache(table, geometry, cfg.cache, workers=cfg.workers, progress=cfg.progress)
-        if world > 1:
+    def run(self) -> TrainResult:
+        """Every step in order; returns the folder, the epochs done and the log."""
+        cfg = self.cfg
+        self.resume()
+        self.build()
+        end_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, self.start_epoch + cfg.stop_after)
+        for epoch in range(self.start_epoch, end_epoch):
+            record = self.run_epoch(epoch)
+            validated = self.val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs)
+            if validated:
+                record.update(self.validate())
+            self.history.append(record)
+            self.save(record, plot=validated or epoch + 1 == cfg.epochs or (epoch + 1) % 10 == 0)
+        if self.world > 1:
             torch.distributed.barrier()
-        source = CachedCrops(table, geometry, cfg.cache)
-    else:
-        source = ImageCrops(table, geometry)
-    sampler = BatchIndices(len(table), cfg.batch_size, cfg.seed, rank, world)
-    if len(sampler) == 0:
-        raise UserError(f"{cfg.train}: {len(table)} persons make no full batch of {cfg.batch_size} "
-                        f"on {world} process(es); lower --batch-size")
-    steps_per_epoch = len(sampler) if not cfg.max_steps_per_epoch else min(len(sampler), cfg.max_steps_per_epoch)
-    trainer = Trainer(cfg, layout, device, world, steps_per_epoch=steps_per_epoch)
-    model, ema, optimizer, scheduler = trainer.model, trainer.ema, trainer.optimizer, trainer.scheduler
-    if cfg.init and resume_state is None:
-        from labeltool.student.mmpose_checkpoint import init_message
-        from labeltool.student.predict import load_checkpoint
+        return TrainResult(self.out, end_epoch, self.history)
 
-        init = load_checkpoint(cfg.init)
-        missing = _load_matching(model, init.get("ema") or init["model"])
-        if ema is not None:
-            ema.module.load_state_dict(model.state_dict())
-        if main_process and missing:
-            print(init_message(cfg.init, init, model))
-    if not cfg.init and resume_state is None and main_process and cfg.progress:
-        print(SCRATCH_HINT, flush=True)
-    start_epoch, history = 0, []
-    if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        if ema is not None and resume_state.get("ema_state") is not None:
-            ema.load_state_dict(resume_state["ema_state"])
-        start_epoch = resume_state["epoch"]
-        history = resume_state.get("history", [])
-        rng = resume_state["rng"]
-        if isinstance(rng, list):  # one state per rank; a resumed run with more ranks reuses rank 0's
-            rng = rng[rank] if rank < len(rng) else rng[0]
-        set_rng_state(rng)
-        trainer.generator.set_state(rng["augment"].to(trainer.generator.get_state().device))
-        if main_process:
-            print(f"resumed from {ckpt_path} after epoch {start_epoch}")
+    def resume(self) -> None:
+        """With ``--resume``: read ``last.pt`` and refuse it, in one line, if it is not this run's to continue."""
+        if self.cfg.resume:
+            self.resumed = load_resume_checkpoint(self.ckpt_path, self.cfg.args())
 
-    loader = batch_loader(source, sampler, cfg.workers, pin_memory=cuda)
-    out.mkdir(parents=True, exist_ok=True)
-    if main_process:  # what the weights are made with, readable without torch (labeltool.versions)
-        write_json_atomic({"wbt_version": __version__, "versions": installed_versions()}, out / "run.json")
-    val = _Validation(cfg, layout) if cfg.val else None  # every rank validates its share of the persons
-    if main_process and cfg.progress:
-        stage2 = f", stage 2 from epoch {max(cfg.epochs - cfg.stage2_epochs, 0) + 1}" if cfg.augment else ""
-        print(f"lr {trainer.lr:.3g} (--lr {cfg.lr:g} x total batch {cfg.batch_size * world} / "
-              f"{cfg.lr_base_batch or cfg.batch_size * world}); {cfg.epochs} epochs of {steps_per_epoch} steps, "
-              f"cosine decay after epoch {cfg.epochs // 2}{stage2}", flush=True)
+    def build(self) -> None:
+        """Seeds, the training persons and their crops, the batches, the :class:`Learner` and its starting
+        weights, the validation set; ``run.json`` and the schedule's line."""
+        cfg, rank, world = self.cfg, self.rank, self.world
+        torch.manual_seed(cfg.seed + rank)
+        np.random.seed(cfg.seed + rank)
+        random.seed(cfg.seed + rank)
+        table = load_training_table(cfg)
+        self.layout = table.layout
+        geometry = CropGeometry(cfg.student_config().input_size, cfg.cache_margin)
+        if cfg.cache:
+            if cfg.build_cache and self.main:
+                build_crop_cache(table, geometry, cfg.cache, workers=cfg.workers, progress=cfg.progress)
+            if world > 1:
+                torch.distributed.barrier()
+            source = CachedCrops(table, geometry, cfg.cache)
+        else:
+            source = ImageCrops(table, geometry)
+        self.sampler = BatchIndices(len(table), cfg.batch_size, cfg.seed, rank, world)
+        if len(self.sampler) == 0:
+            raise UserError(f"{cfg.train}: {len(table)} persons make no full batch of {cfg.batch_size} "
+                            f"on {world} process(es); lower --batch-size")
+        self.steps_per_epoch = (len(self.sampler) if not cfg.max_steps_per_epoch
+                                else min(len(self.sampler), cfg.max_steps_per_epoch))
+        self.learner = Learner(cfg, self.layout, self.device, world, steps_per_epoch=self.steps_per_epoch)
+        self._start_weights()
+        self.loader = batch_loader(source, self.sampler, cfg.workers, pin_memory=self.cuda)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.main:  # what the weights are made with, readable without torch (labeltool.versions)
+            write_json_atomic({"wbt_version": __version__, "versions": installed_versions()}, self.out / "run.json")
+        self.val = _Validation(cfg, self.layout) if cfg.val else None  # every rank validates its share of the persons
+        if self.main and cfg.progress:
+            stage2 = f", stage 2 from epoch {max(cfg.epochs - cfg.stage2_epochs, 0) + 1}" if cfg.augment else ""
+            print(f"lr {self.learner.lr:.3g} (--lr {cfg.lr:g} x total batch {cfg.batch_size * world} / "
+                  f"{cfg.lr_base_batch or cfg.batch_size * world}); {cfg.epochs} epochs of {self.steps_per_epoch} "
+                  f"steps, cosine decay after epoch {cfg.epochs // 2}{stage2}", flush=True)
 
-    end_epoch = cfg.epochs if not cfg.stop_after else min(cfg.epochs, start_epoch + cfg.stop_after)
-    for epoch in range(start_epoch, end_epoch):
-        sampler.set_epoch(epoch)
-        if trainer.set_epoch(epoch) and main_process and cfg.progress and epoch > start_epoch:
+    def _start_weights(self) -> None:
+        """A resumed run's whole state, else ``--init``'s weights (saying what did not fit), else from scratch."""
+        learner, cfg = self.learner, self.cfg
+        if self.resumed is not None:
+            self.start_epoch, self.history = restore_training(self.resumed, learner.model, learner.optimizer,
+                                                              learner.scheduler, learner.ema, learner.generator,
+                                                              self.rank)
+            if self.main:
+                print(f"resumed from {self.ckpt_path} after epoch {self.start_epoch}")
+        elif cfg.init:
+            message = init_from_checkpoint(learner.model, cfg.init)
+            if learner.ema is not None:
+                learner.ema.module.load_state_dict(learner.model.state_dict())
+            if self.main and message:
+                print(message)
+        elif self.main and cfg.progress:
+            print(SCRATCH_HINT, flush=True)
+
+    def run_epoch(self, epoch: int) -> dict:
+        """Trains epoch ``epoch`` (from 0); its log record. A non-finite loss stops the run (TrainingDiverged)."""
+        cfg, learner = self.cfg, self.learner
+        self.sampler.set_epoch(epoch)
+        if learner.set_epoch(epoch) and self.main and cfg.progress and epoch > self.start_epoch:
             print(f"epoch {epoch + 1}: stage 2 (milder augmentation) for the last {cfg.epochs - epoch} epochs",
                   flush=True)
-        model.train()
+        learner.model.train()
         t_epoch = time.perf_counter()
-        loss_sum, n_steps, data_time = torch.zeros((), device=device), 0, 0.0
+        loss_sum, n_steps, data_time = torch.zeros((), device=self.device), 0, 0.0
         t_data = time.perf_counter()
-        for step, batch in enumerate(to_device(loader, device)):
-            if step >= steps_per_epoch:
+        for step, batch in enumerate(to_device(self.loader, self.device)):
+            if step >= self.steps_per_epoch:
                 break
             data_time += time.perf_counter() - t_data
-            loss = trainer.step(batch)
+            loss = learner.step(batch)
             loss_sum += loss
             n_steps += 1
             # a sync per step on the CPU costs nothing; on CUDA check every log_every steps (the
             # checkpoint is only written after the epoch's final check, so it always stays good)
-            if (not cuda or (step + 1) % max(cfg.log_every, 1) == 0) and not torch.isfinite(loss_sum):
-                _diverged(loss, epoch, step, ckpt_path, history)
-            if main_process and cfg.progress and cfg.log_every and (step + 1) % cfg.log_every == 0:
-                print(f"epoch {epoch + 1} step {step + 1}/{steps_per_epoch} loss {loss.item():.5f} "
-                      f"lr {scheduler.get_last_lr()[0]:.2e}", flush=True)
+            if (not self.cuda or (step + 1) % max(cfg.log_every, 1) == 0) and not torch.isfinite(loss_sum):
+                _diverged(loss, epoch, step, self.ckpt_path, self.history)
+            if self.main and cfg.progress and cfg.log_every and (step + 1) % cfg.log_every == 0:
+                print(f"epoch {epoch + 1} step {step + 1}/{self.steps_per_epoch} loss {loss.item():.5f} "
+                      f"lr {learner.scheduler.get_last_lr()[0]:.2e}", flush=True)
             t_data = time.perf_counter()
         mean_loss = float(loss_sum) / max(n_steps, 1)
         if not math.isfinite(mean_loss):
-            _diverged(loss, epoch, n_steps - 1, ckpt_path, history)
+            _diverged(loss, epoch, n_steps - 1, self.ckpt_path, self.history)
         seconds = time.perf_counter() - t_epoch
-        record = {"epoch": epoch + 1, "stage": trainer.stage, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
-                  "seconds": seconds, "samples_per_s": n_steps * cfg.batch_size * world / max(seconds, 1e-9),
-                  "data_seconds": data_time}
-        validated = val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs)
-        if validated:
-            record.update(val.run(ema.module if ema is not None else model, device, rank, world))
-        history.append(record)
-        if main_process:
-            state = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "ema": ema.module.state_dict() if ema is not None else None,
-                "ema_state": ema.state_dict() if ema is not None else None,
-                "epoch": epoch + 1, "rng": _gather_rng(world, trainer.generator), "args": _args_dict(cfg),
-                "config": student_cfg.to_dict(), "layout": layout.name, "history": history,
-                "versions": installed_versions(),  # a --resume on other library versions is refused
-            }
-            save_atomic(state, ckpt_path)
-            _write_logs(out, history, plot=validated or epoch + 1 == cfg.epochs or (epoch + 1) % 10 == 0)
-            if cfg.progress:
-                print(_epoch_line(record), flush=True)
-        elif world > 1:
-            _gather_rng(world, trainer.generator)
-    if world > 1:
-        torch.distributed.barrier()
-    return TrainResult(out, end_epoch, history)
+        return {"epoch": epoch + 1, "stage": learner.stage, "loss": mean_loss,
+                "lr": learner.scheduler.get_last_lr()[0], "seconds": seconds,
+                "samples_per_s": n_steps * cfg.batch_size * self.world / max(seconds, 1e-9),
+                "data_seconds": data_time}
+
+    def validate(self) -> dict:
+        """Per-part AP (``AP_<part>``) of the EMA model (else the model) on the validation set; {} off rank 0."""
+        learner = self.learner
+        model = learner.ema.module if learner.ema is not None else learner.model
+        return self.val.run(model, self.device, self.rank, self.world)
+
+    def save(self, record: dict, plot: bool = True) -> None:
+        """After the epoch of ``record`` (already in the history): rank 0 writes ``last.pt`` atomically, the logs
+        (``curves.png`` when ``plot``) and the epoch's line; every rank hands in its RNG states."""
+        learner = self.learner
+        rng = _gather_rng(self.world, learner.generator)  # a collective under DDP: every rank takes part
+        if not self.main:
+            return
+        ckpt = training_checkpoint(learner.model, learner.optimizer, learner.scheduler, learner.ema, record["epoch"],
+                                   rng, self.cfg.args(), learner.student_config, self.layout.name, self.history)
+        save_checkpoint(ckpt, self.ckpt_path)
+        _write_logs(self.out, self.history, plot=plot)
+        if self.cfg.progress:
+            print(_epoch_line(record), flush=True)
 
 
 def to_device(batches, device: torch.device):
@@ -634,19 +597,6 @@ def _gather_rng(world: int, generator: torch.Generator):
     states = [None] * world
     dist.all_gather_object(states, own)
     return states
-
-
-def _load_matching(model: nn.Module, state: dict) -> int:
-    own = model.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(fitting, strict=False)
-    return len(own) - len(fitting)
-
-
-def _args_dict(cfg: TrainConfig) -> dict:
-    d = asdict(cfg)
-    d["input_size"] = list(cfg.input_size)
-    return d
 
 
 def _epoch_line(r: dict) -> str:

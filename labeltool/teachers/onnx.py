@@ -44,8 +44,6 @@ from labeltool.teachers.base import (
 )
 from labeltool.versions import package_version
 
-RTMLIB_MEAN = (123.675, 116.28, 103.53)  # subtracted from the B, G, R channels in this order
-RTMLIB_STD = (58.395, 57.12, 57.375)
 SPLIT_RATIO = 2.0  # SimCC bins per input pixel
 
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
@@ -76,19 +74,11 @@ def box_center_scale(boxes: np.ndarray, input_size: tuple[int, int]) -> tuple[np
                                     input_size[0] / input_size[1])  # fmt: skip
 
 
-def normalise_bgr(crops_bgr: np.ndarray) -> np.ndarray:
-    """What rtmlib feeds the network for BGR crops (M, H, W, 3): (M, 3, H, W) float32 ``(x - mean) / std``."""
-    x = (np.asarray(crops_bgr, dtype=np.float32) - np.asarray(RTMLIB_MEAN, dtype=np.float32)) / np.asarray(
-        RTMLIB_STD, dtype=np.float32
-    )
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
 def rtmlib_input(image_rgb: np.ndarray, matrices: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     """The network input (M, 3, H, W) float32 for crops of an RGB image: BGR, ``(x - mean) / std``."""
     w, h = input_size
     crops = [topdown.warp_bilinear(image_rgb, m, (w, h))[:, :, ::-1] for m in matrices]
-    return normalise_bgr(np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8))
+    return topdown.normalise_bgr(np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8))
 
 
 def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
