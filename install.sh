@@ -33,13 +33,17 @@ else
 fi
 
 side_venv() {  # NAME CHECK_PACKAGE, then the lock files in install order (each: --no-deps, hashes)
+  # A venv records the digest of the locks it was installed from: a refreshed lock reinstalls it.
   local venv="$HOME/.cache/wbt/$1-venv" check=$2; shift 2
-  if [ -x "$venv/bin/python" ] && "$venv/bin/pip" show "$check" >/dev/null 2>&1; then return; fi
-  python3 -m venv "$venv"
+  local stamp; stamp=$(cat "$@" | sha256sum | cut -c1-32)
+  if [ -x "$venv/bin/python" ] && "$venv/bin/pip" show "$check" >/dev/null 2>&1 \
+      && [ "$(cat "$venv/wbt-locks.sha256" 2>/dev/null)" = "$stamp" ]; then return; fi
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   for lock in "$@"; do  # xtcocotools builds from source against the venv's numpy (installed by the lock before)
     local build=(); grep -q '^xtcocotools==' "$lock" && build=(--no-build-isolation --no-binary xtcocotools)
     "$venv/bin/pip" install -q --no-deps --require-hashes "${build[@]}" -r "$lock"
   done
+  echo "$stamp" > "$venv/wbt-locks.sha256"
 }
 
 if [ "${1:-}" = "--fan" ]; then
