@@ -27,6 +27,7 @@ import numpy as np
 
 from labeltool.errors import UserError
 from labeltool.io.atomic import write_bytes_atomic, write_json_atomic
+from labeltool.io.jsonfile import is_number
 from labeltool.io.pose import PoseDataset
 from labeltool.layouts import HALPE136, WHOLEBODY133, Layout
 from labeltool.review.cvat import UNKNOWN_VISIBILITY, ImportReport, assemble_import
@@ -349,7 +350,7 @@ def _check_wbt_data(wbt: dict, layout: Layout, where: str) -> None:
     if not isinstance(wbt["image"].get("id"), int) or not isinstance(wbt["persons"], list):
         raise UserError(f"{where}: data.wbt needs an image with an integer 'id' and a 'persons' list")
     for p in wbt["persons"]:
-        ok = isinstance(p, dict) and isinstance(p.get("id"), int) and _is_number(p.get("area"))
+        ok = isinstance(p, dict) and isinstance(p.get("id"), int) and is_number(p.get("area"))
         ok = ok and _numbers_list(p.get("bbox"), 4) and _numbers_list(p.get("keypoints"), 3 * layout.num_keypoints)
         if not ok:
             name = p.get("id") if isinstance(p, dict) else p
@@ -359,12 +360,8 @@ def _check_wbt_data(wbt: dict, layout: Layout, where: str) -> None:
             )
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _numbers_list(v, n: int) -> bool:
-    return isinstance(v, list) and len(v) == n and all(_is_number(x) for x in v)
+    return isinstance(v, list) and len(v) == n and all(is_number(x) for x in v)
 
 
 def labelstudio_import(

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labeltool.io.jsonfile import is_number
+
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 # Batch norm as mmpose's RTMPose configs build it (torch's defaults), so published RTMPose weights give
@@ -81,11 +83,11 @@ class StudentConfig:
                              f"{MAX_INPUT_SIDE}")
         d["input_size"] = tuple(size)
         ratio = d.get("split_ratio", 2.0)
-        if not _is_number(ratio) or not 0.25 <= ratio <= 16:
+        if not is_number(ratio) or not 0.25 <= ratio <= 16:
             raise ValueError(f"split_ratio {ratio!r}: expected a number from 0.25 to 16 (RTMPose: 2.0)")
         for key in ("deepen", "widen"):
             value = d.get(key)
-            if value is not None and (not _is_number(value) or not 0 < value <= 4):
+            if value is not None and (not is_number(value) or not 0 < value <= 4):
                 raise ValueError(f"{key} {value!r}: expected a number in (0, 4] or null (the preset's)")
         hidden = d.get("hidden", 256)
         if not _is_int(hidden) or not 1 <= hidden <= 4096:
@@ -100,10 +102,6 @@ MAX_INPUT_SIDE = 2048  # RTMW-x uses 288x384; a larger side only costs memory
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class ConvBNAct(nn.Sequential):
