@@ -140,6 +140,20 @@ class Teacher(Protocol):
         ...
 
 
+class Closable:
+    """A model or teacher holding native resources (interpreters, sessions): ``close()`` frees them, and
+    ``with`` closes it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """How the caller wants a teacher built (the same model, other run-time settings)."""
@@ -166,7 +180,7 @@ class Backend:
     check: Callable[[TeacherSpec], None] | None = None  # opens the spec's model file before any work
 
 
-class ModelTeacher:
+class ModelTeacher(Closable):
     """Base of the built-in teachers: a model class with an array ``predict`` behind the :class:`Teacher` protocol.
 
     The model classes (``FaceMeshModel``, ``HandModel``, ...) are what the benchmarks and unit
@@ -191,9 +205,3 @@ class ModelTeacher:
 
     def close(self) -> None:
         self.model.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

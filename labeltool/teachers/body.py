@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from labeltool.teachers.base import CROP_PERSON, Backend, BuildOptions, ModelTeacher, PartPrediction, TeacherSpec
+from labeltool.teachers.base import (
+    CROP_PERSON,
+    Backend,
+    BuildOptions,
+    Closable,
+    ModelTeacher,
+    PartPrediction,
+    TeacherSpec,
+)
 from labeltool.teachers.crops import check_boxes, check_image
 from labeltool.teachers.pose import BLAZEPOSE_TO_COCO17, PoseCropModel, describe_pose
 
 NUM_BODY = 17
 
 
-class BodyModel:
+class BodyModel(Closable):
     """MediaPipe Pose (model_complexity=1) per person box -> (M, 17, 3) COCO-17 points.
 
     ``predict(image, boxes)``: boxes (M, 4) [x0, y0, x1, y1] person boxes (a detector's, or
@@ -32,11 +40,6 @@ class BodyModel:
             self.model.close()
             self.model = None
 
-    def __enter__(self) -> BodyModel:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def predict(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         image = check_image(image)

@@ -24,7 +24,15 @@ import numpy as np
 from labeltool.digests import file_record, package_file_records
 from labeltool.errors import UserError
 from labeltool.layouts import L_EYE, R_EYE, WHOLEBODY133
-from labeltool.teachers.base import CROP_FACE, Backend, BuildOptions, ModelTeacher, PartPrediction, TeacherSpec
+from labeltool.teachers.base import (
+    CROP_FACE,
+    Backend,
+    BuildOptions,
+    Closable,
+    ModelTeacher,
+    PartPrediction,
+    TeacherSpec,
+)
 from labeltool.teachers.crops import (
     box_center_side,
     check_body,
@@ -136,7 +144,7 @@ def combine_fits(fits: list[np.ndarray], side: float, mirror: bool) -> np.ndarra
     return out
 
 
-class FaceMeshModel:
+class FaceMeshModel(Closable):
     """MediaPipe FaceMesh -> 68 iBUG points on roll-normalised face crops.
 
     ``predict(image, boxes, body=None)``: boxes (M, 4) [x0, y0, x1, y1] face boxes (e.g.
@@ -168,11 +176,6 @@ class FaceMeshModel:
             self._mesh.close()
             self._mesh = None
 
-    def __enter__(self) -> FaceMeshModel:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def fit_crop(self, crop: np.ndarray) -> np.ndarray | None:
         """468 FaceMesh vertices (468, 2) in crop pixels of the face nearest the crop centre, or None."""
@@ -229,7 +232,7 @@ def dlib_model_path() -> Path:
     return path
 
 
-class DlibFaceModel:
+class DlibFaceModel(Closable):
     """dlib's 68-point shape predictor on the face box (frontal faces; needs a tight box).
 
     dlib gives no confidence: each crop is also fitted mirrored (as for FaceMesh) and the
@@ -250,11 +253,6 @@ class DlibFaceModel:
         """Free the model."""
         self._predictor = None
 
-    def __enter__(self) -> DlibFaceModel:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def predict(self, image: np.ndarray, boxes: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:
         image = check_image(image)
@@ -313,7 +311,7 @@ def fan_heatmap_points(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pts + 0.5, scores
 
 
-class FanFaceModel:
+class FanFaceModel(Closable):
     """FAN (2D-FAN-4 from ``face-alignment``) on the face box; needs its weights already cached.
 
     The weights (``2DFAN4-11f355bf06.pth.tar`` for face-alignment >= 1.5, or
@@ -352,11 +350,6 @@ class FanFaceModel:
         """Free the model."""
         self._net = None
 
-    def __enter__(self) -> FanFaceModel:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def predict(self, image: np.ndarray, boxes: np.ndarray, body: np.ndarray | None = None) -> np.ndarray:
         image = check_image(image)

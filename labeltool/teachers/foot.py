@@ -21,7 +21,15 @@ import numpy as np
 
 from labeltool.layouts import L_ANKLE, L_KNEE, R_ANKLE, R_KNEE
 from labeltool.proposals import person_boxes_from_body
-from labeltool.teachers.base import CROP_FEET, Backend, BuildOptions, ModelTeacher, PartPrediction, TeacherSpec
+from labeltool.teachers.base import (
+    CROP_FEET,
+    Backend,
+    BuildOptions,
+    Closable,
+    ModelTeacher,
+    PartPrediction,
+    TeacherSpec,
+)
 from labeltool.teachers.crops import check_body, check_boxes, check_image
 from labeltool.teachers.pose import (
     BP_LEFT_ANKLE,
@@ -118,7 +126,7 @@ def check_against_body(foot: np.ndarray, fit: PoseFit, body: np.ndarray, side: s
     return out
 
 
-class FootModel:
+class FootModel(Closable):
     """MediaPipe Pose heel / foot_index on person crops -> the 6 COCO-WholeBody foot points.
 
     ``predict(image, boxes, side=None, body=None)``:
@@ -143,11 +151,6 @@ class FootModel:
             self.model.close()
             self.model = None
 
-    def __enter__(self) -> FootModel:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def predict(
         self, image: np.ndarray, boxes: np.ndarray, side: str | None = None, body: np.ndarray | None = None

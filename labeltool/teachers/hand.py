@@ -59,6 +59,7 @@ from labeltool.teachers.base import (
     HANDEDNESS_CONTRADICTS,
     Backend,
     BuildOptions,
+    Closable,
     ModelTeacher,
     PartPrediction,
     TeacherSpec,
@@ -288,7 +289,7 @@ def roi_from_points(points: np.ndarray, scale: float = REFINE_SCALE) -> tuple[np
     return center, side, angle
 
 
-class HandModel:
+class HandModel(Closable):
     """MediaPipe's hand landmark model on hand crops, with multi-view search, refinement and consensus.
 
     ``predict(image, boxes, sides=None, body=None)`` -> (M, 21, 3); ``predict_hands`` returns the
@@ -324,11 +325,6 @@ class HandModel:
             self.recrop_model.close()
             self.recrop_model = None
 
-    def __enter__(self) -> HandModel:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def run_views(
         self, image: np.ndarray, center: np.ndarray, side: float, angle: float, views: tuple[View, ...]

@@ -38,6 +38,7 @@ from labeltool.teachers.base import (
     CROP_PERSON,
     Backend,
     BuildOptions,
+    Closable,
     PartPrediction,
     Sides,
     TeacherSpec,
@@ -296,7 +297,7 @@ def _probe(session, input_name: str, outputs: tuple[str, str], batch: int, size:
 # ------------------------------------------------------------------ teachers
 
 
-class OnnxTeacher:
+class OnnxTeacher(Closable):
     """Base: an rtmlib-convention ONNX model behind the Teacher protocol; subclasses fix parts, crop and K."""
 
     fills: tuple[str, ...] = ()
@@ -323,11 +324,6 @@ class OnnxTeacher:
     def close(self) -> None:
         self.model = None  # the shared session is freed with its last teacher
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class OnnxWholeBodyTeacher(OnnxTeacher):
