@@ -1,6 +1,6 @@
 """Person detector accuracy and speed on real photos: recall at IoU 0.5, COCO bbox AP (pycocotools), ms per image.
 
-    python benchmarks/detector_accuracy.py [--detector mediapipe] [--min-score 0.3] [--wholebody]
+    python benchmarks/detector_accuracy.py [--detector mediapipe] [--min-score 0.3] [--wholebody] [--without-hog]
 
 Sets, all from ../shared/realdata/coco_wholebody (4 COCO val images, 14 labelled persons):
 
@@ -239,12 +239,18 @@ def main_cli() -> None:
     ap.add_argument("--detector", help="BACKEND[:ARG] (default: the built-in mediapipe)")
     ap.add_argument("--min-score", type=float, default=0.5, help="recall counts boxes scoring at least this")
     ap.add_argument("--wholebody", action="store_true", help="also whole-body AP from detected vs GT boxes")
+    ap.add_argument("--without-hog", action="store_true",
+                    help="the built-in detector without its HOG proposals (BlazePose alone, as before)")
     ap.add_argument("--faces", type=int, metavar="MIN_TILE", help="only the face-detector bound, tiles down to this")
     args = ap.parse_args()
     if not REAL.is_dir():
         raise SystemExit(f"{REAL} not found (the real data lives beside the repo in ../shared)")
     if args.faces:
         return faces_upper_bound(args.faces)
+    if args.without_hog:  # the wholebody part runs wbt in this process too
+        from labeltool.detectors import blazepose
+
+        blazepose.hog_regions = lambda image, hog: (np.zeros((0, blazepose.NUM_KEYPOINTS, 2)), np.zeros(0))
     run(args.detector, args.min_score)
     if args.wholebody:
         wholebody(args.detector, args.min_score)
