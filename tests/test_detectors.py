@@ -327,6 +327,31 @@ def test_hog_regions_find_small_people_blazepose_misses(realdata, monkeypatch):
     assert boxes - with_hog <= 1, f"{boxes - with_hog} boxes on no labelled person"
 
 
+@pytest.mark.slow
+def test_a_large_photo_is_shrunk_before_detecting_and_its_boxes_scaled_back(realdata, monkeypatch):
+    """A photo over DETECT_SIDE is detected at that size (bounded views: a 4000 x 3000 photo took 2571 views,
+    about 100 s) and its boxes come back in its own pixels: a real photo at 4x gives the boxes of the same photo
+    at 2x, doubled (measured IoU 0.85-1.00 per box: the two resizes give slightly other pixels)."""
+    from labeltool.detectors import blazepose
+    from labeltool.images import read_rgb
+
+    image = read_rgb(realdata / "coco_wholebody" / "000000197388.jpg")
+    height, width = image.shape[:2]
+    seen: list[tuple[int, int]] = []
+    real_views = blazepose.views
+    monkeypatch.setattr(blazepose, "views", lambda w, h, smallest=blazepose.MIN_TILE: seen.append((w, h))
+                        or real_views(w, h, smallest))
+    detector = blazepose.BlazePoseDetector(DetectorSpec("mediapipe"), threads=1)
+    double = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+    quadruple = cv2.resize(image, (4 * width, 4 * height), interpolation=cv2.INTER_LINEAR)
+    at2, at4 = detector.detect(double), detector.detect(quadruple)
+    detector.close()
+    assert seen == [(2 * width, 2 * height)] * 2  # 2560 x 1700 was shrunk to the 1280-px detection size
+    assert len(at2) >= 4 and len(at4) == len(at2)
+    best = [float(box_iou(np.repeat(b[None] / 2, len(at2), 0), at2.boxes).max()) for b in at4.boxes]
+    assert min(best) >= 0.8, best
+
+
 def test_distill_sample_finds_the_people_of_the_bundled_photos(tmp_path):
     out = tmp_path / "out"
     run = CliRunner().invoke(main, ["distill", "--sample", "--out", str(out), "--teachers", NO_PARTS, "--workers",

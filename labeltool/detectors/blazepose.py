@@ -8,6 +8,7 @@ those come as ``--detector onnx:FILE``). docs/distill.md has the figures.
 
 How (MediaPipe's own pose pipeline, run with ai-edge-litert on views we choose):
 
+0. a photo larger than :data:`DETECT_SIDE` is shrunk to it (area average), the boxes scaled back at the end;
 1. **views**: the whole image letterboxed into the detector's 224 x 224 input, plus square
    tiles of the image at smaller sizes (half-overlapping, down to :data:`MIN_TILE` pixels) so
    that small people fill enough of a view; all views run as one batch;
@@ -81,6 +82,7 @@ VISIBLE = 0.5  # landmark visibility (sigmoid) counted in the person box
 BOX_MARGIN = (0.08, 0.06)  # person box = visible landmarks (and the head top) grown by this share (x, y) per side
 INNER_SHARE = 0.6  # a box this much inside a better one ...
 INNER_SCORE_RATIO = 0.9  # ... and scoring under this x its score is a fit of a part of that person
+DETECT_SIDE = 1280  # a larger photo is shrunk (area average) to this longer side first: bounded time, no aliasing
 MIN_TILE = 160  # the smallest tile side in image pixels (--detector mediapipe:N sets it; docs/distill.md)
 TILE_STEP = 0.5  # tile side shrinks by this factor per level; tiles overlap by half
 HOG_UPSCALE = 2.0  # HOG's 64 x 128 window finds people about 96 px tall: x2 finds them from 48 px ...
@@ -361,7 +363,15 @@ class BlazePoseDetector:
         return boxes, presence
 
     def detect(self, image: np.ndarray) -> Detections:
+        """Persons of ``image``; one larger than :data:`DETECT_SIDE` is shrunk first (a 4000 x 3000 photo would
+        otherwise take 2571 views, about 100 s) and its boxes scaled back."""
+        import cv2
+
         height, width = image.shape[:2]
+        scale = min(1.0, DETECT_SIDE / max(width, height))
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         _, keypoints, scores = self.candidates(image)
         hog_keypoints, hog_scores = hog_regions(image, self._hog)
         keypoints, scores = np.concatenate([keypoints, hog_keypoints]), np.concatenate([scores, hog_scores])
@@ -369,7 +379,8 @@ class BlazePoseDetector:
         scores = scores * presence
         keep = np.nonzero(presence > PRESENCE)[0]
         keep = keep[inner_fit_nms(boxes[keep], scores[keep])]
-        return finish(boxes[keep], scores[keep], self.spec, width, height)
+        boxes = (boxes[keep] + 0.5) / scale - 0.5  # pixel centres, as the area resize aligns them
+        return finish(boxes, scores[keep], self.spec, width, height)
 
     def describe(self) -> dict:
         return describe_blazepose(self.spec)
@@ -386,7 +397,7 @@ def describe_blazepose(spec: DetectorSpec) -> dict:
     version = (f"{package_version(*PACKAGES['mediapipe'])}, {package_version('ai-edge-litert')}, "
                f"{package_version(*PACKAGES['opencv'])}")
     return {"model": model, "version": version, "files": package_file_records("mediapipe", DETECTOR_FILE, LANDMARK_FILE),
-            **spec.thresholds(), "min_tile": min_tile(spec)}
+            **spec.thresholds(), "min_tile": min_tile(spec), "detect_side": DETECT_SIDE}
 
 
 def model_paths() -> list[Path]:
