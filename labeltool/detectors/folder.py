@@ -149,8 +149,11 @@ _WORKER: dict = {}
 
 
 def _init_worker(spec: DetectorSpec, images_dir: Path) -> None:
+    import cv2
+
     from labeltool.detectors.registry import build_detector
 
+    cv2.setNumThreads(1)  # HOG and the resizes: one thread per worker, as the networks
     _WORKER["detector"] = build_detector(spec, threads=1)
     _WORKER["images_dir"] = images_dir
 
