@@ -24,7 +24,7 @@ How (MediaPipe's own pose pipeline, run with ai-edge-litert on views we choose):
    :data:`HOG_MAX_SIDE` pixels) proposes more regions (:func:`hog_regions`). A proposal is
    only a region for the landmark model: it becomes a person only if the landmark model
    says one is there (step 4), scoring :data:`HOG_SCORE` x the flag (docs/distill.md: recall
-   0.48 -> 0.75 on the half-size composites, AP50 56 -> 76);
+   0.48 -> 0.71 on the half-size composites, AP50 56 -> 72);
 4. **person box**: the detector's box is a face box, so each detection's region of interest
    is built as MediaPipe aligns it (centre: the hip-centre keypoint; side: twice the distance
    to the full-body keypoint, x 1.25; turned so the body points up); the landmark model on
