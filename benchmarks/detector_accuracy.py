@@ -46,14 +46,14 @@ from labeltool.images import read_rgb  # noqa: E402
 from labeltool.proposals import box_iou  # noqa: E402
 
 
-def load_scenes() -> list[tuple[np.ndarray, np.ndarray]]:
-    """(RGB image, GT boxes (N, 4) x0 y0 x1 y1) of the 4 real images, in id order."""
-    doc = json.loads((REAL / "test_coco_wholebody.json").read_text())
+def load_scenes(real: Path = REAL) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(RGB image, GT boxes (N, 4) x0 y0 x1 y1) of the 4 real images in ``real``, in id order."""
+    doc = json.loads((real / "test_coco_wholebody.json").read_text())
     out = []
     for im in sorted(doc["images"], key=lambda im: im["id"]):
         boxes = np.array([a["bbox"] for a in doc["annotations"] if a["image_id"] == im["id"] and not a["iscrowd"]])
         boxes[:, 2:] += boxes[:, :2]
-        out.append((read_rgb(REAL / im["file_name"]), boxes))
+        out.append((read_rgb(real / im["file_name"]), boxes))
     return out
 
 
